@@ -1,0 +1,1 @@
+"""mm-curation: a Dagster asset graph that curates multimodal instruction data."""

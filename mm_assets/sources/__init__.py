@@ -1,0 +1,1 @@
+"""Stage `sources`: streaming ingest of Mammoth-layout data and eval exports."""

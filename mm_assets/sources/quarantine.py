@@ -1,0 +1,52 @@
+"""The quarantine table: one row per rejected record, with the reason and where it came from."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from mm_assets.sources.reasons import Reason
+
+QUARANTINE_SCHEMA = {
+    "stage": pl.String,        # which step rejected it: "source" (record checks) or "raw_shards" (images)
+    "source_name": pl.String,  # the configured source (annotation file + image tarballs)
+    "annotation": pl.String,   # URI of the JSON array
+    "ordinal": pl.Int64,       # position of the element in the array
+    "offset": pl.Int64,        # byte offset of the element in the file
+    "domain": pl.String,       # null when the record is too broken to tell
+    "source": pl.String,
+    "original_id": pl.String,
+    "image": pl.String,
+    "reason": pl.String,
+    "detail": pl.String,
+}
+
+
+class QuarantineRows:
+    """Collects quarantine rows; `frame()` gives them in the fixed schema."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def add(self, *, stage: str, source_name: str, annotation: str, ordinal: int, offset: int,
+            reason: Reason, detail: str, domain: str | None = None, source: str | None = None,
+            original_id: str | None = None, image: str | None = None) -> None:
+        self.rows.append({"stage": stage, "source_name": source_name, "annotation": annotation,
+                          "ordinal": ordinal, "offset": offset, "domain": domain, "source": source,
+                          "original_id": original_id, "image": image, "reason": str(reason),
+                          "detail": detail})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.rows, schema=QUARANTINE_SCHEMA)
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+def counts_by_reason(df: pl.DataFrame) -> dict[str, int]:
+    if df.is_empty():
+        return {}
+    return {r: int(n) for r, n in df.group_by("reason").len().sort("reason").iter_rows()}

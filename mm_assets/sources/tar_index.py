@@ -1,0 +1,173 @@
+"""Random access to images inside `.tar.gz` tarballs of a directory tree, without extracting.
+
+Mammoth ships its images as gzip'd tarballs of a directory tree (about 34 GB each). Gzip has
+no random access, so indexing takes two passes over each tarball:
+1. a streaming pass that lists every member with its data offset and size in the
+   *uncompressed* stream, detects truncation exactly (the gzip stream ends early), and hashes
+   the compressed bytes;
+2. an `indexed_gzip` pass that records seek points every `spacing` bytes, exported so later
+   reads decompress at most one spacing window per image instead of the whole prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from typing import IO
+
+import indexed_gzip
+
+SEEK_POINT_SPACING = 2 << 20
+
+
+def is_gzip_name(name: str) -> bool:
+    return name.endswith((".tar.gz", ".tgz"))
+
+
+def normalise_member_path(path: str) -> str:
+    """Tar member names and JSON image paths compare after dropping './' and leading '/'."""
+    while path.startswith("./"):
+        path = path[2:]
+    return path.lstrip("/")
+
+
+class _DecompressingReader(io.RawIOBase):
+    """A read-only stream of the uncompressed bytes of a (possibly multi-member) gzip file.
+
+    Tracks how many uncompressed bytes were produced and whether the gzip stream ended
+    cleanly; a truncated file simply runs out of input (no exception), which is how a cut
+    download looks.
+    """
+
+    def __init__(self, raw: IO[bytes], gzipped: bool, chunk_size: int = 1 << 20):
+        self._raw = raw
+        self._gzipped = gzipped
+        self._chunk = chunk_size
+        self._d = zlib.decompressobj(wbits=31) if gzipped else None
+        self._pending = b""
+        self.hash = hashlib.sha256()
+        self.compressed_bytes = 0
+        self.uncompressed_bytes = 0
+        self.stream_complete = not gzipped
+        self.corrupt: str | None = None
+        self._input_done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._pending and not self._input_done:
+            data = self._raw.read(self._chunk)
+            if not data:
+                self._input_done = True
+                return
+            self.hash.update(data)
+            self.compressed_bytes += len(data)
+            if not self._gzipped:
+                self._pending = data
+                return
+            try:
+                out = self._d.decompress(data)
+                while self._d.eof and self._d.unused_data:
+                    rest = self._d.unused_data
+                    self._d = zlib.decompressobj(wbits=31)
+                    out += self._d.decompress(rest)
+            except zlib.error as exc:
+                self.corrupt = str(exc)
+                self._input_done = True
+                return
+            self.stream_complete = self._d.eof
+            self._pending = out
+
+    def readinto(self, b) -> int:
+        self._fill()
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self.uncompressed_bytes += n
+        return n
+
+    def drain(self) -> None:
+        while True:
+            self._fill()
+            if not self._pending:
+                return
+            self.uncompressed_bytes += len(self._pending)
+            self._pending = b""
+
+
+@dataclass
+class TarballIndex:
+    name: str                         # tarball file name
+    sha256: str                       # hash of the tarball's bytes as stored
+    compressed_bytes: int
+    uncompressed_bytes: int           # bytes of tar stream recovered
+    truncated: bool                   # the file ends before its gzip/tar stream does
+    error: str | None                 # what went wrong, if anything
+    members: list[tuple[str, int, int, bool]] = field(default_factory=list)
+    # (normalised path, data offset in uncompressed stream, size, complete)
+
+
+def index_tarball(f: IO[bytes], name: str) -> TarballIndex:
+    """One streaming pass: list the members of a tarball and detect truncation."""
+    reader = _DecompressingReader(f, gzipped=is_gzip_name(name))
+    members: list[tuple[str, int, int, bool]] = []
+    error = None
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as tar:
+            for m in tar:
+                if m.isfile():
+                    members.append((normalise_member_path(m.name), m.offset_data, m.size, True))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    reader.drain()
+    available = reader.uncompressed_bytes
+    truncated = (not reader.stream_complete) or reader.corrupt is not None or error is not None
+    if reader.corrupt:
+        error = f"gzip stream corrupt: {reader.corrupt}"
+    elif not reader.stream_complete:
+        error = f"gzip stream ends early after {reader.compressed_bytes} compressed bytes"
+    members = [(p, off, size, off + size <= available) for p, off, size, _ in members]
+    return TarballIndex(name, reader.hash.hexdigest(), reader.compressed_bytes, available,
+                        truncated, error, members)
+
+
+def build_seek_points(f: IO[bytes], spacing: int = SEEK_POINT_SPACING) -> bytes:
+    """Second pass over a gzip tarball: the exported `indexed_gzip` seek-point index."""
+    g = indexed_gzip.IndexedGzipFile(fileobj=f, spacing=spacing, drop_handles=False)
+    try:
+        g.build_full_index()
+        buf = io.BytesIO()
+        g.export_index(fileobj=buf)
+        return buf.getvalue()
+    finally:
+        g.close()
+
+
+class MemberReader:
+    """Reads member bytes from one tarball by (offset, size), using stored seek points."""
+
+    def __init__(self, f: IO[bytes], gzipped: bool, seek_points: bytes | None):
+        self._raw = f
+        self._g = None
+        if gzipped:
+            self._g = indexed_gzip.IndexedGzipFile(fileobj=f, spacing=SEEK_POINT_SPACING,
+                                                   drop_handles=False)
+            if seek_points:
+                self._g.import_index(fileobj=io.BytesIO(seek_points))
+
+    def read(self, offset: int, size: int) -> bytes:
+        src = self._g if self._g is not None else self._raw
+        src.seek(offset)
+        data = src.read(size)
+        if len(data) != size:
+            raise EOFError(f"member at offset {offset} has {len(data)} of {size} bytes")
+        return data
+
+    def close(self) -> None:
+        if self._g is not None:
+            self._g.close()
+        self._raw.close()

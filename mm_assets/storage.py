@@ -1,0 +1,200 @@
+"""One storage layer for every artifact: a local directory or an `s3://` prefix.
+
+Plain Python (no Dagster): the Dagster resource in `resources/storage.py` only builds one of
+these. Every write is atomic — a reader sees either the previous state or the complete
+new object, never a partial one:
+- local: write to a hidden temporary file in the same directory, then `os.replace`;
+- remote (S3 and other object stores): spool to a local temporary file, then upload it with
+  one `put_file`, which an object store makes visible only when the upload completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+import fsspec
+import polars as pl
+from fsspec.core import url_to_fs
+from fsspec.utils import get_protocol
+
+TMP_PREFIX = ".tmp-"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """JSON with sorted keys and no insignificant whitespace: equal content, equal bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parquet_bytes(df: pl.DataFrame) -> bytes:
+    """The Parquet encoding used for every table artifact (deterministic for equal frames)."""
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", statistics=True)
+    return buf.getvalue()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Storage:
+    """Artifact storage rooted at `root` (a local path or a URI such as `s3://bucket/prefix`).
+
+    Paths passed to the methods are relative to the root and use `/` separators.
+    """
+
+    def __init__(self, root: str, storage_options: dict | None = None):
+        self.root = root.rstrip("/") if "://" in root else os.path.abspath(root)
+        self.storage_options = dict(storage_options or {})
+        fs_options = dict(self.storage_options)
+        if get_protocol(self.root) not in ("file", "local"):
+            # Other processes (run workers, sensors, other runs) write to the same prefix: a
+            # cached directory listing would make list/walk_files/exists/size stale. Caller's
+            # explicit setting wins.
+            fs_options.setdefault("use_listings_cache", False)
+        self.fs, self._root_path = url_to_fs(self.root, **fs_options)
+        self.is_local = self.fs.protocol in ("file", "local") or "file" in (self.fs.protocol or ())
+        if self.is_local:
+            os.makedirs(self._root_path, exist_ok=True)
+
+    # -- naming -----------------------------------------------------------------------------
+    def _full(self, rel: str) -> str:
+        rel = rel.strip("/")
+        if not rel:
+            return self._root_path
+        if ".." in rel.split("/"):
+            raise ValueError(f"storage path must stay under the root: {rel!r}")
+        return f"{self._root_path.rstrip('/')}/{rel}"
+
+    def uri(self, rel: str) -> str:
+        """The full URI of a relative path (what lineage and metadata record)."""
+        full = self._full(rel)
+        if self.is_local:
+            return full
+        return f"{self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol}://{full}"
+
+    def child(self, rel: str) -> Storage:
+        """A Storage rooted at a sub-directory, sharing the same options."""
+        return Storage(self.uri(rel), self.storage_options)
+
+    # -- reading ----------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self._full(rel))
+
+    def info(self, rel: str) -> dict:
+        """fsspec file info (size, modification time or ETag)."""
+        return self.fs.info(self._full(rel))
+
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self._full(rel)))
+
+    def open_read(self, rel: str, block_size: int | None = None) -> IO[bytes]:
+        """A seekable binary reader; remote files fetch byte ranges on demand."""
+        kwargs = {} if self.is_local or block_size is None else {"block_size": block_size}
+        return self.fs.open(self._full(rel), "rb", **kwargs)
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.open_read(rel) as f:
+            return f.read()
+
+    def read_json(self, rel: str) -> Any:
+        return json.loads(self.read_bytes(rel))
+
+    def read_parquet(self, rel: str) -> pl.DataFrame:
+        with self.open_read(rel) as f:
+            return pl.read_parquet(io.BytesIO(f.read()))
+
+    def list(self, rel: str = "", suffix: str = "") -> list[str]:
+        """Names (not paths) directly under `rel`, sorted, temporaries hidden."""
+        full = self._full(rel)
+        if not self.fs.exists(full):
+            return []
+        names = []
+        for p in self.fs.ls(full, detail=False):
+            name = p.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith(TMP_PREFIX) or not name.endswith(suffix):
+                continue
+            names.append(name)
+        return sorted(names)
+
+    def walk_files(self, rel: str = "") -> list[str]:
+        """Every file under `rel`, as paths relative to `rel`, sorted, temporaries hidden."""
+        full = self._full(rel).rstrip("/")
+        if not self.fs.exists(full):
+            return []
+        out = []
+        for p in self.fs.find(full):
+            relp = p[len(full):].lstrip("/")
+            if any(part.startswith(TMP_PREFIX) for part in relp.split("/")):
+                continue
+            out.append(relp)
+        return sorted(out)
+
+    # -- writing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def open_write(self, rel: str) -> Iterator[IO[bytes]]:
+        """Write a file atomically. If the body raises, nothing becomes visible."""
+        full = self._full(rel)
+        if self.is_local:
+            directory = os.path.dirname(full)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f"{TMP_PREFIX}{os.path.basename(full)}-{uuid.uuid4().hex[:8]}")
+            try:
+                with open(tmp, "wb") as f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, full)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        else:
+            with tempfile.NamedTemporaryFile(prefix=TMP_PREFIX, delete=False) as f:
+                tmp = f.name
+                try:
+                    yield f
+                except BaseException:
+                    f.close()
+                    os.remove(tmp)
+                    raise
+            try:
+                self.fs.put_file(tmp, full)
+            finally:
+                os.remove(tmp)
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Atomically write `data`; returns its sha256."""
+        with self.open_write(rel) as f:
+            f.write(data)
+        return sha256_bytes(data)
+
+    def write_json(self, rel: str, obj: Any) -> str:
+        """Atomically write canonical JSON; returns the sha256 of the bytes written."""
+        return self.write_bytes(rel, canonical_json(obj))
+
+    def write_parquet(self, rel: str, df: pl.DataFrame) -> str:
+        """Atomically write a Parquet file; returns the sha256 of the bytes written."""
+        return self.write_bytes(rel, parquet_bytes(df))
+
+    def put_local_file(self, local_path: str, rel: str) -> None:
+        """Atomically copy a finished local file into storage."""
+        with open(local_path, "rb") as src, self.open_write(rel) as dst:
+            shutil.copyfileobj(src, dst, length=8 << 20)
+
+    def delete(self, rel: str) -> None:
+        full = self._full(rel)
+        if self.fs.exists(full):
+            self.fs.rm(full, recursive=True)
+
+
+def open_uri(uri: str, storage_options: dict | None = None) -> IO[bytes]:
+    """Open any local path or fsspec URI for binary reading (used for source inputs)."""
+    return fsspec.open(uri, "rb", **(storage_options or {})).open()

@@ -1,0 +1,1 @@
+"""Dagster ConfigurableResources: storage, data sources (later: models, backends, tracking)."""

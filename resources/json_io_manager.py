@@ -1,0 +1,41 @@
+"""IO manager for the small JSON pointers that assets hand to each other.
+
+Assets write their artifacts themselves (shards, Parquet, manifests) through the storage
+resource and return only a pointer `{"root": ..., "version": ...}`. This IO manager stores
+those pointers as JSON under `dagster_io/` in the same storage — no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.storage import StorageResource
+
+
+def _safe(partition_key: str) -> str:
+    return partition_key.replace("|", "__").replace("/", "_")
+
+
+class JsonPointerIOManager(dg.ConfigurableIOManager):
+    storage: dg.ResourceDependency[StorageResource]
+
+    def _rel(self, asset_key: dg.AssetKey, partition_key: str | None) -> str:
+        base = "dagster_io/" + "/".join(asset_key.path)
+        return f"{base}/{_safe(partition_key)}.json" if partition_key else f"{base}.json"
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        if obj is None:
+            return
+        pk = context.asset_partition_key if context.has_asset_partitions else None
+        self.storage.get().write_json(self._rel(context.asset_key, pk), obj)
+
+    def load_input(self, context: dg.InputContext):
+        st = self.storage.get()
+        key = context.asset_key
+        if not context.has_asset_partitions:
+            return st.read_json(self._rel(key, None))
+        keys = context.asset_partition_keys
+        if len(keys) == 1 and context.has_partition_key and context.partition_key == keys[0]:
+            return st.read_json(self._rel(key, keys[0]))
+        # Several upstream partitions (an unpartitioned consumer): those materialized so far.
+        return {pk: st.read_json(self._rel(key, pk)) for pk in keys if st.exists(self._rel(key, pk))}

@@ -1,0 +1,56 @@
+"""Resource values from the environment: the embedded default or a production config.
+
+- `MM_HOME` (default `<repo>/.demo`): the demo's home; artifacts under `MM_HOME/artifacts`,
+  look-alike data under `MM_HOME/sample_data`, the Dagster instance in `MM_HOME/dagster_home`.
+- `MM_STORAGE_ROOT` / `MM_STORAGE_OPTIONS` (JSON): artifact storage, e.g. `s3://bucket/prefix`.
+- `MM_SOURCE_CONFIG`: a YAML file with the `MammothSourceResource` fields (real data; see README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from resources.data_source import MammothSourceResource, SourceFiles
+from resources.storage import StorageResource
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def mm_home() -> Path:
+    return Path(os.environ.get("MM_HOME", REPO_ROOT / ".demo")).resolve()
+
+
+def sample_data_dir() -> Path:
+    return Path(os.environ.get("MM_SAMPLE_DATA", mm_home() / "sample_data")).resolve()
+
+
+def storage_resource() -> StorageResource:
+    root = os.environ.get("MM_STORAGE_ROOT", str(mm_home() / "artifacts"))
+    options = json.loads(os.environ.get("MM_STORAGE_OPTIONS", "{}"))
+    return StorageResource(root=root, storage_options=options)
+
+
+def sample_data_source(root: Path) -> MammothSourceResource:
+    """The look-alike data written by `mm-curation sample-data`: the main and dirty sources."""
+    return MammothSourceResource(
+        sources=[SourceFiles(name="main", annotations=str(root / "main" / "mammoth_si.json"),
+                             images=str(root / "main" / "images")),
+                 SourceFiles(name="dirty", annotations=str(root / "dirty" / "mammoth_si.json"),
+                             images=str(root / "dirty" / "images"))],
+        domain_map=str(root / "source_to_domain.json"),
+        eval_dir=str(root / "eval"),
+        samples_per_shard=int(os.environ.get("MM_SAMPLES_PER_SHARD", "250")),
+    )
+
+
+def source_resource() -> MammothSourceResource:
+    config = os.environ.get("MM_SOURCE_CONFIG")
+    if not config:
+        return sample_data_source(sample_data_dir())
+    with open(config) as f:
+        fields = yaml.safe_load(f)
+    return MammothSourceResource(**fields)

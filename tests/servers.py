@@ -1,0 +1,289 @@
+"""Test helpers that start real servers on loopback and stop them by process id.
+
+- `moto_s3_server()`: moto's S3-compatible server as a subprocess (a real HTTP endpoint, so
+  s3fs/boto3 go through the network stack exactly as against a real object store).
+- `dagster_dev(...)`: a real `dagster dev` (webserver + daemon) with a GraphQL helper.
+
+Every server runs in its own session/process group (`start_new_session=True`) so that it and
+all the children it spawns are stopped together, by group id, and never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BIN_DIR = Path(sys.executable).parent
+LOOPBACK = "127.0.0.1"
+
+# Dummy credentials: only ever put in a child's environment or in explicit options.
+MOTO_KEY = "testing"
+MOTO_SECRET = "testing"
+MOTO_REGION = "us-east-1"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def _console_script(name: str) -> str:
+    path = BIN_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name!r} not found next to {sys.executable}")
+    return str(path)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - exists but not ours
+        return True
+    return True
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _stop_process_group(
+    proc: subprocess.Popen, first_signal: int, timeout: float, known: list[psutil.Process] | None = None
+) -> None:
+    """Send `first_signal` to the group, wait up to `timeout`, then SIGKILL the group.
+
+    Also waits for the group to empty and SIGKILLs any remembered descendant that left the
+    group (e.g. one that called setsid) so that no orphan survives.
+    """
+    pgid = proc.pid  # start_new_session=True: the child leads its own group
+    known = list(known or []) + _descendants(proc.pid)
+    if proc.poll() is None or _group_alive(pgid):
+        _signal_group(pgid, first_signal)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(pgid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    # The leader is gone; give the rest of the group the remainder of the grace period.
+    deadline = time.monotonic() + max(5.0, timeout / 4)
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    # Descendants that escaped the group (own session) are killed by pid, if still ours.
+    for p in known:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                p.kill()
+    gone, alive = psutil.wait_procs(known, timeout=10)
+    leftovers = [p.pid for p in alive]
+    if _group_alive(pgid) or leftovers:
+        raise RuntimeError(
+            f"processes left after stopping group {pgid}: group alive={_group_alive(pgid)}, "
+            f"pids={leftovers}"
+        )
+
+
+def _wait_http(
+    url: str,
+    proc: subprocess.Popen,
+    timeout: float,
+    log: Path | None = None,
+    require_ok: bool = False,
+) -> None:
+    """Poll `url` until it answers HTTP (any status, or only 2xx with `require_ok`)."""
+    deadline = time.monotonic() + timeout
+    last_err: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"server exited with code {proc.returncode} before answering {url}\n{_tail(log)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                resp.read()
+                return
+        except urllib.error.HTTPError as e:
+            if not require_ok:
+                return  # it answered HTTP, which is all we wait for
+            last_err = e
+        except (urllib.error.URLError, OSError) as e:
+            last_err = e
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:g}s ({last_err!r})\n{_tail(log)}")
+
+
+def _tail(log: Path | None, n_bytes: int = 8000) -> str:
+    if log is None or not log.exists():
+        return ""
+    data = log.read_bytes()[-n_bytes:]
+    return "--- log tail ---\n" + data.decode(errors="replace")
+
+
+# -- moto S3 -----------------------------------------------------------------------------------
+@dataclass
+class MotoS3Server:
+    endpoint_url: str
+    pid: int
+    region: str = MOTO_REGION
+    key: str = MOTO_KEY
+    secret: str = MOTO_SECRET
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            region_name=self.region,
+        )
+
+    def create_bucket(self, bucket: str) -> str:
+        self.client().create_bucket(Bucket=bucket)
+        return bucket
+
+    def storage_options(self, bucket: str | None = None) -> dict:
+        """fsspec/s3fs options for this server (`bucket` is accepted for symmetry; unused)."""
+        return {
+            "key": self.key,
+            "secret": self.secret,
+            "endpoint_url": self.endpoint_url,
+            "client_kwargs": {"region_name": self.region},
+        }
+
+
+@contextlib.contextmanager
+def moto_s3_server(startup_timeout: float = 30.0, stop_timeout: float = 10.0) -> Iterator[MotoS3Server]:
+    """Start `moto.server` on a free loopback port; kill its process group on exit."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID=MOTO_KEY,
+        AWS_SECRET_ACCESS_KEY=MOTO_SECRET,
+        AWS_DEFAULT_REGION=MOTO_REGION,
+    )
+    cmd = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        _wait_http(url + "/", proc, startup_timeout)
+        yield MotoS3Server(endpoint_url=url, pid=proc.pid)
+    finally:
+        _stop_process_group(proc, signal.SIGTERM, stop_timeout)
+
+
+# -- dagster dev -------------------------------------------------------------------------------
+@dataclass
+class DagsterDev:
+    url: str
+    pid: int
+    log_path: Path
+    _timeout: float = field(default=60.0, repr=False)
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        req = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=body,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+                payload = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"GraphQL HTTP {e.code}: {e.read().decode(errors='replace')}") from e
+        if payload.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {json.dumps(payload['errors'], indent=2)}")
+        return payload["data"]
+
+    def log_tail(self, n_bytes: int = 8000) -> str:
+        return _tail(self.log_path, n_bytes)
+
+
+@contextlib.contextmanager
+def dagster_dev(
+    workspace_yaml: Path,
+    dagster_home: Path,
+    cwd: Path,
+    startup_timeout: float = 180.0,
+    stop_timeout: float = 60.0,
+    extra_env: dict | None = None,
+) -> Iterator[DagsterDev]:
+    """Run `dagster dev -w workspace_yaml` on a free loopback port.
+
+    Stopped with SIGINT to the whole process group (what Ctrl-C does; `dagster dev` ignores
+    SIGTERM when started from a non-interactive shell), then SIGKILL after `stop_timeout`.
+    """
+    dagster_home = Path(dagster_home)
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = str(dagster_home)
+    env.update(extra_env or {})
+    log_path = dagster_home / "dagster-dev.log"
+    cmd = [
+        _console_script("dagster"),
+        "dev",
+        "-w",
+        str(workspace_yaml),
+        "-h",
+        LOOPBACK,
+        "-p",
+        str(port),
+    ]
+    url = f"http://{LOOPBACK}:{port}"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=str(cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_http(url + "/server_info", proc, startup_timeout, log_path, require_ok=True)
+        yield DagsterDev(url=url, pid=proc.pid, log_path=log_path)
+    finally:
+        _stop_process_group(proc, signal.SIGINT, stop_timeout)
