@@ -1,6 +1,5 @@
 """Where the Mammoth-layout source data and the eval exports live."""
 
-from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field

@@ -5,7 +5,6 @@ resource and return only a pointer `{"root": ..., "version": ...}`. This IO mana
 those pointers as JSON under `dagster_io/` in the same storage — no pickle anywhere.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

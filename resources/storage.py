@@ -1,6 +1,5 @@
 """The storage resource: every artifact read and write goes through it."""
 
-from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field

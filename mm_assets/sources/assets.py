@@ -5,7 +5,6 @@ JSON pointer `{"root", "version"}` and uses a content hash as its Dagster DataVe
 the artifact for the same inputs already exists it is reused without recomputation.
 """
 
-from __future__ import annotations
 
 import hashlib
 import time

@@ -1,0 +1,82 @@
+"""A real `dagster dev` (webserver + daemon): a per-domain backfill launched the way the UI's
+Materialize button launches it (GraphQL `launchPartitionBackfill`) completes successfully."""
+
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from servers import dagster_dev
+REPO_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
+
+LAUNCH = """
+mutation($p: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $p) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on PartitionSetNotFoundError { message }
+  }
+}"""
+STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numCancelable }
+    ... on PythonError { message }
+  }
+}"""
+LOCATION = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+def test_backfill_two_domains_through_graphql(sample_data, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(sample_data), "DAGSTER_HOME": str(dagster_home)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+    from mm_assets.sources.assets import source
+    from resources.json_io_manager import JsonPointerIOManager
+    from resources.settings import source_resource, storage_resource
+
+    instance = dg.DagsterInstance.get()
+    storage = storage_resource()
+    # The unpartitioned `source` first (in-process, same instance), then the partitioned backfill.
+    assert dg.materialize([source], instance=instance, resources={
+        "storage": storage, "mammoth": source_resource(), "io_manager": JsonPointerIOManager(storage=storage)}).success
+
+    with dagster_dev(REPO_ROOT / "workspace.yaml", dagster_home, cwd=REPO_ROOT, extra_env=env) as dev:
+        entries = dev.graphql(LOCATION)["workspaceOrError"]["locationEntries"]
+        assert [(e["name"], e["loadStatus"]) for e in entries] == [("mm_curation", "LOADED")], entries
+        launched = dev.graphql(LAUNCH, {"p": {
+            "partitionNames": ["chart", "language"],
+            "assetSelection": [{"path": ["raw_shards"]}, {"path": ["samples"]}],
+            "title": "e2e: two domains",
+        }})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        deadline = time.time() + 420
+        status = None
+        while time.time() < deadline:
+            status = dev.graphql(STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"]
+            if status.get("status") not in ("REQUESTED", None):
+                break
+            time.sleep(3)
+        assert status and status["status"] == "COMPLETED_SUCCESS", (status, dev.log_tail())
+
+    for key in ("raw_shards", "samples"):
+        for domain in ("chart", "language"):
+            records = instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(key), asset_partitions=[domain]), limit=1).records
+            assert records, f"{key}[{domain}] was not materialized"
+            assert records[0].asset_materialization.metadata["samples" if key == "raw_shards" else "rows"].value > 0
+        others = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(key), asset_partitions=["ocr"]), limit=1).records
+        assert not others
