@@ -102,7 +102,7 @@ def main() -> None:
         from mm_assets.sample_data import generate_sample_data
         t = time.perf_counter()
         summary = generate_sample_data(data, scale="bench", seed=0)
-        print(f"generated bench data in {time.perf_counter() - t:.0f}s: {summary.get('main_records')}")
+        print(f"generated bench data in {time.perf_counter() - t:.0f}s: {summary.get('records')}")
     annotations = data / "main" / "mammoth_si.json"
     images = data / "main" / "images"
     domain_map = data / "source_to_domain.json"

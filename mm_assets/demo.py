@@ -34,7 +34,7 @@ def ensure_sample_data(root: Path, scale: str, seed: int) -> None:
     started = time.perf_counter()
     summary = generate_sample_data(root, scale=scale, seed=seed)
     print(f"sample data: generated {root} in {time.perf_counter() - started:.1f}s "
-          f"({summary.get('main_records', '?')} records)")
+          f"({summary.get('records', '?')} records)")
 
 
 def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:

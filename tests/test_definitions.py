@@ -26,6 +26,6 @@ def test_graph_shape():
     assert {"source", "raw_shards", "samples", "quarantine", "eval_sets"} <= keys
     assert graph.get(dg.AssetKey("raw_shards")).partitions_def.get_partition_keys() == list(DOMAINS)
     assert graph.get(dg.AssetKey("eval_sets")).partitions_def.get_partition_keys() == list(BENCHMARKS)
-    assert {p.key.to_user_string() for p in graph.get(dg.AssetKey("samples")).parent_entity_keys} == {"raw_shards"}
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("samples")).parent_keys} == {"raw_shards"}
     for job in ("source_job", "ingest_domain_job", "quarantine_job", "eval_sets_job"):
         defs.resolve_job_def(job)

@@ -136,8 +136,8 @@ def test_ingest_with_artifacts_on_s3(sample_data, tmp_path):
 
     local = Storage(str(tmp_path / "local"))
     with moto_s3_server() as s3:
-        s3.create_bucket("mm")
-        remote = Storage("s3://mm/artifacts", s3.storage_options("mm"))
+        s3.create_bucket("mm-artifacts")
+        remote = Storage("s3://mm-artifacts/run", s3.storage_options("mm-artifacts"))
         results = {}
         for name, st in (("local", local), ("s3", remote)):
             manifest = scan_sources(specs(sample_data, ["main", "dirty"]), str(sample_data / "source_to_domain.json"),
