@@ -1,0 +1,147 @@
+"""Entry point: write the whole look-alike data set (main, dirty, eval, planted truth)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import eval_sets
+from .canvas import Sizing
+from .dirty import write_dirty
+from .families import DOMAINS, FAMILIES
+from .plan import Plan, build_plan
+from .render import render_chunk
+from .scales import resolve_scale
+from .sources import source_to_domain
+from .writer import JsonArrayWriter, write_json, write_tar_gz
+
+GENERATOR_VERSION = "1"
+MAIN_JSON = "main/mammoth_si.json"
+
+
+class _Inline:
+    """Pool stand-in that runs everything in this process (workers=1)."""
+
+    class _Done:
+        def __init__(self, value):
+            self._value = value
+
+        def get(self):
+            return self._value
+
+    def apply_async(self, fn, args):
+        return self._Done(fn(*args))
+
+    def imap(self, fn, items):
+        return map(fn, items)
+
+
+@contextmanager
+def _pool(workers: int):
+    if workers <= 1:
+        yield _Inline()
+        return
+    # spawn: safe when the caller has threads (Dagster, pytest plugins)
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield pool
+
+
+def _ref(plan: Plan, ordinal: int) -> dict:
+    u = plan.units[ordinal]
+    return {"file": MAIN_JSON, "ordinal": ordinal, "id": u.id, "domain": u.domain,
+            "source": FAMILIES[u.family].source}
+
+
+def _truth(plan: Plan, lq_applied: dict[int, str], dirty: dict) -> dict:
+    units = plan.units
+    per_domain = {d: 0 for d in DOMAINS}
+    for u in units:
+        per_domain[u.domain] += 1
+    originals = {u.group: u.ordinal for u in units if u.kind == "base" and u.group is not None}
+    members: dict[int, list[int]] = {}
+    for u in units:
+        if u.kind == "dup":
+            members.setdefault(u.group, []).append(u.ordinal)
+    groups = [{"group_id": f"g{gid + 1:05d}", "kind": kind, "original": _ref(plan, originals[gid]),
+               "duplicates": [_ref(plan, o) for o in members[gid]]} for gid, kind in plan.groups]
+    n_dup = sum(len(v) for v in members.values())
+    return {
+        "seed": plan.seed, "scale": plan.scale.name, "generator_version": GENERATOR_VERSION,
+        "main": {"records": len(units), "per_domain": per_domain, "shards": plan.n_shards},
+        "near_duplicate_groups": groups,
+        "near_duplicate_rate": n_dup / len(units),
+        "low_quality": [{"ref": _ref(plan, o), "kind": k} for o, k in sorted(lq_applied.items())],
+        "leaked_eval_items": [{"ref": _ref(plan, u.ordinal), "benchmark": u.bench,
+                               "item_id": eval_sets.item_id(u.bench, u.index, plan.seed),
+                               "row_index": u.index, "reencoded": u.reencode}
+                              for u in units if u.kind == "leak"],
+        "image_token_fixable": [_ref(plan, u.ordinal) for u in units if u.no_image_token],
+        "dirty": dirty,
+    }
+
+
+def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0,
+                         workers: int | None = None, *, _records_per_domain: int | None = None,
+                         _eval_items: int | None = None) -> dict:
+    """Write the Mammoth-layout look-alike data set under `out_dir`; return a summary.
+
+    The output depends only on (scale, seed): the same seed gives byte-identical files for any
+    `workers`. `_records_per_domain` and `_eval_items` shrink a scale (tests only).
+    """
+    t0 = time.perf_counter()
+    cfg = resolve_scale(scale, _records_per_domain, _eval_items)
+    workers = max(1, workers or os.cpu_count() or 1)
+    out = Path(out_dir)
+    for sub in ("main/images", "dirty/images", "eval/pixmo_points_images", "truth"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    write_json(out / "source_to_domain.json", source_to_domain())
+
+    plan = build_plan(cfg, seed)
+    sizing = Sizing(cfg.img_min, cfg.img_max)
+    chunks = [(plan.units[i:i + cfg.chunk_size], seed, sizing)
+              for i in range(0, len(plan.units), cfg.chunk_size)]
+    lq_applied: dict[int, str] = {}
+    shard_paths = [out / "main" / "images" / f"shard_{k:04d}.tar.gz" for k in range(plan.n_shards)]
+    with _pool(workers) as pool:
+        side = [pool.apply_async(eval_sets.write_eval_set, (b, cfg.eval_items, seed, out / "eval"))
+                for b in eval_sets.BENCHMARKS]
+        dirty_job = pool.apply_async(write_dirty, (out / "dirty", seed))
+        shard, members = 0, []
+        with JsonArrayWriter(out / MAIN_JSON) as json_out:
+            for rendered in pool.imap(render_chunk, chunks):
+                for r in rendered:
+                    json_out.add(r.record)
+                    if r.lq_applied:
+                        lq_applied[r.ordinal] = r.lq_applied
+                    if r.image is None:
+                        continue
+                    # shards are contiguous runs of image rows, so each is written once complete
+                    members.append((r.record["image"], r.image))
+                    if len(members) == plan.shard_sizes[shard]:
+                        write_tar_gz(shard_paths[shard], members, cfg.gzip_level)
+                        shard, members = shard + 1, []
+        eval_summary = [job.get() for job in side]
+        dirty = dirty_job.get()
+    for stale in (out / "main" / "images").glob("shard_*.tar.gz"):
+        if stale not in shard_paths:
+            stale.unlink()
+
+    truth = _truth(plan, lq_applied, dirty)
+    write_json(out / "truth" / "planted_truth.json", truth)
+    return {
+        "out_dir": str(out), "scale": cfg.name, "seed": seed, "workers": workers,
+        "records": len(plan.units), "per_domain": truth["main"]["per_domain"],
+        "images": sum(plan.shard_sizes), "shards": plan.n_shards,
+        "near_duplicates": sum(len(g["duplicates"]) for g in truth["near_duplicate_groups"]),
+        "low_quality": len(truth["low_quality"]), "leaked_eval_items": len(truth["leaked_eval_items"]),
+        "dirty_records": len(dirty["records"]),
+        "eval_items": {e["benchmark"]: e["items"] for e in eval_summary},
+        "paths": {"main": str(out / MAIN_JSON), "images": str(out / "main" / "images"),
+                  "dirty": str(out / "dirty"), "eval": str(out / "eval"),
+                  "source_to_domain": str(out / "source_to_domain.json"),
+                  "truth": str(out / "truth" / "planted_truth.json")},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
