@@ -19,4 +19,21 @@ eval_sets_job = dg.define_asset_job(
     "eval_sets_job", selection=["eval_sets"],
     description="Cache one benchmark's eval export in the uniform schema.")
 
-JOBS = [source_job, ingest_domain_job, quarantine_job, eval_sets_job]
+embedder_job = dg.define_asset_job(
+    "embedder_job", selection=["embedder"],
+    description="Load the SigLIP2 embedder, or train the tiny default on the sample pool.")
+
+embeddings_job = dg.define_asset_job(
+    "embeddings_job", selection=["embeddings"],
+    description="Embed one domain's samples (image tower, or text tower for text-only rows).")
+
+semdedup_scores_job = dg.define_asset_job(
+    "semdedup_scores_job", selection=["semdedup_scores"],
+    description="k-means and pairwise SemDeDup scores for one embedding space (the expensive part).")
+
+semdedup_mask_job = dg.define_asset_job(
+    "semdedup_mask_job", selection=["semdedup_mask"],
+    description="Threshold stored SemDeDup scores for a target removal fraction (no k-means, no pairwise).")
+
+JOBS = [source_job, ingest_domain_job, quarantine_job, eval_sets_job, embedder_job, embeddings_job,
+        semdedup_scores_job, semdedup_mask_job]

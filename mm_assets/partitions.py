@@ -2,7 +2,14 @@
 
 import dagster as dg
 
-from mm_assets.taxonomy import BENCHMARKS, DOMAINS
+from mm_assets.taxonomy import BENCHMARKS, DOMAINS, TEXT_ONLY_DOMAINS
 
 domain_partitions = dg.StaticPartitionsDefinition(list(DOMAINS))
 benchmark_partitions = dg.StaticPartitionsDefinition(list(BENCHMARKS))
+
+# Embedding spaces: image embeddings of all image domains are deduplicated together (a
+# duplicate across domains is a duplicate); text-only rows live in a separate text space.
+SPACES = ("image", "text")
+space_partitions = dg.StaticPartitionsDefinition(list(SPACES))
+domain_to_space = dg.StaticPartitionMapping(
+    {d: ("text" if d in TEXT_ONLY_DOMAINS else "image") for d in DOMAINS})

@@ -27,6 +27,8 @@ class MammothSourceResource(dg.ConfigurableResource):
     eval_dir: str = Field(description="Directory with <benchmark>.parquet exports in native fields")
     storage_options: dict = Field(default_factory=dict, description="fsspec options for these inputs")
     samples_per_shard: int = Field(default=DEFAULT_SAMPLES_PER_SHARD, gt=0)
+    planted_truth: str = Field(default="", description="Generated data only: the planted-truth file. "
+                               "Quality reports read it; no decision ever does.")
 
     def specs(self) -> list[SourceSpec]:
         return [SourceSpec(s.name, s.annotations, s.images) for s in self.sources]

@@ -36,5 +36,10 @@ class JsonPointerIOManager(dg.ConfigurableIOManager):
         keys = context.asset_partition_keys
         if len(keys) == 1 and context.has_partition_key and context.partition_key == keys[0]:
             return st.read_json(self._rel(key, keys[0]))
-        # Several upstream partitions (an unpartitioned consumer): those materialized so far.
-        return {pk: st.read_json(self._rel(key, pk)) for pk in keys if st.exists(self._rel(key, pk))}
+        # Several upstream partitions mapped onto one consumer: a dict by partition key.
+        present = {pk: self._rel(key, pk) for pk in keys if st.exists(self._rel(key, pk))}
+        missing = sorted(set(keys) - set(present))
+        if missing and not (context.definition_metadata or {}).get("allow_missing_partitions"):
+            raise FileNotFoundError(f"{key.to_user_string()} is not materialized for partitions {missing}; "
+                                    f"materialize them first (needed: {sorted(keys)})")
+        return {pk: st.read_json(rel) for pk, rel in present.items()}

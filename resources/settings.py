@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from resources.data_source import MammothSourceResource, SourceFiles
+from resources.models import EmbedderResource
 from resources.storage import StorageResource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,7 @@ def sample_data_source(root: Path) -> MammothSourceResource:
         domain_map=str(root / "source_to_domain.json"),
         eval_dir=str(root / "eval"),
         samples_per_shard=int(os.environ.get("MM_SAMPLES_PER_SHARD", "250")),
+        planted_truth=str(root / "truth" / "planted_truth.json"),
     )
 
 
@@ -54,3 +56,9 @@ def source_resource() -> MammothSourceResource:
     with open(config) as f:
         fields = yaml.safe_load(f)
     return MammothSourceResource(**fields)
+
+
+def embedder_resource() -> EmbedderResource:
+    """`MM_EMBEDDER_MODEL`: a SigLIP2 checkpoint path/id; default "tiny" (built and trained locally)."""
+    return EmbedderResource(model=os.environ.get("MM_EMBEDDER_MODEL", "tiny"),
+                            train_steps=int(os.environ.get("MM_EMBEDDER_TRAIN_STEPS", "300")))

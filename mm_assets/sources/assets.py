@@ -6,7 +6,6 @@ the artifact for the same inputs already exists it is reused without recomputati
 """
 
 
-import hashlib
 import time
 
 import dagster as dg
@@ -18,7 +17,8 @@ from mm_assets.sources.ingest import INGEST_CODE_VERSION, ingest_domain, raw_sha
 from mm_assets.sources.quarantine import QUARANTINE_SCHEMA, counts_by_reason
 from mm_assets.sources.samples_table import build_samples_table
 from mm_assets.sources.source_scan import SCAN_CODE_VERSION, input_fingerprint, scan_sources
-from mm_assets.storage import canonical_json, parquet_bytes
+from mm_assets.metadata import bytes_digest, content_digest, markdown_table
+from mm_assets.storage import parquet_bytes
 from resources.data_source import MammothSourceResource
 from resources.storage import StorageResource
 
@@ -26,9 +26,6 @@ SAMPLES_CODE_VERSION = "1"
 EVAL_SETS_CODE_VERSION = "1"
 QUARANTINE_CODE_VERSION = "1"
 
-
-def _digest(obj) -> str:
-    return hashlib.sha256(canonical_json(obj)).hexdigest()[:20]
 
 
 @dg.asset(group_name="sources", code_version=SCAN_CODE_VERSION, kinds={"json", "parquet"},
@@ -49,7 +46,7 @@ def source(context: dg.AssetExecutionContext, storage: StorageResource,
         context.log.info(f"inputs unchanged (fingerprint {fingerprint}): reusing {out.uri('')}")
     else:
         manifest = scan_sources(specs, mammoth.domain_map, out, mammoth.storage_options)
-    version = _digest(manifest)
+    version = content_digest(manifest)
     records = sum(d["records"] for d in manifest["domains"].values())
     return dg.Output(
         {"root": root, "version": version},
@@ -88,7 +85,7 @@ def raw_shards(context: dg.AssetExecutionContext, source: dict, storage: Storage
         shards = ingest_domain(src, manifest, domain, out, mammoth.storage_options,
                                samples_per_shard=mammoth.samples_per_shard, log=context.log.info)
     seconds = time.perf_counter() - started
-    data_version = _digest([[s["sha256"], s["quarantine_sha256"]] for s in shards["shards"]])
+    data_version = content_digest([[s["sha256"], s["quarantine_sha256"]] for s in shards["shards"]])
     return dg.Output(
         {"root": root, "version": data_version},
         data_version=dg.DataVersion(data_version),
@@ -119,7 +116,7 @@ def samples(context: dg.AssetExecutionContext, raw_shards: dict, storage: Storag
         raw = st.child(raw_shards["root"])
         df = build_samples_table(raw, raw.read_json("manifest.json"))
         st.write_parquet(rel, df)
-    version = hashlib.sha256(st.read_bytes(rel)).hexdigest()[:20]
+    version = bytes_digest(st.read_bytes(rel))
     return dg.Output(
         {"root": rel, "version": version},
         data_version=dg.DataVersion(version),
@@ -129,13 +126,14 @@ def samples(context: dg.AssetExecutionContext, raw_shards: dict, storage: Storag
             "fixed_records": int((df["fixes"].list.len() > 0).sum()),
             "sources": dg.MetadataValue.json({s: int(n) for s, n in df.group_by("source").len().iter_rows()}),
             "multi_turn": int((df["turns"] > 1).sum()),
-            "preview": dg.MetadataValue.md(_markdown(df.select("sample_id", "source", "question", "answer").head(5))),
+            "preview": dg.MetadataValue.md(markdown_table(df.select("sample_id", "source", "question", "answer").head(5))),
         },
     )
 
 
 @dg.asset(group_name="sources", code_version=QUARANTINE_CODE_VERSION, kinds={"parquet"},
-          ins={"raw_shards": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+          ins={"raw_shards": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
+                                        metadata={"allow_missing_partitions": True})},
           description="Every rejected record with its reason, from the record checks and the "
                       "image checks of every ingested domain.")
 def quarantine(context: dg.AssetExecutionContext, source: dict, raw_shards: dict,
@@ -148,7 +146,7 @@ def quarantine(context: dg.AssetExecutionContext, source: dict, raw_shards: dict
             frames.append(raw.read_parquet(shard["quarantine"]))
     df = pl.concat(frames, how="vertical").select(list(QUARANTINE_SCHEMA)).sort(
         ["source_name", "ordinal"])
-    version = _digest([source["version"]] + [raw_shards[d]["version"] for d in sorted(raw_shards)])
+    version = content_digest([source["version"]] + [raw_shards[d]["version"] for d in sorted(raw_shards)])
     rel = f"quarantine/{version}.parquet"
     st.write_parquet(rel, df)
     missing = sorted(set(domain_partitions.get_partition_keys()) - set(raw_shards))
@@ -158,7 +156,7 @@ def quarantine(context: dg.AssetExecutionContext, source: dict, raw_shards: dict
         metadata={"uri": st.uri(rel), "rows": df.height,
                   "by_reason": dg.MetadataValue.json(counts_by_reason(df)),
                   "domains_covered": sorted(raw_shards), "domains_not_ingested_yet": missing,
-                  "preview": dg.MetadataValue.md(_markdown(df.select("source_name", "ordinal", "reason", "detail").head(20)))},
+                  "preview": dg.MetadataValue.md(markdown_table(df.select("source_name", "ordinal", "reason", "detail").head(20)))},
     )
 
 
@@ -171,7 +169,7 @@ def eval_sets(context: dg.AssetExecutionContext, storage: StorageResource,
     st = storage.get()
     items, bad = load_eval_set(mammoth.eval_storage(), benchmark)
     data = parquet_bytes(items)
-    version = hashlib.sha256(data).hexdigest()[:20]
+    version = bytes_digest(data)
     rel = f"eval_sets/{benchmark}/{version}.parquet"
     if not st.exists(rel):
         st.write_bytes(rel, data)
@@ -185,15 +183,5 @@ def eval_sets(context: dg.AssetExecutionContext, storage: StorageResource,
         metadata={"uri": st.uri(rel), "items": items.height, "quarantined": bad.height,
                   "quarantined_by_reason": dg.MetadataValue.json(counts_by_reason(bad)),
                   "answer_types": dg.MetadataValue.json({t: int(n) for t, n in items.group_by("answer_type").len().iter_rows()}),
-                  "preview": dg.MetadataValue.md(_markdown(items.select("item_id", "question", "answers").head(5)))},
+                  "preview": dg.MetadataValue.md(markdown_table(items.select("item_id", "question", "answers").head(5)))},
     )
-
-
-def _markdown(df: pl.DataFrame) -> str:
-    """A small Markdown table for asset metadata previews."""
-    cols = df.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.iter_rows():
-        cells = [str(v).replace("\n", " ").replace("|", "\\|")[:80] for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -15,7 +15,6 @@ Parquet parts every `flush_rows`, and the image join runs in Polars' streaming e
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from dataclasses import dataclass

@@ -132,7 +132,6 @@ def draw_document(rng: random.Random, sizing: Sizing, min_side: int | None = Non
     name = rng.choice(fonts.PLAIN_FONTS)
     bold = rng.choice(fonts.BOLD_FONTS)
     base = max(7, int(w * rng.uniform(0.034, 0.045)))
-    f, fb = fonts.font(name, base), fonts.font(bold, base + 3)
     ink = rng.choice([(10, 10, 10), (25, 25, 60), (45, 35, 30)])
     mx = int(w * rng.uniform(0.06, 0.11))
     y = int(h * rng.uniform(0.04, 0.1))

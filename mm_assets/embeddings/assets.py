@@ -1,0 +1,180 @@
+"""Dagster assets of the `embeddings` stage: the embedder checkpoint and per-domain embeddings."""
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from mm_assets.partitions import domain_partitions
+from mm_assets.metadata import bytes_digest, content_digest
+from mm_assets.storage import Storage
+from resources.models import EmbedderResource
+from resources.storage import StorageResource
+
+EMBEDDER_CODE_VERSION = "1"
+EMBEDDINGS_CODE_VERSION = "1"
+
+
+
+@contextlib.contextmanager
+def local_path(st: Storage, rel: str) -> Iterator[str]:
+    """A local file path for an artifact (a temporary download when storage is remote)."""
+    if st.is_local:
+        yield st.uri(rel)
+        return
+    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
+        path = os.path.join(tmp, os.path.basename(rel))
+        with st.open_read(rel) as src, open(path, "wb") as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+        yield path
+
+
+@contextlib.contextmanager
+def local_dir(st: Storage, rel: str) -> Iterator[str]:
+    """A local directory holding every file under `rel` (downloaded when storage is remote)."""
+    if st.is_local:
+        yield st.uri(rel)
+        return
+    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
+        for name in st.walk_files(rel):
+            target = Path(tmp) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(st.read_bytes(f"{rel}/{name}"))
+        yield tmp
+
+
+def shard_uris(st: Storage, raw_pointer: dict) -> tuple[Storage, list[str]]:
+    raw = st.child(raw_pointer["root"])
+    return raw, [s["tar"] for s in raw.read_json("manifest.json")["shards"]]
+
+
+def load_embedder_from_pointer(st: Storage, pointer: dict):
+    """(model, tokenizer, image_processor) for an `embedder` asset value."""
+    from mm_assets.embeddings.model import load_embedder
+
+    if pointer.get("root") is None:
+        return load_embedder(pointer["model"])
+    with local_dir(st, pointer["root"]) as path:
+        return load_embedder(path)
+
+
+@dg.asset(group_name="embeddings", code_version=EMBEDDER_CODE_VERSION, kinds={"pytorch", "safetensors"},
+          ins={"raw_shards": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+          description="The SigLIP2 embedder: a real checkpoint by path/id, or (default) a tiny SigLIP2 "
+                      "built locally and trained with the sigmoid image-text loss on the sample pool.")
+def embedder(context: dg.AssetExecutionContext, raw_shards: dict, storage: StorageResource,
+             embedder_model: EmbedderResource) -> dg.Output[dict]:
+    st = storage.get()
+    if not embedder_model.is_tiny:
+        version = content_digest([EMBEDDER_CODE_VERSION, embedder_model.model])
+        return dg.Output({"root": None, "model": embedder_model.model, "version": version},
+                         data_version=dg.DataVersion(version),
+                         metadata={"model": embedder_model.model, "trained": False})
+    from mm_assets.embeddings.train import train_tiny_siglip2, training_pairs
+
+    params = {"steps": embedder_model.train_steps, "batch_size": embedder_model.train_batch_size,
+              "seed": embedder_model.seed}
+    inputs = {d: raw_shards[d]["version"] for d in sorted(raw_shards)}
+    version = content_digest([EMBEDDER_CODE_VERSION, params, inputs])
+    root = f"embedder/{version}"
+    if not st.exists(f"{root}/COMPLETE"):
+        with contextlib.ExitStack() as stack:
+            shards = []
+            for d in sorted(raw_shards):
+                raw, rels = shard_uris(st, raw_shards[d])
+                shards.extend(stack.enter_context(local_path(raw, r)) for r in rels)
+            pairs = training_pairs(shards)
+        with tempfile.TemporaryDirectory(prefix="mm-embedder-") as tmp:
+            result = train_tiny_siglip2(pairs, out_dir=tmp, log=context.log.info, **params)
+            for p in sorted(Path(tmp).rglob("*")):
+                if p.is_file():
+                    st.put_local_file(str(p), f"{root}/{p.relative_to(tmp)}")
+        st.write_json(f"{root}/training.json", {k: result[k] for k in (
+            "seconds", "loss_first", "loss_last", "steps", "images", "texts", "config", "spec")})
+        st.write_json(f"{root}/COMPLETE", {"inputs": inputs, "params": params})
+    report = st.read_json(f"{root}/training.json")
+    weights = bytes_digest(st.read_bytes(f"{root}/model.safetensors"))
+    return dg.Output(
+        {"root": root, "model": "tiny-siglip2", "version": weights},
+        data_version=dg.DataVersion(weights),
+        metadata={"uri": st.uri(root), "trained": True, "training_seconds": report["seconds"],
+                  "loss_first": report["loss_first"], "loss_last": report["loss_last"],
+                  "steps": report["steps"], "training_images": report["images"],
+                  "training_texts": report["texts"], "domains": sorted(raw_shards)},
+    )
+
+
+@dg.asset(group_name="embeddings", partitions_def=domain_partitions, code_version=EMBEDDINGS_CODE_VERSION,
+          kinds={"numpy"},
+          description="L2-normalised SigLIP2 embeddings per sample: image rows by the vision tower, "
+                      "text-only rows by the text tower; .npy shards aligned with sample_id.")
+def embeddings(context: dg.AssetExecutionContext, raw_shards: dict, embedder: dict,
+               storage: StorageResource, embedder_model: EmbedderResource) -> dg.Output[dict]:
+    from mm_assets.embeddings.inference import embed_shards
+
+    domain = context.partition_key
+    st = storage.get()
+    version = content_digest([EMBEDDINGS_CODE_VERSION, raw_shards["version"], embedder["version"]])
+    root = f"embeddings/{domain}/{version}"
+    raw, rels = shard_uris(st, raw_shards)
+    started = time.perf_counter()
+    reused = st.exists(f"{root}/manifest.json")
+    if not reused:
+        model, tokenizer, processor = load_embedder_from_pointer(st, embedder)
+        parts = []
+        for rel in rels:
+            name = rel.removesuffix(".tar")
+            with local_path(raw, rel) as path:
+                out = embed_shards(model, tokenizer, processor, [path], batch_size=embedder_model.batch_size,
+                                   num_workers=embedder_model.decode_workers)
+            vec_sha = st.write_bytes(f"{root}/{name}.npy", _npy_bytes(out["vectors"]))
+            ids = pl.DataFrame({"sample_id": out["sample_ids"], "modality": out["modality"]})
+            ids_sha = st.write_parquet(f"{root}/{name}.ids.parquet", ids)
+            parts.append({"npy": f"{name}.npy", "ids": f"{name}.ids.parquet", "rows": len(out["sample_ids"]),
+                          "npy_sha256": vec_sha, "ids_sha256": ids_sha})
+        dim = int(out["vectors"].shape[1]) if parts else 0
+        st.write_json(f"{root}/manifest.json", {"domain": domain, "parts": parts, "dim": dim,
+                                                "embedder": embedder, "raw_shards": raw_shards})
+    manifest = st.read_json(f"{root}/manifest.json")
+    seconds = time.perf_counter() - started
+    rows = sum(p["rows"] for p in manifest["parts"])
+    data_version = content_digest([[p["npy_sha256"], p["ids_sha256"]] for p in manifest["parts"]])
+    return dg.Output(
+        {"root": root, "version": data_version},
+        data_version=dg.DataVersion(data_version),
+        metadata={"uri": st.uri(root), "reused": reused, "rows": rows, "dim": manifest["dim"],
+                  "shards": len(manifest["parts"]), "seconds": seconds,
+                  "samples_per_second": rows / seconds if seconds > 0 and not reused else None},
+    )
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def load_embeddings(st: Storage, pointer: dict) -> tuple[list[str], list[str], np.ndarray]:
+    """(sample_ids, modality, vectors) of one domain's `embeddings` asset value."""
+    root = st.child(pointer["root"])
+    manifest = root.read_json("manifest.json")
+    ids, modality, vecs = [], [], []
+    for p in manifest["parts"]:
+        table = root.read_parquet(p["ids"])
+        with root.open_read(p["npy"]) as f:
+            v = np.load(f, allow_pickle=False)
+        if v.shape[0] != table.height:
+            raise ValueError(f"{root.uri(p['npy'])}: {v.shape[0]} vectors for {table.height} ids")
+        ids.extend(table["sample_id"].to_list())
+        modality.extend(table["modality"].to_list())
+        vecs.append(v)
+    dim = manifest["dim"]
+    return ids, modality, (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
