@@ -46,7 +46,6 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     import dagster as dg
 
     from mm_assets.definitions import defs
-    from mm_assets.partitions import SPACES
     from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 
     instance = dg.DagsterInstance.get()
@@ -65,12 +64,6 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     run("quarantine_job")
     for benchmark in BENCHMARKS:
         run("eval_sets_job", benchmark)
-    run("embedder_job")
-    for domain in DOMAINS:
-        run("embeddings_job", domain)
-    for space in SPACES:
-        run("semdedup_scores_job", space)
-        run("semdedup_mask_job", space)
     summary = _summarise(instance)
     summary["seconds"] = timings
     return summary
@@ -86,19 +79,10 @@ def _summarise(instance) -> dict:
         mat = ev.asset_materialization if hasattr(ev, "asset_materialization") else ev.event_log_entry.asset_materialization
         return {k: v.value for k, v in mat.metadata.items()}
 
-    from mm_assets.partitions import SPACES
     from mm_assets.taxonomy import BENCHMARKS, DOMAINS
-
-    def dedup(space: str) -> dict:
-        m = latest("semdedup_mask", space)
-        keys = ("n", "removed", "target_removal", "achieved_removal", "eps", "precision_vs_planted",
-                "recall_vs_planted", "at_planted_rate", "seconds")
-        return {k: m.get(k) for k in keys}
 
     return {
         "samples_per_domain": {d: latest("samples", d)["rows"] for d in DOMAINS},
         "quarantine_by_reason": latest("quarantine")["by_reason"],
         "eval_items": {b: latest("eval_sets", b)["items"] for b in BENCHMARKS},
-        "embedder": {k: latest("embedder").get(k) for k in ("trained", "training_seconds", "loss_first", "loss_last")},
-        "semdedup": {s: dedup(s) for s in SPACES},
     }
