@@ -30,3 +30,4 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_semdedup.py
+	$(BIN)/python benchmarks/bench_embeddings.py

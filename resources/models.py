@@ -11,7 +11,7 @@ class EmbedderResource(dg.ConfigurableResource):
     "tiny": build a tiny SigLIP2 locally and train it on the sample pool (the `embedder` asset)."""
 
     model: str = Field(default=TINY, description='SigLIP2 checkpoint path/id, or "tiny"')
-    train_steps: int = Field(default=300, gt=0, description="tiny only: sigmoid-loss training steps")
+    train_steps: int = Field(default=240, gt=0, description="tiny only: sigmoid-loss training steps")
     train_batch_size: int = Field(default=64, gt=1)
     seed: int = 0
     batch_size: int = Field(default=64, gt=0, description="inference batch size")

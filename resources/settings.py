@@ -61,4 +61,4 @@ def source_resource() -> MammothSourceResource:
 def embedder_resource() -> EmbedderResource:
     """`MM_EMBEDDER_MODEL`: a SigLIP2 checkpoint path/id; default "tiny" (built and trained locally)."""
     return EmbedderResource(model=os.environ.get("MM_EMBEDDER_MODEL", "tiny"),
-                            train_steps=int(os.environ.get("MM_EMBEDDER_TRAIN_STEPS", "300")))
+                            train_steps=int(os.environ.get("MM_EMBEDDER_TRAIN_STEPS", "240")))

@@ -180,20 +180,30 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torc
 # ----------------------------------------------------------------------------- public API
 
 
-def embed_images(model, image_processor, source, batch_size: int = 64, *, num_workers: int = 1,
+def default_workers(model) -> int:
+    """Decode threads: on a GPU the forward pass is cheap and decoding is the bottleneck, so
+    all but one core decode; on CPU the model and decoding share the cores half and half."""
+    cores = default_threads(0)
+    on_gpu = next(model.parameters()).device.type != "cpu"
+    return max(1, min(8, cores - 1)) if on_gpu else max(1, cores // 2)
+
+
+def embed_images(model, image_processor, source, batch_size: int = 64, *, num_workers: int | None = None,
                  prefetch: int = 2, num_threads: int | None = None, fast_preprocess: bool = True,
                  ) -> tuple[list[str], np.ndarray]:
     """Embed images: ``(sample_ids, float32 [n, d] L2-normalised)`` in input order.
 
     `source`: one or more WebDataset shard paths/URIs/files (text-only samples are skipped),
     or an iterable of ``(sample_id, image bytes)``. Decoding and preprocessing run in
-    `num_workers` threads up to `prefetch` batches ahead of the forward pass (0 workers:
-    everything inline, no overlap). `num_threads`: torch intra-op threads during the call
+    `num_workers` threads (default: `default_workers`) up to `prefetch` batches ahead of the
+    forward pass (0 workers: everything inline, no overlap). `num_threads`: torch intra-op threads during the call
     (default: the cores not taken by the workers). `fast_preprocess`: use the vectorised
     equivalent of a plain SigLIP2 image processor (`preprocess.py`); other processors are
     always called as they are.
     """
     preprocess = make_preprocess(image_processor, fast=fast_preprocess)
+    if num_workers is None:
+        num_workers = default_workers(model)
     dim = int(getattr(getattr(model.config, "vision_config", model.config), "hidden_size"))
     ids: list[str] = []
     out: list[np.ndarray] = []
@@ -241,19 +251,30 @@ def embed_texts(model, tokenizer, texts: Iterable[str], batch_size: int = 128, *
 
 
 def embed_shards(model, tokenizer, image_processor, shards: Sequence, batch_size: int = 64, *,
-                 num_workers: int = 1, num_threads: int | None = None) -> dict:
-    """Every sample of one domain's shards: image rows by the vision tower, text-only rows by
-    the text tower. Returns ``{"sample_ids", "vectors", "modality"}`` in shard order
-    (``modality[i]`` is ``"image"`` or ``"text"``)."""
-    shards = list(shards)
-    img_ids, img_vecs = embed_images(model, image_processor, shards, batch_size,
+                 num_workers: int | None = None, num_threads: int | None = None) -> dict:
+    """Every sample of one domain's shards, read once: image rows by the vision tower,
+    text-only rows by the text tower. Returns ``{"sample_ids", "vectors", "modality"}`` in
+    shard order (``modality[i]`` is ``"image"`` or ``"text"``)."""
+    order: list[str] = []
+    text_rows: list[tuple[str, str]] = []
+
+    def images():
+        for sid, meta, fields in iter_shard_samples(shards):
+            order.append(sid)
+            img = meta.get("image")
+            if img:
+                yield sid, fields[img["ext"]]
+            else:
+                conv = meta["conversations"]
+                text_rows.append((sid, text_for_sample(conv[0]["value"].replace("<image>", ""),
+                                                       conv[1]["value"] if len(conv) > 1 else "")))
+
+    img_ids, img_vecs = embed_images(model, image_processor, images(), batch_size,
                                      num_workers=num_workers, num_threads=num_threads)
-    text_rows = list(iter_shard_texts(shards, text_only=True))
     txt_vecs = embed_texts(model, tokenizer, [t for _, t in text_rows], batch_size=max(batch_size, 64),
                            num_threads=num_threads)
     where = {sid: ("image", i) for i, sid in enumerate(img_ids)}
     where.update({sid: ("text", i) for i, (sid, _) in enumerate(text_rows)})
-    order = [sid for sid, _, _ in iter_shard_samples(shards)]
     dim = img_vecs.shape[1] if len(img_ids) else txt_vecs.shape[1]
     vectors = np.zeros((len(order), dim), np.float32)
     modality = []

@@ -41,7 +41,7 @@ _FALLBACK_CORPUS = [
 class TinySiglip2Spec:
     """Sizes of the tiny SigLIP2. Defaults are what the demo embedder uses."""
     hidden_size: int = 128           # both towers; also the embedding dimension
-    intermediate_size: int = 512
+    intermediate_size: int = 256
     num_attention_heads: int = 4
     vision_layers: int = 2
     text_layers: int = 2

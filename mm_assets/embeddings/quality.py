@@ -121,3 +121,31 @@ def separation_report(sample_ids: Sequence[str], vectors: np.ndarray, groups: li
         "frac_dup_above_p99": float((d2o > p99).mean()) if len(d2o) else 1.0,
         "by_kind": by_kind, "removal": removal, "detection": detection,
     }
+
+
+def with_exact_duplicates(groups: list[dict], sample_ids: Sequence[str], keys: Sequence) -> list[dict]:
+    """`groups` plus the exact duplicates nobody planted: samples whose content key (image
+    sha256, or the embedded text) is identical. A content twin of a planted member joins
+    that group; other identical sets become groups of kind ``"exact_unplanted"``."""
+    out = [dict(g, members=list(g["members"])) for g in groups]
+    where = {m: k for k, g in enumerate(out) for m in g["members"]}
+    by_key: dict = {}
+    for sid, key in zip(sample_ids, keys):
+        if key is not None:
+            by_key.setdefault(key, []).append(sid)
+    for key, sids in by_key.items():
+        if len(sids) < 2:
+            continue
+        planted = sorted({where[s] for s in sids if s in where})
+        loose = [s for s in sids if s not in where]
+        if not loose:
+            continue
+        if planted:
+            out[planted[0]]["members"].extend(loose)
+            for s in loose:
+                where[s] = planted[0]
+        else:
+            out.append({"group_id": f"exact-{len(out)}", "kind": "exact_unplanted", "members": loose})
+            for s in loose:
+                where[s] = len(out) - 1
+    return out

@@ -1,0 +1,250 @@
+"""`make bench` part: embedding throughput, and (with --quality) near-duplicate separation.
+
+Throughput (default), on the demo-scale look-alike data (all image domains, ~2,100 images,
+WebDataset shards from the real ingest), in one process, rounds alternating so every
+variant sees the same background load:
+
+1. ``embed_images`` as the pipeline calls it: shards in, vectors out, image decoding and
+   preprocessing in a worker thread overlapped with the forward pass (default threads);
+2. the pure-model rate: forward passes only, on the same images already decoded and
+   preprocessed into the same batches (same batch size), at the thread count
+   ``embed_images`` gives the model and at all cores;
+3. for reference: ``embed_images`` without overlap (decode inline, all cores for torch), and
+   decode + preprocess alone.
+
+Reports images/s and overlapped ÷ pure-model ratios; writes `.bench/results/embeddings.json`.
+
+--quality: random-init vs trained tiny SigLIP2 on the same data: training time, and for the
+image space (all image domains) and the language text space the separation of the planted
+near-duplicates (`mm_assets.embeddings.quality.separation_report`). Writes
+`.bench/results/embeddings_quality.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from mm_assets.embeddings import (build_tiny_siglip2, embed_images, embed_texts, iter_shard_images,  # noqa: E402
+                                  planted_groups, separation_report, text_for_sample, train_tiny_siglip2,
+                                  training_pairs, with_exact_duplicates)
+from mm_assets.embeddings.inference import (_chunks, decode_and_preprocess, default_threads,  # noqa: E402
+                                            image_features, torch_threads)
+from mm_assets.embeddings.preprocess import make_preprocess  # noqa: E402
+
+BENCH = REPO / ".bench" / "embeddings"
+
+
+def prepare_data(seed: int = 0) -> dict:
+    """Demo-scale data, generated and ingested once (cached under .bench/embeddings)."""
+    import polars as pl
+
+    from mm_assets.sample_data import generate_sample_data
+    from mm_assets.sources.ingest import ingest_domain
+    from mm_assets.sources.samples_table import build_samples_table
+    from mm_assets.sources.source_scan import SourceSpec, scan_sources
+    from mm_assets.storage import Storage
+    from mm_assets.taxonomy import DOMAINS
+
+    data, ing = BENCH / f"sample_data_demo_{seed}", BENCH / f"ingest_demo_{seed}"
+    done = ing / "bench_inputs.json"
+    if done.exists():
+        info = json.loads(done.read_text())
+        info["samples"] = pl.read_parquet(info["samples"])
+        return info
+    if not (data / "truth" / "planted_truth.json").exists():
+        generate_sample_data(data, scale="demo", seed=seed)
+    out = Storage(str(ing))
+    manifest = scan_sources([SourceSpec("main", str(data / "main" / "mammoth_si.json"), str(data / "main" / "images"))],
+                            str(data / "source_to_domain.json"), out.child("source"))
+    shards, tables = {}, []
+    for d in DOMAINS:
+        m = ingest_domain(out.child("source"), manifest, d, out.child(f"raw/{d}"))
+        shards[d] = [out.child(f"raw/{d}").uri(s["tar"]) for s in m["shards"]]
+        tables.append(build_samples_table(out.child(f"raw/{d}"), m))
+    pl.concat(tables).write_parquet(ing / "samples.parquet")
+    info = {"shards": shards, "samples": str(ing / "samples.parquet"),
+            "truth": str(data / "truth" / "planted_truth.json")}
+    done.write_text(json.dumps(info))
+    info["samples"] = pl.read_parquet(info["samples"])
+    return info
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def pure_model_rate(model, batches, threads: int) -> float:
+    n = sum(len(b["pixel_values"]) for b in batches)
+    with torch_threads(threads), torch.inference_mode():
+        image_features(model, batches[0])            # warm-up
+        t = time.perf_counter()
+        for b in batches:
+            image_features(model, b)
+        return n / (time.perf_counter() - t)
+
+
+def throughput(info: dict, batch_size: int, rounds: int) -> dict:
+    model, _, proc = build_tiny_siglip2(seed=0)
+    shards = [s for d, ss in info["shards"].items() if d != "language" for s in ss]
+    pairs = list(iter_shard_images(shards))
+    n = len(pairs)
+    prep = make_preprocess(proc)
+    t = time.perf_counter()
+    batches = [decode_and_preprocess(prep, [b for _, b in chunk]) for chunk in _chunks(pairs, batch_size)]
+    decode_rate = n / (time.perf_counter() - t)
+    cores = default_threads(0)
+    from mm_assets.embeddings.inference import default_workers
+    workers = default_workers(model)
+    model_threads = default_threads(workers)
+    embed_images(model, proc, shards[:1], batch_size)          # warm-up
+    runs = {k: [] for k in ("overlapped", "serial", "model_same_threads", "model_all_cores", "decode_only")}
+    reference = None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        ids, v = embed_images(model, proc, shards, batch_size)     # as the pipeline calls it
+        runs["overlapped"].append(len(ids) / (time.perf_counter() - t))
+        reference = reference if reference is not None else v
+        t = time.perf_counter()
+        ids0, v0 = embed_images(model, proc, shards, batch_size, num_workers=0, num_threads=cores)
+        runs["serial"].append(len(ids0) / (time.perf_counter() - t))
+        assert ids0 == ids and np.abs(v0 - v).max() < 1e-5
+        runs["model_same_threads"].append(pure_model_rate(model, batches, model_threads))
+        runs["model_all_cores"].append(pure_model_rate(model, batches, cores))
+        t = time.perf_counter()
+        for chunk in _chunks(pairs, batch_size):
+            decode_and_preprocess(prep, [b for _, b in chunk])
+        runs["decode_only"].append(n / (time.perf_counter() - t))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {
+        "images": n, "batch_size": batch_size, "rounds": rounds, "cores": cores,
+        "model_threads_in_embed_images": model_threads, "decode_workers": workers,
+        "images_per_s": med, "runs": runs, "first_decode_rate": decode_rate,
+        "ratio_overlapped_vs_model_same_threads": med["overlapped"] / med["model_same_threads"],
+        "ratio_overlapped_vs_model_all_cores": med["overlapped"] / med["model_all_cores"],
+        "ratio_serial_vs_model_all_cores": med["serial"] / med["model_all_cores"],
+        "model": {"params": sum(p.numel() for p in model.parameters()),
+                  "max_num_patches": proc.max_num_patches, "patch_size": proc.patch_size},
+    }
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+def space_reports(model, tok, proc, info, truth) -> dict:
+    df = info["samples"].sort("ordinal")
+    shards = [s for d, ss in info["shards"].items() if d != "language" for s in ss]
+    ids, v = embed_images(model, proc, shards, 64)
+    pos = {s: i for i, s in enumerate(ids)}
+    img = df.filter(df["sample_id"].is_in(ids))
+    img_ids = img["sample_id"].to_list()
+    v = v[[pos[s] for s in img_ids]]
+    groups = planted_groups(truth, df)
+    lang = df.filter(df["domain"] == "language")
+    ltexts = [text_for_sample(q, a) for q, a in zip(lang["question"], lang["answer"])]
+    tv = embed_texts(model, tok, ltexts)
+    lgroups = planted_groups(truth, df, domains=["language"])
+    return {
+        "image": separation_report(img_ids, v, groups),
+        "language": separation_report(lang["sample_id"].to_list(), tv, lgroups),
+        # identical content the generator produced by chance (not planted) counted as duplicates
+        "image_with_exact": separation_report(img_ids, v, with_exact_duplicates(groups, img_ids,
+                                                                                img["image_sha256"].to_list())),
+        "language_with_exact": separation_report(lang["sample_id"].to_list(), tv,
+                                                 with_exact_duplicates(lgroups, lang["sample_id"].to_list(), ltexts)),
+    }
+
+
+def quality(info: dict, steps: int, batch_size: int, seed: int, threads: int | None) -> dict:
+    truth = json.loads(Path(info["truth"]).read_text())
+    shards = [s for ss in info["shards"].values() for s in ss]
+    pairs = training_pairs(shards)
+    texts = [t for _, t in pairs]
+    rnd = build_tiny_siglip2(seed=seed, texts=texts)
+    from mm_assets.embeddings.train import TrainConfig
+    cfg = TrainConfig() if threads is None else TrainConfig(num_threads=threads)
+    load0 = os.getloadavg()
+    res = train_tiny_siglip2(pairs, BENCH / "tiny_siglip2_trained", steps=steps, batch_size=batch_size, seed=seed,
+                             config=cfg, log_every=50)
+    load1 = os.getloadavg()
+    out = {"train": {"seconds": res["seconds"], "data_seconds": res["data_seconds"], "steps": res["steps"],
+                     "batch_size": batch_size, "images": res["images"], "texts": res["texts"],
+                     "num_threads": res["config"]["num_threads"], "loadavg_before": load0, "loadavg_after": load1,
+                     "loss_first": res["loss_first"], "loss_last": res["loss_last"], "path": res["path"]},
+           "random": space_reports(*rnd, info, truth),
+           "trained": space_reports(res["model"], res["tokenizer"], res["image_processor"], info, truth)}
+    return out
+
+
+def _line(name, r):
+    rm = r["removal"]
+    return (f"  {name:<22} frac>p99(nn) {r['frac_dup_above_p99']:.3f}   removal@planted P {rm['precision']:.3f} "
+            f"R {rm['recall']:.3f}   (p99 nn {r['nearest_nondup']['p99']:.4f}; recall by kind "
+            + ", ".join(f"{k} {v:.2f}" for k, v in rm["recall_by_kind"].items()) + ")")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quality", action="store_true", help="also train and report near-duplicate separation")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: TrainConfig's)")
+    ap.add_argument("--train-batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads while training")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(REPO / ".bench" / "results" / "embeddings.json"))
+    args = ap.parse_args()
+    info = prepare_data(args.seed)
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+               "loadavg": os.getloadavg()}
+    res = throughput(info, args.batch_size, args.rounds)
+    res["machine"] = machine
+    ips = res["images_per_s"]
+    print(f"embed_images on {res['images']} demo images, batch {res['batch_size']}, {res['cores']} cores, "
+          f"median of {res['rounds']} rounds:")
+    print(f"  overlapped ({res['decode_workers']} decode worker(s), {res['model_threads_in_embed_images']} torch "
+          "thread(s)): "
+          f"{ips['overlapped']:.0f} img/s")
+    print(f"  pure model, same threads: {ips['model_same_threads']:.0f} img/s   ratio "
+          f"{res['ratio_overlapped_vs_model_same_threads']:.2f}")
+    print(f"  pure model, all cores:    {ips['model_all_cores']:.0f} img/s   ratio "
+          f"{res['ratio_overlapped_vs_model_all_cores']:.2f}")
+    print(f"  serial (no overlap, all cores): {ips['serial']:.0f} img/s   decode+preprocess alone: "
+          f"{ips['decode_only']:.0f} img/s")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    if args.quality:
+        steps = args.steps
+        if steps is None:
+            from mm_assets.embeddings.train import TrainConfig
+            steps = TrainConfig().steps
+        q = quality(info, steps, args.train_batch_size, args.seed, args.threads)
+        q["machine"] = machine
+        t = q["train"]
+        print(f"training: {t['steps']} steps x {t['batch_size']} on {t['images']} images + {t['texts']} texts, "
+              f"{t['seconds']:.1f} s ({t['num_threads']} threads; load {t['loadavg_before'][0]:.1f} -> "
+              f"{t['loadavg_after'][0]:.1f})")
+        for which in ("random", "trained"):
+            print(which)
+            for space in ("image", "language", "image_with_exact", "language_with_exact"):
+                print(_line(space, q[which][space]))
+        qout = Path(args.out).with_name("embeddings_quality.json")
+        qout.write_text(json.dumps(q, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
