@@ -73,11 +73,9 @@ def _summarise(instance) -> dict:
     import dagster as dg
 
     def latest(key: str, partition: str | None = None) -> dict:
-        ev = instance.get_latest_materialization_event(dg.AssetKey(key)) if partition is None else \
-            next(iter(instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1).records))
-        mat = ev.asset_materialization if hasattr(ev, "asset_materialization") else ev.event_log_entry.asset_materialization
-        return {k: v.value for k, v in mat.metadata.items()}
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None), limit=1).records
+        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
     from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 

@@ -195,6 +195,12 @@ class Storage:
             self.fs.rm(full, recursive=True)
 
 
+def file_storage(uri: str, storage_options: dict | None = None) -> tuple[Storage, str]:
+    """(Storage of the file's directory, file name) for a single input file path or URI."""
+    directory, _, name = uri.rstrip("/").rpartition("/")
+    return Storage(directory or ".", storage_options), name
+
+
 def open_uri(uri: str, storage_options: dict | None = None) -> IO[bytes]:
     """Open any local path or fsspec URI for binary reading (used for source inputs)."""
     return fsspec.open(uri, "rb", **(storage_options or {})).open()

@@ -6,6 +6,7 @@ the artifact for the same inputs already exists it is reused without recomputati
 """
 
 
+import io
 import time
 
 import dagster as dg
@@ -111,12 +112,14 @@ def samples(context: dg.AssetExecutionContext, raw_shards: dict, storage: Storag
     rel = f"samples/{domain}/{raw_shards['version']}.parquet"
     reused = st.exists(rel)
     if reused:
-        df = st.read_parquet(rel)
+        data = st.read_bytes(rel)
+        df = pl.read_parquet(io.BytesIO(data))
     else:
         raw = st.child(raw_shards["root"])
         df = build_samples_table(raw, raw.read_json("manifest.json"))
-        st.write_parquet(rel, df)
-    version = bytes_digest(st.read_bytes(rel))
+        data = parquet_bytes(df)
+        st.write_bytes(rel, data)
+    version = bytes_digest(data)
     return dg.Output(
         {"root": rel, "version": version},
         data_version=dg.DataVersion(version),

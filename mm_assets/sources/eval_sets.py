@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 
 import numpy as np
 import polars as pl
 from PIL import Image
 
-from mm_assets.storage import Storage
+from mm_assets.storage import Storage, file_storage
 from mm_assets.taxonomy import BENCHMARKS
 
 NATIVE_FIELDS = {
@@ -77,6 +76,11 @@ def parse_choices(question: str) -> list[str]:
     return [m.group(2) for line in question.splitlines() if (m := _OPTION.match(line))]
 
 
+def _read_uri(url: str) -> bytes:
+    st, name = file_storage(url)
+    return st.read_bytes(name)
+
+
 def _row(benchmark: str, i: int, r: dict, export_dir: Storage) -> dict:
     base = {"benchmark": benchmark, "choices": None, "number": None, "points_px": None, "masks_png": None}
     if benchmark == "docvqa":
@@ -100,7 +104,7 @@ def _row(benchmark: str, i: int, r: dict, export_dir: Storage) -> dict:
     elif benchmark == "pixmo_points":
         url = r["image_url"]
         try:
-            image = export_dir.read_bytes(url) if "://" not in url else Storage(os.path.dirname(url)).read_bytes(os.path.basename(url))
+            image = export_dir.read_bytes(url) if "://" not in url else _read_uri(url)
         except FileNotFoundError as exc:
             raise EvalRowError("missing_image", f"image_url {url!r} not found") from exc
         digest = hashlib.sha256(image).hexdigest()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Callable
 
 from PIL import Image
@@ -23,7 +22,7 @@ from mm_assets.sources.reasons import Reason
 from mm_assets.sources.records import Record, Rejection, decode_element, mint_sample_id, \
     repeat_sample_id, validate_record
 from mm_assets.sources.tar_index import MemberReader, is_gzip_name
-from mm_assets.storage import Storage, canonical_json
+from mm_assets.storage import Storage, canonical_json, file_storage
 from mm_assets.webdataset_io import shard_digest, validate_shard, write_shard
 
 INGEST_CODE_VERSION = "1"
@@ -43,10 +42,8 @@ def shard_name(i: int) -> str:
 def raw_shards_version(source_manifest: dict, domain: str, samples_per_shard: int) -> str:
     """Content identity of one domain's shards: its records, their inputs, the code."""
     d = source_manifest["domains"][domain]
-    used = sorted({a["source_name"] for a in source_manifest["annotations"]})
     inputs = [[a["source_name"], a["sha256"]] for a in source_manifest["annotations"]]
-    tars = [[t["source_name"], t["tarball"], t["sha256"]] for t in source_manifest["tarballs"]
-            if t["source_name"] in used]
+    tars = [[t["source_name"], t["tarball"], t["sha256"]] for t in source_manifest["tarballs"]]
     payload = [INGEST_CODE_VERSION, samples_per_shard, domain, d["sha256"], inputs, tars]
     return hashlib.sha256(canonical_json(payload)).hexdigest()[:20]
 
@@ -82,8 +79,8 @@ class _Readers:
     def element_bytes(self, annotation: str, offset: int, length: int) -> bytes:
         f = self._annotations.get(annotation)
         if f is None:
-            st = Storage(os.path.dirname(annotation) or ".", self.storage_options)
-            f = self._annotations[annotation] = st.open_read(os.path.basename(annotation), block_size=8 << 20)
+            st, name = file_storage(annotation, self.storage_options)
+            f = self._annotations[annotation] = st.open_read(name, block_size=8 << 20)
         f.seek(offset)
         return f.read(length)
 
@@ -92,10 +89,9 @@ class _Readers:
         r = self._members.get(key)
         if r is None:
             info = self.tarball_info[key]
-            uri = info["uri"]
-            st = Storage(os.path.dirname(uri), self.storage_options)
+            st, name = file_storage(info["uri"], self.storage_options)
             seek = self.source_out.read_bytes(info["seek_points"]) if info.get("seek_points") else None
-            r = self._members[key] = MemberReader(st.open_read(os.path.basename(uri), block_size=4 << 20),
+            r = self._members[key] = MemberReader(st.open_read(name, block_size=4 << 20),
                                                   is_gzip_name(tarball), seek)
         return r.read(offset, size)
 

@@ -42,10 +42,6 @@ class QuarantineRows:
         return pl.DataFrame(self.rows, schema=QUARANTINE_SCHEMA)
 
 
-def empty_quarantine() -> pl.DataFrame:
-    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
-
-
 def counts_by_reason(df: pl.DataFrame) -> dict[str, int]:
     if df.is_empty():
         return {}

@@ -15,7 +15,6 @@ Parquet parts every `flush_rows`, and the image join runs in Polars' streaming e
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from mm_assets.sources.quarantine import QuarantineRows, counts_by_reason
 from mm_assets.sources.reasons import Reason
 from mm_assets.sources.records import Rejection, decode_element, validate_record
 from mm_assets.sources.tar_index import build_seek_points, index_tarball, is_gzip_name
-from mm_assets.storage import Storage, canonical_json
+from mm_assets.storage import Storage, canonical_json, file_storage
 from mm_assets.taxonomy import DOMAINS
 
 SCAN_CODE_VERSION = "1"
@@ -66,8 +65,8 @@ def input_fingerprint(specs: list[SourceSpec], domain_map_uri: str, storage_opti
     """Cheap identity of the inputs (paths, sizes, modification stamps) for reuse checks."""
     parts = [SCAN_CODE_VERSION]
     for uri in [domain_map_uri] + [s.annotations for s in specs]:
-        st = Storage(os.path.dirname(uri) or ".", storage_options)
-        info = st.info(os.path.basename(uri))
+        st, name = file_storage(uri, storage_options)
+        info = st.info(name)
         parts.append([uri, info.get("size"), str(info.get("mtime") or info.get("LastModified") or info.get("ETag"))])
     for s in specs:
         if s.images:
@@ -119,8 +118,7 @@ class _PartWriter:
 
 def _scan_annotations(spec: SourceSpec, domain_of: dict[str, str], storage_options: dict,
                       elements: _PartWriter, quarantine: QuarantineRows) -> dict:
-    in_dir = Storage(os.path.dirname(spec.annotations) or ".", storage_options)
-    name = os.path.basename(spec.annotations)
+    in_dir, name = file_storage(spec.annotations, storage_options)
     n_ok = 0
     with in_dir.open_read(name, block_size=8 << 20) as f:
         scanner = JsonArrayScanner(f)
@@ -205,9 +203,9 @@ def scan_sources(specs: list[SourceSpec], domain_map_uri: str, out: Storage,
                  storage_options: dict | None = None, flush_rows: int = 50_000) -> dict:
     """Run the source step into `out` and return its manifest (also written as manifest.json)."""
     storage_options = storage_options or {}
-    map_dir = Storage(os.path.dirname(domain_map_uri) or ".", storage_options)
-    map_bytes = map_dir.read_bytes(os.path.basename(domain_map_uri))
-    domain_of = load_domain_map(map_dir, os.path.basename(domain_map_uri))
+    map_dir, map_name = file_storage(domain_map_uri, storage_options)
+    map_bytes = map_dir.read_bytes(map_name)
+    domain_of = load_domain_map(map_dir, map_name)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"source names must be unique, got {names}")
