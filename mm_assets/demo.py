@@ -11,6 +11,8 @@ from pathlib import Path
 
 from resources.settings import REPO_ROOT
 
+DEMO_TARGET_REMOVAL = 0.10
+
 
 def prepare_home(home: Path) -> Path:
     """Point MM_HOME and DAGSTER_HOME at the demo's directories; install dagster.yaml."""
@@ -46,15 +48,16 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     import dagster as dg
 
     from mm_assets.definitions import defs
+    from mm_assets.partitions import SPACES
     from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 
     instance = dg.DagsterInstance.get()
     timings = {}
 
-    def run(job_name: str, partition_key: str | None = None) -> None:
+    def run(job_name: str, partition_key: str | None = None, run_config: dict | None = None) -> None:
         started = time.perf_counter()
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=True)
+            instance=instance, partition_key=partition_key, run_config=run_config, raise_on_error=True)
         assert result.success
         timings[f"{job_name}[{partition_key}]" if partition_key else job_name] = time.perf_counter() - started
 
@@ -64,6 +67,13 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     run("quarantine_job")
     for benchmark in BENCHMARKS:
         run("eval_sets_job", benchmark)
+    run("embedder_job")
+    for domain in DOMAINS:
+        run("embeddings_job", domain)
+    for space in SPACES:
+        run("semdedup_scores_job", space)
+        run("semdedup_mask_job", space,
+            {"ops": {"semdedup_mask": {"config": {"target_removal": DEMO_TARGET_REMOVAL}}}})
     summary = _summarise(instance)
     summary["seconds"] = timings
     return summary
@@ -77,10 +87,18 @@ def _summarise(instance) -> dict:
             asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None), limit=1).records
         return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
+    from mm_assets.partitions import SPACES
     from mm_assets.taxonomy import BENCHMARKS, DOMAINS
+
+    def dedup(space: str) -> dict:
+        m = latest("semdedup_mask", space)
+        keys = ("n", "target_removal", "achieved_removal", "removed", "eps", "exact",
+                "precision_vs_planted", "recall_vs_planted", "at_planted_rate")
+        return {k: m[k] for k in keys if k in m}
 
     return {
         "samples_per_domain": {d: latest("samples", d)["rows"] for d in DOMAINS},
         "quarantine_by_reason": latest("quarantine")["by_reason"],
         "eval_items": {b: latest("eval_sets", b)["items"] for b in BENCHMARKS},
+        "semdedup": {space: dedup(space) for space in SPACES},
     }
