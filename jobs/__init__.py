@@ -1,10 +1,12 @@
-"""Asset jobs (later: sensors, schedules and automation sensors).
+"""Asset jobs, the recipe sensor and the automation sensor.
 
 One job per stage step; partitioned steps get their partitions from their assets (domain,
-benchmark or embedding space), so a run is one partition or a backfill over several.
+benchmark, embedding space or recipe), so a run is one partition or a backfill over several.
 """
 
 import dagster as dg
+
+from jobs.recipes import CURATION_AUTOMATION, OBSERVE_RECIPES_JOB, recipe_sensor
 
 _JOBS = {
     "source_job": (["source"], "Scan the annotation arrays and index the image tarballs."),
@@ -18,8 +20,11 @@ _JOBS = {
     "semdedup_scores_job": (["semdedup_scores"],
                             "k-means and pairwise SemDeDup scores for one embedding space (the expensive part)."),
     "semdedup_mask_job": (["semdedup_mask"],
-                          "Threshold stored SemDeDup scores for a target removal fraction (no k-means, no pairwise)."),
+                          "Threshold stored SemDeDup scores for one recipe's target (no k-means, no pairwise)."),
+    "curated_dataset_job": (["curated_dataset"],
+                            "Apply one recipe's decisions to one domain and write a curated WebDataset version."),
 }
 
 JOBS = [dg.define_asset_job(name, selection=selection, description=description)
-        for name, (selection, description) in _JOBS.items()]
+        for name, (selection, description) in _JOBS.items()] + [OBSERVE_RECIPES_JOB]
+SENSORS = [recipe_sensor, CURATION_AUTOMATION]

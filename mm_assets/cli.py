@@ -19,8 +19,44 @@ def _demo(args: argparse.Namespace) -> int:
     from mm_assets.demo import run_demo
     summary = run_demo(Path(args.home), scale=args.scale, seed=args.seed)
     print(json.dumps(summary, indent=2, default=str))
-    print(f"\nThe materializations are in the Dagster instance at {Path(args.home).resolve() / 'dagster_home'}."
-          "\nOpen the UI with:  make ui   (then http://127.0.0.1:3000/assets)")
+    home = Path(args.home).resolve()
+    print(f"\nThe materializations are in the Dagster instance at {home / 'dagster_home'}."
+          "\nOpen the UI with:  make ui   (then http://127.0.0.1:3000/assets)"
+          f"\nAsk the ledger and the event log (with DAGSTER_HOME={home / 'dagster_home'} MM_HOME={home}):"
+          "\n  mm-curation why SAMPLE_ID --recipe semdedup10"
+          "\n  mm-curation lineage 'curated_dataset[semdedup10/chart]'")
+    return 0
+
+
+def _instance_and_defs():
+    import dagster as dg
+
+    from mm_assets.definitions import defs
+    return dg.DagsterInstance.get(), defs
+
+
+def _why(args: argparse.Namespace) -> int:
+    from mm_assets.lineage import LineageError, why
+    from resources.settings import storage_resource
+    import dagster as dg
+    instance = dg.DagsterInstance.get()
+    try:
+        text, _ = why(instance, storage_resource().get(), args.sample_id, args.recipe)
+    except LineageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from mm_assets.lineage import LineageError, lineage
+    instance, defs = _instance_and_defs()
+    try:
+        print(lineage(instance, defs, args.target))
+    except LineageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -40,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", choices=["demo", "bench"], default="demo")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    why = sub.add_parser("why", help="a sample's path through every step of a recipe (from the decision ledger)")
+    why.add_argument("sample_id")
+    why.add_argument("--recipe", required=True)
+    why.set_defaults(func=_why)
+
+    lin = sub.add_parser("lineage", help="the tree from an artifact version down to raw shard hashes "
+                                         "(from Dagster's event log and the manifests)")
+    lin.add_argument("target", help="asset[partition] (e.g. curated_dataset[semdedup10/chart]) or a data version")
+    lin.set_defaults(func=_lineage)
     return p
 
 

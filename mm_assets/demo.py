@@ -11,7 +11,22 @@ from pathlib import Path
 
 from resources.settings import REPO_ROOT
 
-DEMO_TARGET_REMOVAL = 0.10
+
+
+def register_recipes(instance) -> tuple[list[str], dict[str, str]]:
+    """Add every recipe file as a `recipe` partition (what the recipe sensor does under the
+    daemon); returns the recipes that can run and, for the others, why not."""
+    from mm_assets.partitions import recipe_partitions
+    from mm_assets.recipes.schema import RecipeError
+    from resources.settings import recipes_resource
+
+    loaded = recipes_resource().load_all()
+    known = set(instance.get_dynamic_partitions(recipe_partitions.name))
+    new = [n for n in loaded if n not in known]
+    if new:
+        instance.add_dynamic_partitions(recipe_partitions.name, new)
+    runnable = [n for n, r in loaded.items() if not isinstance(r, RecipeError)]
+    return runnable, {n: str(r) for n, r in loaded.items() if isinstance(r, RecipeError)}
 
 
 def prepare_home(home: Path) -> Path:
@@ -54,10 +69,10 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     instance = dg.DagsterInstance.get()
     timings = {}
 
-    def run(job_name: str, partition_key: str | None = None, run_config: dict | None = None) -> None:
+    def run(job_name: str, partition_key: str | None = None) -> None:
         started = time.perf_counter()
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, run_config=run_config, raise_on_error=True)
+            instance=instance, partition_key=partition_key, raise_on_error=True)
         assert result.success
         timings[f"{job_name}[{partition_key}]" if partition_key else job_name] = time.perf_counter() - started
 
@@ -70,16 +85,21 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     run("embedder_job")
     for domain in DOMAINS:
         run("embeddings_job", domain)
+    runnable, rejected = register_recipes(instance)
+    run("observe_recipes_job")
     for space in SPACES:
         run("semdedup_scores_job", space)
-        run("semdedup_mask_job", space,
-            {"ops": {"semdedup_mask": {"config": {"target_removal": DEMO_TARGET_REMOVAL}}}})
-    summary = _summarise(instance)
+    for name in runnable:
+        run("semdedup_mask_job", name)
+        for domain in DOMAINS:
+            run("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": domain}))
+    summary = _summarise(instance, runnable)
+    summary["recipes_rejected"] = rejected
     summary["seconds"] = timings
     return summary
 
 
-def _summarise(instance) -> dict:
+def _summarise(instance, recipes: list[str]) -> dict:
     import dagster as dg
 
     def latest(key: str, partition: str | None = None) -> dict:
@@ -90,15 +110,23 @@ def _summarise(instance) -> dict:
     from mm_assets.partitions import SPACES
     from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 
-    def dedup(space: str) -> dict:
-        m = latest("semdedup_mask", space)
+    def dedup(recipe: str) -> dict:
+        m = latest("semdedup_mask", recipe)
         keys = ("n", "target_removal", "achieved_removal", "removed", "eps", "exact",
                 "precision_vs_planted", "recall_vs_planted", "at_planted_rate")
-        return {k: m[k] for k in keys if k in m}
+        return {space: {k: m[f"{space}/{k}"] for k in keys if f"{space}/{k}" in m} for space in SPACES}
+
+    def curated(recipe: str) -> dict:
+        out = {}
+        for domain in DOMAINS:
+            m = latest("curated_dataset", dg.MultiPartitionKey({"recipe": recipe, "domain": domain}))
+            out[domain] = f"{m['samples_in']} -> {m['samples_out']} (version {m['version']})"
+        return out
 
     return {
         "samples_per_domain": {d: latest("samples", d)["rows"] for d in DOMAINS},
         "quarantine_by_reason": latest("quarantine")["by_reason"],
         "eval_items": {b: latest("eval_sets", b)["items"] for b in BENCHMARKS},
-        "semdedup": {space: dedup(space) for space in SPACES},
+        "semdedup": {r: dedup(r) for r in recipes if latest("semdedup_mask", r).get("in_recipe")},
+        "curated_datasets": {r: curated(r) for r in recipes},
     }

@@ -13,3 +13,8 @@ SPACES = ("image", "text")
 space_partitions = dg.StaticPartitionsDefinition(list(SPACES))
 domain_to_space = dg.StaticPartitionMapping(
     {d: ("text" if d in TEXT_ONLY_DOMAINS else "image") for d in DOMAINS})
+
+# One partition per recipe file, added by the recipe sensor when a file appears (and kept when
+# it disappears: curated versions made from it stay readable and traceable).
+recipe_partitions = dg.DynamicPartitionsDefinition(name="recipe")
+recipe_domain_partitions = dg.MultiPartitionsDefinition({"recipe": recipe_partitions, "domain": domain_partitions})

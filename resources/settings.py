@@ -4,6 +4,7 @@
   look-alike data under `MM_HOME/sample_data`, the Dagster instance in `MM_HOME/dagster_home`.
 - `MM_STORAGE_ROOT` / `MM_STORAGE_OPTIONS` (JSON): artifact storage, e.g. `s3://bucket/prefix`.
 - `MM_SOURCE_CONFIG`: a YAML file with the `MammothSourceResource` fields (real data; see README).
+- `MM_RECIPES` (default `<repo>/recipes`): the directory of curation recipe files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 from resources.data_source import MammothSourceResource, SourceFiles
 from resources.models import EmbedderResource
+from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,3 +64,7 @@ def embedder_resource() -> EmbedderResource:
     """`MM_EMBEDDER_MODEL`: a SigLIP2 checkpoint path/id; default "tiny" (built and trained locally)."""
     return EmbedderResource(model=os.environ.get("MM_EMBEDDER_MODEL", "tiny"),
                             train_steps=int(os.environ.get("MM_EMBEDDER_TRAIN_STEPS", "240")))
+
+
+def recipes_resource() -> RecipesResource:
+    return RecipesResource(directory=os.environ.get("MM_RECIPES", str(REPO_ROOT / "recipes")))

@@ -104,7 +104,8 @@ def embedder(context: dg.AssetExecutionContext, raw_shards: dict, storage: Stora
     return dg.Output(
         {"root": root, "model": "tiny-siglip2", "version": weights},
         data_version=dg.DataVersion(weights),
-        metadata={"uri": st.uri(root), "trained": True, "training_seconds": report["seconds"],
+        metadata={"model": f"{embedder_model.model} (SigLIP2, built and trained here)", "uri": st.uri(root),
+                  "trained": True, "training_seconds": report["seconds"],
                   "loss_first": report["loss_first"], "loss_last": report["loss_last"],
                   "steps": report["steps"], "training_images": report["images"],
                   "training_texts": report["texts"], "domains": sorted(raw_shards)},

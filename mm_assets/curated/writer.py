@@ -1,0 +1,48 @@
+"""Write a curated WebDataset version: the kept samples of the raw shards, copies included.
+
+The members of each sample are copied byte for byte from the raw shard (the LLaVA-format
+`.json` record with its `sample_id`, and the image). Up-sampled copies get the keys
+`<sample_id>_r1`, `_r2`, … so every key stays unique. Shards are deterministic tars, each
+re-read and validated before the manifest (the completion marker) is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+
+from mm_assets.storage import Storage
+from mm_assets.webdataset_io import read_shard, shard_digest, validate_shard, write_shard
+
+
+def _kept(raw: Storage, raw_manifest: dict, copies: dict[str, int]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    for shard in raw_manifest["shards"]:
+        with raw.open_read(shard["tar"]) as f:
+            for key, fields in read_shard(f):
+                for j in range(copies.get(key, 0)):
+                    yield (key if j == 0 else f"{key}_r{j}"), fields
+
+
+def write_curated_shards(raw: Storage, raw_manifest: dict, copies: dict[str, int], out: Storage,
+                         samples_per_shard: int) -> list[dict]:
+    shards, batch = [], []
+
+    def flush():
+        buf = io.BytesIO()
+        write_shard(buf, batch)
+        data = buf.getvalue()
+        validate_shard(io.BytesIO(data), shard_digest(batch))
+        name = f"shard-{len(shards):06d}.tar"
+        out.write_bytes(name, data)
+        shards.append({"tar": name, "sha256": hashlib.sha256(data).hexdigest(), "samples": len(batch),
+                       "bytes": len(data)})
+        batch.clear()
+
+    for item in _kept(raw, raw_manifest, copies):
+        batch.append(item)
+        if len(batch) == samples_per_shard:
+            flush()
+    if batch:
+        flush()
+    return shards

@@ -1,0 +1,25 @@
+"""The recipes resource: where the curation recipe files live."""
+
+import dagster as dg
+from pydantic import Field
+
+from mm_assets.recipes.schema import Recipe, RecipeError, load_recipe, load_recipes, recipe_files
+
+
+class RecipesResource(dg.ConfigurableResource):
+    """A directory of recipe YAML files, one per recipe; the file name is the recipe name."""
+
+    directory: str = Field(description="directory holding <recipe>.yaml files")
+
+    def names(self) -> list[str]:
+        return sorted(recipe_files(self.directory))
+
+    def load_all(self) -> dict[str, Recipe | RecipeError]:
+        return load_recipes(self.directory)
+
+    def get(self, name: str) -> Recipe:
+        """The validated recipe; raises RecipeError (file, key, reason) when it cannot run."""
+        path = recipe_files(self.directory).get(name)
+        if path is None:
+            raise RecipeError(f"{self.directory}/{name}.yaml", "", "recipe file not found (deleted or renamed?)")
+        return load_recipe(path)
