@@ -13,22 +13,6 @@ from resources.settings import REPO_ROOT
 
 
 
-def register_recipes(instance) -> tuple[list[str], dict[str, str]]:
-    """Add every recipe file as a `recipe` partition (what the recipe sensor does under the
-    daemon); returns the recipes that can run and, for the others, why not."""
-    from mm_assets.partitions import recipe_partitions
-    from mm_assets.recipes.schema import RecipeError
-    from resources.settings import recipes_resource
-
-    loaded = recipes_resource().load_all()
-    known = set(instance.get_dynamic_partitions(recipe_partitions.name))
-    new = [n for n in loaded if n not in known]
-    if new:
-        instance.add_dynamic_partitions(recipe_partitions.name, new)
-    runnable = [n for n, r in loaded.items() if not isinstance(r, RecipeError)]
-    return runnable, {n: str(r) for n, r in loaded.items() if isinstance(r, RecipeError)}
-
-
 def prepare_home(home: Path) -> Path:
     """Point MM_HOME and DAGSTER_HOME at the demo's directories; install dagster.yaml."""
     dagster_home = home / "dagster_home"
@@ -63,39 +47,14 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     import dagster as dg
 
     from mm_assets.definitions import defs
-    from mm_assets.partitions import SPACES
-    from mm_assets.taxonomy import BENCHMARKS, DOMAINS
+    from mm_assets.local_runner import LocalGraph
 
-    instance = dg.DagsterInstance.get()
-    timings = {}
-
-    def run(job_name: str, partition_key: str | None = None) -> None:
-        started = time.perf_counter()
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=True)
-        assert result.success
-        timings[f"{job_name}[{partition_key}]" if partition_key else job_name] = time.perf_counter() - started
-
-    run("source_job")
-    for domain in DOMAINS:
-        run("ingest_domain_job", domain)
-    run("quarantine_job")
-    for benchmark in BENCHMARKS:
-        run("eval_sets_job", benchmark)
-    run("embedder_job")
-    for domain in DOMAINS:
-        run("embeddings_job", domain)
-    runnable, rejected = register_recipes(instance)
-    run("observe_recipes_job")
-    for space in SPACES:
-        run("semdedup_scores_job", space)
-    for name in runnable:
-        run("semdedup_mask_job", name)
-        for domain in DOMAINS:
-            run("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": domain}))
-    summary = _summarise(instance, runnable)
+    graph = LocalGraph(defs, dg.DagsterInstance.get())
+    rejected = graph.fill()
+    runnable = [r for r in defs.resources["recipes"].names() if r not in rejected]
+    summary = _summarise(graph.instance, runnable)
     summary["recipes_rejected"] = rejected
-    summary["seconds"] = timings
+    summary["seconds"] = {k: round(v, 2) for k, v in graph.seconds.items()}
     return summary
 
 

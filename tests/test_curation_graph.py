@@ -1,7 +1,6 @@
 """Recipes through the asset graph on the demo data: SemDeDup targets hit exactly, a recipe
 edit recomputes exactly what depends on it, curated versions load and are fully explained."""
 
-import io
 import os
 import subprocess
 import sys
@@ -41,7 +40,7 @@ def graph(sample_data, tmp_path_factory):
 
 def mask_for(g, name, text):
     g.write_recipe(name, text)
-    g.observe_recipes()
+    g.register_recipes()
     g.run("semdedup_mask_job", name)
     return g.meta("semdedup_mask", name)
 
@@ -81,7 +80,7 @@ def test_eps_recipe_and_the_semantic_pruning_warning(graph):
 
 def test_a_recipe_with_a_step_not_built_yet_fails_with_a_clear_error(graph):
     graph.write_recipe("ppl", "steps:\n  - perplexity: {keep_fraction: 0.5}\n")
-    graph.observe_recipes()
+    graph.register_recipes()
     with pytest.raises(Exception, match=r"ppl\.yaml: steps\[0\]\.perplexity: step 'perplexity' is not available yet"):
         graph.run("semdedup_mask_job", "ppl")
     (graph.recipes_dir / "ppl.yaml").unlink()
@@ -91,7 +90,7 @@ def test_editing_one_recipe_recomputes_exactly_what_depends_on_it(graph):
     graph.automation_tick()                   # settle whatever earlier tests changed
     before = graph.counts()
     graph.write_recipe("semdedup10", SEMDEDUP10.replace("target_removal: 0.10", "target_removal: 0.12"))
-    graph.observe_recipes()
+    graph.register_recipes()
     ticks = [graph.automation_tick() for _ in range(3)]
     assert ticks[0] == {"semdedup_mask": ["semdedup10"]}
     assert ticks[1] == {"curated_dataset": sorted(f"{d}|semdedup10" for d in DOMAINS)}
@@ -105,7 +104,7 @@ def test_editing_one_recipe_recomputes_exactly_what_depends_on_it(graph):
 
 def test_an_edit_that_changes_no_output_recomputes_nothing_downstream(graph):
     graph.write_recipe("semdedup10", SEMDEDUP10)
-    graph.observe_recipes()
+    graph.register_recipes()
     while graph.automation_tick():
         pass
     before = graph.counts()
@@ -113,13 +112,13 @@ def test_an_edit_that_changes_no_output_recomputes_nothing_downstream(graph):
     graph.write_recipe("semdedup10", "# reordered, commented\nsteps:\n  - semdedup:\n      keep: hardest\n"
                                      "      clusters: auto   # same\n      target_removal: 0.1\n"
                                      "description: SemDeDup to 10 % removal\n")
-    graph.observe_recipes()
+    graph.register_recipes()
     assert graph.automation_tick() == {}
     assert graph.counts() == before
     # a threshold that removes the very same samples: the mask re-runs, its data version does not
     # change, so no curated dataset re-materializes
     graph.write_recipe("semdedup10", SEMDEDUP10.replace("target_removal: 0.10", "target_removal: 0.1001"))
-    graph.observe_recipes()
+    graph.register_recipes()
     ticks = [graph.automation_tick() for _ in range(2)]
     assert ticks == [{"semdedup_mask": ["semdedup10"]}, {}]
     after = graph.counts()
