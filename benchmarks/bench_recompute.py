@@ -41,9 +41,8 @@ def main() -> dict:
 
     from mm_assets.definitions import build_definitions
     from mm_assets.local_runner import LocalGraph, new_materializations
-    from resources.settings import embedder_resource, recipes_resource, source_resource, storage_resource
 
-    defs = build_definitions(storage_resource(), source_resource(), embedder_resource(), recipes_resource())
+    defs = build_definitions()
     g = LocalGraph(defs, dg.DagsterInstance.get())
     g.fill()
     cold = g.seconds["fill"]

@@ -6,10 +6,11 @@ from jobs import JOBS, SENSORS
 from mm_assets.curated.assets import curated_dataset
 from mm_assets.dedup.assets import semdedup_mask, semdedup_scores
 from mm_assets.embeddings.assets import embedder, embeddings
+from mm_assets.evaluation.assets import checkpoint, eval_scores, leaderboard
 from mm_assets.recipes.assets import RECIPE_SECTION_ASSETS
 from mm_assets.sources.assets import eval_sets, quarantine, raw_shards, samples, source
 from resources.json_io_manager import JsonPointerIOManager
-from resources.settings import embedder_resource, recipes_resource, source_resource, storage_resource
+from resources.settings import default_resources
 
 ASSETS = [
     source, raw_shards, samples, quarantine, eval_sets,   # sources
@@ -17,16 +18,15 @@ ASSETS = [
     *RECIPE_SECTION_ASSETS,                               # recipes (observed files)
     semdedup_scores, semdedup_mask,                       # dedup
     curated_dataset,                                      # curated
+    checkpoint, eval_scores, leaderboard,                 # evaluation
 ]
 
 
-def build_definitions(storage, mammoth, embedder_model, recipes) -> dg.Definitions:
-    """The code location for a given set of resources (tests pass temporary ones)."""
-    return dg.Definitions(
-        assets=ASSETS, jobs=JOBS, sensors=SENSORS,
-        resources={"storage": storage, "mammoth": mammoth, "embedder_model": embedder_model,
-                   "recipes": recipes, "io_manager": JsonPointerIOManager(storage=storage)},
-    )
+def build_definitions(**overrides) -> dg.Definitions:
+    """The code location; resources from the environment unless given (tests pass temporary ones)."""
+    resources = {**default_resources(), **overrides}
+    resources["io_manager"] = JsonPointerIOManager(storage=resources["storage"])
+    return dg.Definitions(assets=ASSETS, jobs=JOBS, sensors=SENSORS, resources=resources)
 
 
-defs = build_definitions(storage_resource(), source_resource(), embedder_resource(), recipes_resource())
+defs = build_definitions()

@@ -28,6 +28,11 @@ class LocalGraph:
     instance: dg.DagsterInstance
     cursor: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    log_level: str = "WARNING"      # of the console log of in-process runs (the event log keeps everything)
+
+    @property
+    def _run_config(self) -> dict:
+        return {"loggers": {"console": {"config": {"log_level": self.log_level}}}}
 
     @property
     def resources(self) -> dict:
@@ -36,7 +41,7 @@ class LocalGraph:
     def run(self, job: str, partition: str | None = None) -> dg.ExecuteInProcessResult:
         started = time.perf_counter()
         result = self.defs.resolve_job_def(job).execute_in_process(
-            instance=self.instance, partition_key=partition, raise_on_error=True)
+            instance=self.instance, partition_key=partition, raise_on_error=True, run_config=self._run_config)
         self.seconds[f"{job}[{partition}]" if partition else job] = time.perf_counter() - started
         return result
 
@@ -91,7 +96,7 @@ class LocalGraph:
             for partition in requested[key]:
                 # like a daemon run: a failure is recorded in the instance and the next runs go on
                 dg.materialize(assets, selection=[key], partition_key=partition, instance=self.instance,
-                               resources=self.resources, raise_on_error=False)
+                               resources=self.resources, raise_on_error=False, run_config=self._run_config)
         return requested
 
     def settle(self, max_ticks: int = 10) -> list[dict]:

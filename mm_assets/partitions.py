@@ -18,3 +18,8 @@ domain_to_space = dg.StaticPartitionMapping(
 # it disappears: curated versions made from it stay readable and traceable).
 recipe_partitions = dg.DynamicPartitionsDefinition(name="recipe")
 recipe_domain_partitions = dg.MultiPartitionsDefinition({"recipe": recipe_partitions, "domain": domain_partitions})
+
+# One partition per complete checkpoint, added by the checkpoint sensor (or by hand).
+checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoint")
+checkpoint_benchmark_partitions = dg.MultiPartitionsDefinition(
+    {"checkpoint": checkpoint_partitions, "benchmark": benchmark_partitions})

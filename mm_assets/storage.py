@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 import fsspec
@@ -204,3 +205,31 @@ def file_storage(uri: str, storage_options: dict | None = None) -> tuple[Storage
 def open_uri(uri: str, storage_options: dict | None = None) -> IO[bytes]:
     """Open any local path or fsspec URI for binary reading (used for source inputs)."""
     return fsspec.open(uri, "rb", **(storage_options or {})).open()
+
+
+@contextlib.contextmanager
+def local_path(st: Storage, rel: str) -> Iterator[str]:
+    """A local file path for an artifact (a temporary download when storage is remote)."""
+    if st.is_local:
+        yield st.uri(rel)
+        return
+    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
+        path = os.path.join(tmp, os.path.basename(rel))
+        with st.open_read(rel) as src, open(path, "wb") as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+        yield path
+
+
+@contextlib.contextmanager
+def local_dir(st: Storage, rel: str) -> Iterator[str]:
+    """A local directory holding every file under `rel` (downloaded when storage is remote)."""
+    if st.is_local:
+        yield st.uri(rel)
+        return
+    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
+        for name in st.walk_files(rel):
+            target = Path(tmp) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(st.read_bytes(f"{rel}/{name}"))
+        yield tmp

@@ -68,3 +68,33 @@ def embedder_resource() -> EmbedderResource:
 
 def recipes_resource() -> RecipesResource:
     return RecipesResource(directory=os.environ.get("MM_RECIPES", str(REPO_ROOT / "recipes")))
+
+
+def checkpoint_store_resource():
+    """`MM_CHECKPOINTS` (default `MM_HOME/checkpoints`): a directory or an s3:// prefix."""
+    from resources.evaluation import CheckpointStoreResource
+    options = json.loads(os.environ.get("MM_CHECKPOINTS_OPTIONS", os.environ.get("MM_STORAGE_OPTIONS", "{}")))
+    return CheckpointStoreResource(root=os.environ.get("MM_CHECKPOINTS", str(mm_home() / "checkpoints")),
+                                   storage_options=options)
+
+
+def eval_backend_resource():
+    """`MM_EVAL_BACKEND` = hf (default) | vllm; `MM_EVAL_BATCH_SIZE`, `MM_EVAL_MAX_ITEMS`."""
+    from resources.evaluation import EvalBackendResource
+    return EvalBackendResource(kind=os.environ.get("MM_EVAL_BACKEND", "hf"),
+                               batch_size=int(os.environ.get("MM_EVAL_BATCH_SIZE", "16")),
+                               max_items=int(os.environ.get("MM_EVAL_MAX_ITEMS", "0")))
+
+
+def mlflow_resource():
+    """`MLFLOW_TRACKING_URI` if set, else a local SQLite store `MM_HOME/mlflow.db` (artifacts in `MM_HOME/mlruns`)."""
+    from resources.evaluation import MlflowResource
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mm_home() / 'mlflow.db'}"
+    return MlflowResource(tracking_uri=uri, artifact_root=(mm_home() / "mlruns").as_uri())
+
+
+def default_resources() -> dict:
+    """Every resource of the code location, from the environment."""
+    return {"storage": storage_resource(), "mammoth": source_resource(), "embedder_model": embedder_resource(),
+            "recipes": recipes_resource(), "checkpoints": checkpoint_store_resource(),
+            "eval_backend": eval_backend_resource(), "mlflow": mlflow_resource()}

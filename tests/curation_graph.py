@@ -45,8 +45,9 @@ def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("base
     for name in recipes:
         shutil.copyfile(REPO_ROOT / "recipes" / f"{name}.yaml", recipes_dir / f"{name}.yaml")
     root = home / "artifacts"
-    defs = build_definitions(StorageResource(root=str(root)), sample_data_source(sample_data),
-                             EmbedderResource(model=str(checkpoint)), RecipesResource(directory=str(recipes_dir)))
+    defs = build_definitions(storage=StorageResource(root=str(root)), mammoth=sample_data_source(sample_data),
+                             embedder_model=EmbedderResource(model=str(checkpoint)),
+                             recipes=RecipesResource(directory=str(recipes_dir)))
     (home / "dagster_home").mkdir()
     shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))

@@ -29,3 +29,20 @@ def test_graph_shape():
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("samples")).parent_keys} == {"raw_shards"}
     for job in ("source_job", "ingest_domain_job", "quarantine_job", "eval_sets_job"):
         defs.resolve_job_def(job)
+
+
+def test_curation_and_evaluation_wiring():
+    from mm_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(k)).parent_keys}
+               for k in ("semdedup_scores", "semdedup_mask", "curated_dataset", "eval_scores")}
+    assert parents["semdedup_scores"] == {"embeddings", "recipe/semdedup_clustering"}
+    assert parents["semdedup_mask"] == {"semdedup_scores", "samples", "recipe/semdedup_threshold",
+                                        "recipe/semdedup_clustering"}
+    assert parents["curated_dataset"] == {"raw_shards", "samples", "semdedup_mask", "recipe/plan"}
+    assert parents["eval_scores"] == {"checkpoint", "eval_sets"}
+    # the eval step declares the pool whose limit dagster.yaml sets (default 2)
+    assert graph.get(dg.AssetKey("eval_scores")).pools == {"eval_checkpoint_load"}
+    for name in ("recipe_sensor", "curation_automation"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING

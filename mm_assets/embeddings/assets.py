@@ -1,10 +1,8 @@
 """Dagster assets of the `embeddings` stage: the embedder checkpoint and per-domain embeddings."""
 
 import contextlib
-import os
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -13,41 +11,13 @@ import polars as pl
 
 from mm_assets.partitions import domain_partitions
 from mm_assets.metadata import bytes_digest, content_digest
-from mm_assets.storage import Storage
+from mm_assets.storage import Storage, local_dir, local_path
 from resources.models import EmbedderResource
 from resources.storage import StorageResource
 
 EMBEDDER_CODE_VERSION = "1"
 EMBEDDINGS_CODE_VERSION = "1"
 
-
-
-@contextlib.contextmanager
-def local_path(st: Storage, rel: str) -> Iterator[str]:
-    """A local file path for an artifact (a temporary download when storage is remote)."""
-    if st.is_local:
-        yield st.uri(rel)
-        return
-    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
-        path = os.path.join(tmp, os.path.basename(rel))
-        with st.open_read(rel) as src, open(path, "wb") as dst:
-            while chunk := src.read(8 << 20):
-                dst.write(chunk)
-        yield path
-
-
-@contextlib.contextmanager
-def local_dir(st: Storage, rel: str) -> Iterator[str]:
-    """A local directory holding every file under `rel` (downloaded when storage is remote)."""
-    if st.is_local:
-        yield st.uri(rel)
-        return
-    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
-        for name in st.walk_files(rel):
-            target = Path(tmp) / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(st.read_bytes(f"{rel}/{name}"))
-        yield tmp
 
 
 def shard_uris(st: Storage, raw_pointer: dict) -> tuple[Storage, list[str]]:

@@ -1,0 +1,44 @@
+"""Resources of the evaluation stage: the checkpoint store, the inference backend, MLflow."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from mm_assets.storage import Storage
+
+
+class CheckpointStoreResource(dg.ConfigurableResource):
+    """Where checkpoints are written and watched: a local directory or an `s3://` prefix."""
+
+    root: str = Field(description="directory or s3:// prefix holding one directory per checkpoint")
+    storage_options: dict = Field(default_factory=dict)
+
+    def get(self) -> Storage:
+        return Storage(self.root, self.storage_options)
+
+
+class EvalBackendResource(dg.ConfigurableResource):
+    """How checkpoints generate: `hf` (transformers, batched greedy with KV cache and left
+    padding; the default) or `vllm` (the `gpu` extra)."""
+
+    kind: str = Field(default="hf", description="hf | vllm")
+    batch_size: int = Field(default=16, gt=0)
+    device: str = "cpu"
+    max_items: int = Field(default=0, ge=0, description="evaluate only the first N items (0 = all)")
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking: every eval is one run with params, metrics, predictions and lineage tags."""
+
+    tracking_uri: str = Field(description="e.g. sqlite:///path/mlflow.db (the local default) or http://host:5000")
+    artifact_root: str = Field(default="", description="artifact location of new experiments (default: MLflow's)")
+    experiment: str = "mm-curation-evals"
+
+    def experiment_id(self) -> str:
+        import mlflow
+        mlflow.set_tracking_uri(self.tracking_uri)
+        exp = mlflow.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        return mlflow.create_experiment(self.experiment, artifact_location=self.artifact_root or None)
