@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
@@ -35,10 +38,19 @@ class MlflowResource(dg.ConfigurableResource):
     artifact_root: str = Field(default="", description="artifact location of new experiments (default: MLflow's)")
     experiment: str = "mm-curation-evals"
 
-    def experiment_id(self) -> str:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[str]:
+        """Yields the experiment id with the tracking URI set. For a local SQLite store the
+        session holds a file lock: concurrent eval processes would otherwise race to create
+        the schema (alembic) and collide on writes."""
         import mlflow
-        mlflow.set_tracking_uri(self.tracking_uri)
-        exp = mlflow.get_experiment_by_name(self.experiment)
-        if exp is not None:
-            return exp.experiment_id
-        return mlflow.create_experiment(self.experiment, artifact_location=self.artifact_root or None)
+
+        lock = contextlib.nullcontext()
+        if self.tracking_uri.startswith("sqlite:///"):
+            from filelock import FileLock
+            lock = FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock", timeout=300)
+        with lock:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            exp = mlflow.get_experiment_by_name(self.experiment)
+            yield exp.experiment_id if exp is not None else mlflow.create_experiment(
+                self.experiment, artifact_location=self.artifact_root or None)

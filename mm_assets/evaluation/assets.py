@@ -57,8 +57,8 @@ def _log_mlflow(mlflow_res: MlflowResource, run_name: str, params: dict, metrics
                 predictions_path: str) -> str:
     import mlflow
 
-    mlflow.set_tracking_uri(mlflow_res.tracking_uri)
-    with mlflow.start_run(experiment_id=mlflow_res.experiment_id(), run_name=run_name, tags=tags) as run:
+    with mlflow_res.session() as experiment_id, \
+            mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(predictions_path)

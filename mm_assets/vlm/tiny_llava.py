@@ -37,8 +37,10 @@ shapes, ``post_layernorm`` and ``head`` too); they differ only in the embeddings
   ``(image_size/p) x (image_size/p)`` grid with SigLIP2's own resize gives v1 embeddings that
   reproduce SigLIP2 exactly for an image processed at that grid.
 
-:func:`vision_tower_from_siglip2` does this (tested: same hidden states as the SigLIP2 tower
-on the same pixels). What stays different is preprocessing, not weights: SigLIP2's NaFlex
+:func:`vision_tower_from_siglip2` / :func:`siglip_state_dict_from_siglip2` do this (tested:
+same hidden states as the SigLIP2 tower on the same pixels, to float rounding), and
+``build_tiny_llava(out_dir, tokenizer, vision_from=embedder)`` builds the LLaVA around the
+converted tower (its sizes then come from the embedder; projector and LM stay random). What stays different is preprocessing, not weights: SigLIP2's NaFlex
 processor keeps the aspect ratio within a patch budget, the v1 processor squashes every image
 to the fixed square; pick ``image_size`` so that ``(image_size/p)**2`` is near the
 embedder's ``max_num_patches``, and use the same resample filter and normalisation (both
@@ -97,12 +99,18 @@ def offline() -> bool:
 
 
 def make_image_processor(image_size: int = 64):
-    """SigLIP's image processor (PIL backend, no torchvision needed), every parameter explicit."""
+    """SigLIP's image processor (PIL backend, no torchvision needed), every parameter explicit.
+
+    ``crop_size`` is metadata only (SigLIP never center-crops): ``LlavaProcessor.
+    _get_num_multimodal_tokens`` reads ``image_processor.crop_size`` to count image tokens
+    (used by serving stacks, e.g. vLLM's transformers back end) and fails without it.
+    """
     from transformers.image_utils import PILImageResampling
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
+    square = {"height": image_size, "width": image_size}
     return SiglipImageProcessorPil(
-        do_resize=True, size={"height": image_size, "width": image_size}, resample=PILImageResampling.BILINEAR,
+        do_resize=True, size=square, crop_size=square, resample=PILImageResampling.BILINEAR,
         do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=IMAGE_MEAN, image_std=IMAGE_STD,
         do_convert_rgb=True)
 

@@ -39,7 +39,12 @@ class VLLMBackend:
 
     def __init__(self, checkpoint: str, dtype: str = "auto", seed: int = 0, max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
-                 max_num_seqs: int | None = None, **llm_kwargs):
+                 max_num_seqs: int | None = None, batch_size: int | None = None, device: str | None = None,
+                 **llm_kwargs):
+        """`batch_size` and `device` are accepted so that ``load_backend(kind, ckpt, batch_size=...,
+        device=...)`` works for both kinds; vLLM ignores them (it batches continuously, up to
+        `max_num_seqs` sequences, and runs on its own platform). Other keyword arguments go to
+        ``vllm.LLM``."""
         vllm = _import_vllm()
         from transformers import AutoProcessor
 

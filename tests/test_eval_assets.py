@@ -1,0 +1,149 @@
+"""Evaluation through the asset graph: a tiny random LLaVA checkpoint, six of them requested at
+once under the eval pool (limit 2), predictions tables, MLflow runs with lineage, leaderboard."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+import mlflow
+import polars as pl
+import pytest
+
+from mm_assets.checkpoints import IncompleteCheckpoint, MARKER, verify_checkpoint
+from mm_assets.definitions import build_definitions
+from mm_assets.local_runner import LocalGraph
+from mm_assets.partitions import checkpoint_partitions
+from mm_assets.storage import Storage
+from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+from resources.settings import REPO_ROOT
+
+N_CHECKPOINTS = 6
+POOL_LIMIT = 2
+CHECKPOINTS = [f"tiny-step{100 * i}" for i in range(N_CHECKPOINTS)]
+
+
+@pytest.fixture(scope="module")
+def evals(sample_data, tmp_path_factory):
+    home = tmp_path_factory.mktemp("evalhome")
+    env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(sample_data), "MM_EVAL_MAX_ITEMS": "24",
+           "MM_EVAL_BATCH_SIZE": "8", "HF_HUB_OFFLINE": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        store = home / "checkpoints"
+        write_random_checkpoint(store / CHECKPOINTS[0], ["How many circles are there?", "What is the title?"] * 50,
+                                seed=0, training_run="run-a", step=0)
+        for i, name in enumerate(CHECKPOINTS[1:], start=1):   # same weights, new manifests (step)
+            shutil.copytree(store / CHECKPOINTS[0], store / name)
+            manifest = json.loads((store / name / "manifest.json").read_text())
+            from mm_assets.checkpoints import seal_local_checkpoint
+            (store / name / "manifest.json").unlink()
+            (store / name / MARKER).unlink()
+            seal_local_checkpoint(store / name, dict(manifest, step=100 * i, epoch=i))
+        dagster_home = home / "dagster_home"
+        dagster_home.mkdir()
+        # instance_for_test (sqlite storage: enforces pools) writes its dagster.yaml, pool limit
+        # included, into temp_dir: the child processes open the same instance through DAGSTER_HOME
+        with dg.instance_for_test(temp_dir=str(dagster_home),
+                                  overrides={"concurrency": {"pools": {"default_limit": POOL_LIMIT}}}) as instance:
+            defs = build_definitions()
+            g = LocalGraph(defs, instance)
+            g.run("source_job")
+            g.run("eval_sets_job", "countbench")
+            instance.add_dynamic_partitions(checkpoint_partitions.name, CHECKPOINTS)
+            for name in CHECKPOINTS:
+                g.run("checkpoint_job", name)
+            yield home, g, dict(os.environ, DAGSTER_HOME=str(dagster_home))
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _intervals(g):
+    out = []
+    for name in CHECKPOINTS:
+        m = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
+        out.append((m["loaded_at"], m["released_at"]))
+    return out
+
+
+def _max_overlap(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    live = peak = 0
+    for _, d in events:
+        live += d
+        peak = max(peak, live)
+    return peak
+
+
+def test_six_checkpoints_at_once_never_load_more_than_the_pool_limit(evals):
+    home, g, env = evals
+    children = [subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "eval_child.py"), name, "countbench"],
+                                 env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                for name in CHECKPOINTS]
+    errors = [c.communicate(timeout=540)[1] for c in children]
+    failed = [(c.args[-2], [ln for ln in e.decode().splitlines() if "Error" in ln or "error" in ln][-5:])
+              for c, e in zip(children, errors) if c.returncode != 0]
+    assert not failed, failed
+    intervals = _intervals(g)
+    assert len(intervals) == N_CHECKPOINTS
+    # six runs alive together: the pool's two slots were both used, never a third
+    assert _max_overlap(intervals) == POOL_LIMIT, intervals
+
+
+def test_predictions_table_and_interval(evals):
+    home, g, _ = evals
+    m = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": CHECKPOINTS[0], "benchmark": "countbench"}))
+    root = m["uri"]
+    preds = Storage(root).read_parquet("predictions.parquet")
+    assert preds.columns[:6] == ["item_id", "prompt_hash", "prompt", "raw_output", "parsed", "score"]
+    assert preds.height == m["n"] == 24
+    assert preds["prompt_hash"].n_unique() == preds["prompt"].n_unique()
+    assert m["ci95_low"] <= m["score"] <= m["ci95_high"]
+    assert m["prompt_version"] and m["metric_version"] and m["model_id"]
+
+
+def test_every_eval_is_an_mlflow_run_with_lineage_tags(evals):
+    home, g, _ = evals
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["mm-curation-evals"],
+                              filter_string=f"tags.`mm/checkpoint` = '{CHECKPOINTS[3]}'", output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    m = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": CHECKPOINTS[3], "benchmark": "countbench"}))
+    assert run.info.run_id == m["mlflow_run_id"]
+    assert run.data.tags["mm/lineage/training_run"] == "run-a" and run.data.tags["mm/lineage/step"] == "300"
+    assert run.data.tags["dagster/run_id"]
+    assert run.data.params["benchmark"] == "countbench" and run.data.params["prompt_version"]
+    assert abs(run.data.metrics["score"] - m["score"]) < 1e-12
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
+    assert "predictions.parquet" in artifacts
+
+
+def test_leaderboard_has_every_checkpoint_and_a_plot(evals):
+    home, g, _ = evals
+    g.run("leaderboard_job")
+    m = g.meta("leaderboard")
+    table = Storage(m["uri"]).read_parquet("leaderboard.parquet")
+    assert sorted(table["checkpoint"].to_list()) == sorted(CHECKPOINTS)
+    assert table["step"].to_list() == [100 * i for i in range(N_CHECKPOINTS)]
+    assert (home / "artifacts").exists() and Storage(m["uri"]).exists("score_vs_step.png")
+    assert "score_vs_step" in m
+
+
+def test_an_incomplete_checkpoint_is_refused(evals, tmp_path):
+    home, _, _ = evals
+    shutil.copytree(home / "checkpoints" / CHECKPOINTS[0], tmp_path / "partial")
+    (tmp_path / "partial" / MARKER).unlink()
+    with pytest.raises(IncompleteCheckpoint, match="no COMPLETE marker"):
+        verify_checkpoint(Storage(str(tmp_path)), "partial")
+    shutil.copytree(home / "checkpoints" / CHECKPOINTS[0], tmp_path / "tampered")
+    (tmp_path / "tampered" / "config.json").write_text("{}")
+    with pytest.raises(IncompleteCheckpoint, match="config.json: sha256"):
+        verify_checkpoint(Storage(str(tmp_path)), "tampered")
