@@ -32,3 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_semdedup.py
 	$(BIN)/python benchmarks/bench_embeddings.py
 	$(BIN)/python benchmarks/bench_recompute.py
+	$(BIN)/python benchmarks/bench_eval_backends.py

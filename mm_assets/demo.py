@@ -52,10 +52,39 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     graph = LocalGraph(defs, dg.DagsterInstance.get())
     rejected = graph.fill()
     runnable = [r for r in defs.resources["recipes"].names() if r not in rejected]
+    _write_demo_checkpoint(defs, graph)
+    graph.evaluate_checkpoint(DEMO_CHECKPOINT)
     summary = _summarise(graph.instance, runnable)
     summary["recipes_rejected"] = rejected
     summary["seconds"] = {k: round(v, 2) for k, v in graph.seconds.items()}
     return summary
+
+
+DEMO_CHECKPOINT = "tiny-random-step0"
+
+
+def _write_demo_checkpoint(defs, graph) -> None:
+    """Until training lands (#6): a randomly initialised tiny LLaVA, its tokenizer trained on
+    the curated baseline's text — a chance-level reference point through the real eval path."""
+    import polars as pl
+
+    from mm_assets.taxonomy import DOMAINS
+    from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+
+    store = defs.resources["checkpoints"].get()
+    if not store.is_local:
+        raise RuntimeError("the demo writes its checkpoint to a local MM_CHECKPOINTS directory")
+    if store.exists(f"{DEMO_CHECKPOINT}/COMPLETE"):
+        return
+    st = defs.resources["storage"].get()
+    texts = pl.concat([st.read_parquet(st.read_json(f"dagster_io/samples/{d}.json")["root"]).select("question", "answer")
+                       for d in DOMAINS])
+    write_random_checkpoint(store.uri(DEMO_CHECKPOINT), texts["question"].to_list() + texts["answer"].to_list(),
+                            seed=0, training_run="demo-random-init")
+
+
+def _score(m: dict) -> str:
+    return f"{m['metric']} {m['score']:.3f} [{m['ci95_low']:.3f}, {m['ci95_high']:.3f}] on {m['n']} items"
 
 
 def _summarise(instance, recipes: list[str]) -> dict:
@@ -88,4 +117,6 @@ def _summarise(instance, recipes: list[str]) -> dict:
         "eval_items": {b: latest("eval_sets", b)["items"] for b in BENCHMARKS},
         "semdedup": {r: dedup(r) for r in recipes if latest("semdedup_mask", r).get("in_recipe")},
         "curated_datasets": {r: curated(r) for r in recipes},
+        "evals": {b: _score(latest("eval_scores", dg.MultiPartitionKey({"checkpoint": DEMO_CHECKPOINT, "benchmark": b})))
+                  for b in BENCHMARKS},
     }

@@ -80,6 +80,17 @@ class LocalGraph:
         self.seconds["fill"] = time.perf_counter() - started
         return rejected
 
+    def evaluate_checkpoint(self, name: str, benchmarks=BENCHMARKS) -> None:
+        """Register a checkpoint already in the checkpoint store, evaluate it, update the leaderboard."""
+        from mm_assets.partitions import checkpoint_partitions
+
+        if name not in self.instance.get_dynamic_partitions(checkpoint_partitions.name):
+            self.instance.add_dynamic_partitions(checkpoint_partitions.name, [name])
+        self.run("checkpoint_job", name)
+        for b in benchmarks:
+            self.run("eval_job", dg.MultiPartitionKey({"checkpoint": name, "benchmark": b}))
+        self.run("leaderboard_job")
+
     def automation_tick(self) -> dict[str, list[str | None]]:
         """Evaluate the automation conditions once and run what they request."""
         result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
