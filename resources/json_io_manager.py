@@ -43,3 +43,9 @@ class JsonPointerIOManager(dg.ConfigurableIOManager):
             raise FileNotFoundError(f"{key.to_user_string()} is not materialized for partitions {missing}; "
                                     f"materialize them first (needed: {sorted(keys)})")
         return {pk: st.read_json(rel) for pk, rel in present.items()}
+
+
+def mapped_pointer(loaded: dict, partition: str) -> dict:
+    """The pointer of one upstream partition: a mapped input arrives as {partition: pointer}
+    (the consumer's partition key differs from the parent's), a same-key input as the pointer."""
+    return loaded if "version" in loaded else loaded[partition]

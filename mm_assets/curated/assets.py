@@ -19,6 +19,7 @@ from mm_assets.recipes.assets import section_key
 from mm_assets.recipes.sections import section_versions, step_params_hash
 from mm_assets.storage import parquet_bytes
 from resources.data_source import MammothSourceResource
+from resources.json_io_manager import mapped_pointer
 from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 
@@ -27,11 +28,6 @@ BY_DOMAIN = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="
 BY_RECIPE = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="recipe")
 # The decisions asset of each step (the step interface: see mm_assets/curated/compose.py).
 STEP_DECISIONS_ASSET = {"semdedup": "semdedup_mask"}
-
-
-def _pointer(loaded: dict, partition: str) -> dict:
-    """The IO manager hands a mapped input over as {partition: pointer}; take the one we need."""
-    return loaded if "root" in loaded else loaded[partition]
 
 
 @dg.asset(group_name="curated", partitions_def=recipe_domain_partitions, code_version=CURATED_CODE_VERSION,
@@ -48,8 +44,8 @@ def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples
     keys = context.partition_key.keys_by_dimension
     name, domain = keys["recipe"], keys["domain"]
     recipe = recipes.get(name)
-    raw_ptr, samples_ptr = _pointer(raw_shards, domain), _pointer(samples, domain)
-    decision_ptrs = {"semdedup_mask": _pointer(semdedup_mask, name)}
+    raw_ptr, samples_ptr = mapped_pointer(raw_shards, domain), mapped_pointer(samples, domain)
+    decision_ptrs = {"semdedup_mask": mapped_pointer(semdedup_mask, name)}
     st = storage.get()
     steps_in = [(kind, decision_ptrs[STEP_DECISIONS_ASSET[kind]]) for kind, _ in recipe.steps]
     sections = section_versions(recipe)

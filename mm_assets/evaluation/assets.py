@@ -21,6 +21,7 @@ from mm_assets.evaluation.runner import MAX_NEW_TOKENS, evaluate, summarize
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.partitions import benchmark_partitions, checkpoint_benchmark_partitions, checkpoint_partitions
 from mm_assets.storage import local_dir, parquet_bytes
+from resources.json_io_manager import mapped_pointer
 from resources.evaluation import CheckpointStoreResource, EvalBackendResource, MlflowResource
 from resources.storage import StorageResource
 
@@ -78,8 +79,7 @@ def eval_scores(context: dg.AssetExecutionContext, checkpoint: dict, eval_sets: 
 
     keys = context.partition_key.keys_by_dimension
     name, bench_name = keys["checkpoint"], keys["benchmark"]
-    ck = checkpoint.get(name, checkpoint) if "version" not in checkpoint else checkpoint
-    items_ptr = eval_sets.get(bench_name, eval_sets) if "root" not in eval_sets else eval_sets
+    ck, items_ptr = mapped_pointer(checkpoint, name), mapped_pointer(eval_sets, bench_name)
     bench = get_benchmark(bench_name)
     st = storage.get()
     items = _item_frame(st, items_ptr, eval_backend.max_items)
