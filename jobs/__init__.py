@@ -6,6 +6,7 @@ benchmark, embedding space or recipe), so a run is one partition or a backfill o
 
 import dagster as dg
 
+from jobs.checkpoints import build_checkpoint_sensor
 from jobs.recipes import CURATION_AUTOMATION, OBSERVE_RECIPES_JOB, recipe_sensor
 
 _JOBS = {
@@ -28,6 +29,8 @@ _JOBS = {
     "leaderboard_job": (["leaderboard"], "Collect every eval table into the leaderboard."),
 }
 
-JOBS = [dg.define_asset_job(name, selection=selection, description=description)
-        for name, (selection, description) in _JOBS.items()] + [OBSERVE_RECIPES_JOB]
-SENSORS = [recipe_sensor, CURATION_AUTOMATION]
+_ASSET_JOBS = {name: dg.define_asset_job(name, selection=selection, description=description)
+               for name, (selection, description) in _JOBS.items()}
+JOBS = [*_ASSET_JOBS.values(), OBSERVE_RECIPES_JOB]
+SENSORS = [recipe_sensor, CURATION_AUTOMATION,
+           build_checkpoint_sensor(_ASSET_JOBS["checkpoint_job"], _ASSET_JOBS["eval_job"])]
