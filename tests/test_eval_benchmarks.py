@@ -116,8 +116,11 @@ def test_pixmo_points_negative_item():
 
 
 def test_no_dagster_import_in_evaluation_modules():
+    """Algorithms stay plain Python; only the stage's thin `assets.py` talks to Dagster."""
     root = Path(benchmarks.__file__).resolve().parent.parent
     for path in root.rglob("*.py"):
+        if path.name == "assets.py":
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])

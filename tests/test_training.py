@@ -205,6 +205,8 @@ def test_packed_logits_equal_each_sample_alone(env, attn):
         max_len = sum(sorted(lengths)[-4:])
         rows = [[samples[i] for i in row] for row in first_fit(lengths, max_len)]
         assert len(rows) >= 2 and max(len(r) for r in rows) >= 3
+        n_img = [sum(s.pixel_values is not None for s in r) for r in rows]
+        assert max(n_img) >= 2 and any(0 < k < len(r) for k, r in zip(n_img, rows))   # images in order, mixed rows
         batch = collate_packed(rows, env["processor"].tokenizer.pad_token_id, max_len)
         assert batch.pixel_values.shape[0] == sum(s.pixel_values is not None for s in samples)
         with torch.no_grad():
@@ -226,6 +228,21 @@ def test_packed_logits_equal_each_sample_alone(env, attn):
             assert (leaky[0, a:b] - packed[0, a:b]).abs().max() > 1e-3
     finally:
         model.set_attn_implementation("sdpa")
+
+
+def test_position_ids_only_packing_needs_use_cache_off(env):
+    """transformers 5.24 derives the same block mask from reset position_ids when no mask and no
+    cache are given; with the default cache (use_cache from config) it silently does not."""
+    model = env["model"]
+    batch = collate_packed([env["samples"][:3], env["samples"][3:5]], env["processor"].tokenizer.pad_token_id)
+    real = batch.segment_ids >= 0
+    with torch.no_grad():
+        explicit = model(**batch.model_inputs()).logits
+        kw = dict(input_ids=batch.input_ids, pixel_values=batch.pixel_values, position_ids=batch.position_ids)
+        derived = model(**kw, use_cache=False).logits
+        cached = model(**kw).logits
+    torch.testing.assert_close(derived[real], explicit[real], atol=1e-5, rtol=0)
+    assert (cached[real] - explicit[real]).abs().max() > 1e-3
 
 
 def test_padding_collator_logits_equal_alone(env):
@@ -293,7 +310,7 @@ def test_grad_accumulation_equals_big_batch(env):
 
 def _cfg(**kw) -> TrainConfig:
     base = dict(training_run="run-test", recipe="baseline", curated_versions={"general": "v123"},
-                batch_size=2, grad_accum=2, max_len=160, lr=3e-3, schedule="cosine", warmup=2, seed=7)
+                batch_size=1, grad_accum=2, max_len=160, lr=3e-3, schedule="cosine", warmup=2, seed=7)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -326,6 +343,7 @@ def straight_run(env):
 def test_resume_matches_uninterrupted(env, straight_run):
     root_a, res_a, logs_a = straight_run
     assert res_a.total_steps == 6 and [d["step"] for d in logs_a] == [1, 2, 3, 4, 5, 6]
+    assert [d["epoch"] for d in logs_a] == [1, 1, 1, 2, 2, 2]      # the resume point is an epoch boundary
     root_b = env["root"] / "resumed"
     out = lambda epoch, step: root_b / f"ckpt-{step:06d}"  # noqa: E731
     logs_b = []
@@ -356,6 +374,32 @@ def test_resume_matches_uninterrupted(env, straight_run):
               out, None)
 
 
+def test_checkpoints_through_storage_uri_and_resume_from_uri(env, straight_run):
+    """out_dir_fn may return a URI: sealed locally, uploaded through Storage with the marker last;
+    a run resumes from a URI checkpoint (downloaded, verified) *mid-epoch* (step 2 of 3) and
+    matches the uninterrupted local run."""
+    from mm_assets.checkpoints import list_complete, verify_checkpoint
+    from mm_assets.storage import Storage
+
+    uri = f"memory://mm-train-{os.getpid()}"
+    out = lambda epoch, step: f"{uri}/ckpt-{step:06d}"  # noqa: E731
+    logs = []
+    train(_cfg(epochs=2, max_steps=6, save_every_steps=3, stop_after_steps=2), env["base"], env["shards"], out,
+          logs.append)
+    st = Storage(uri)
+    assert list_complete(st) == ["ckpt-000002"]
+    assert verify_checkpoint(st, "ckpt-000002")["epoch_complete"] is False
+    last = latest_resumable(uri)
+    assert last is not None and last.endswith("mm-train-%d/ckpt-000002" % os.getpid())
+    train(_cfg(epochs=2, max_steps=6, save_every_steps=3), env["base"], env["shards"], out, logs.append,
+          resume_from=last)
+    assert list_complete(st) == ["ckpt-000002", "ckpt-000003", "ckpt-000006"]
+    assert verify_checkpoint(st, "ckpt-000006")["parent"].endswith("ckpt-000003")
+    assert [d["step"] for d in logs] == [1, 2, 3, 4, 5, 6]
+    _, _, logs_a = straight_run
+    assert [d["loss"] for d in logs] == pytest.approx([d["loss"] for d in logs_a], rel=1e-6, abs=1e-7)
+
+
 def test_checkpoint_verifies_reloads_and_vision_frozen(env, straight_run):
     from safetensors.torch import load_file
     from transformers import AutoProcessor, LlavaForConditionalGeneration
@@ -380,7 +424,12 @@ def test_checkpoint_verifies_reloads_and_vision_frozen(env, straight_run):
     m = LlavaForConditionalGeneration.from_pretrained(root / "ckpt-000006", local_files_only=True)
     AutoProcessor.from_pretrained(root / "ckpt-000006", local_files_only=True)
     before = load_file(env["base"] / "model.safetensors")
-    after = {k: v for k, v in m.state_dict().items()}
+    after = load_file(root / "ckpt-000006" / "model.safetensors")
+    assert before.keys() == after.keys()
+    base_model = LlavaForConditionalGeneration.from_pretrained(env["base"], local_files_only=True)
+    for (k, v), (k0, v0) in zip(m.model.vision_tower.state_dict().items(),
+                                base_model.model.vision_tower.state_dict().items()):
+        assert k == k0 and torch.equal(v, v0), k
     vision = [k for k in before if "vision_tower" in k]
     assert vision
     for k in vision:
