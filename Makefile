@@ -33,3 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_embeddings.py
 	$(BIN)/python benchmarks/bench_recompute.py
 	$(BIN)/python benchmarks/bench_eval_backends.py
+	$(BIN)/python benchmarks/bench_training.py
