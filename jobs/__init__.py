@@ -24,6 +24,7 @@ _JOBS = {
                           "Threshold stored SemDeDup scores for one recipe's target (no k-means, no pairwise)."),
     "curated_dataset_job": (["curated_dataset"],
                             "Apply one recipe's decisions to one domain and write a curated WebDataset version."),
+    "training_job": (["training_run"], "Train on one recipe's curated datasets; one sealed checkpoint per epoch."),
     "checkpoint_job": (["checkpoint"], "Verify and register one complete checkpoint."),
     "eval_job": (["eval_scores"], "Evaluate one checkpoint on one benchmark (capped by the eval pool)."),
     "leaderboard_job": (["leaderboard"], "Collect every eval table into the leaderboard."),

@@ -8,6 +8,7 @@ from mm_assets.dedup.assets import semdedup_mask, semdedup_scores
 from mm_assets.embeddings.assets import embedder, embeddings
 from mm_assets.evaluation.assets import checkpoint, eval_scores, leaderboard
 from mm_assets.recipes.assets import RECIPE_SECTION_ASSETS
+from mm_assets.training.assets import training_run
 from mm_assets.sources.assets import eval_sets, quarantine, raw_shards, samples, source
 from resources.json_io_manager import JsonPointerIOManager
 from resources.settings import default_resources
@@ -18,6 +19,7 @@ ASSETS = [
     *RECIPE_SECTION_ASSETS,                               # recipes (observed files)
     semdedup_scores, semdedup_mask,                       # dedup
     curated_dataset,                                      # curated
+    training_run,                                         # training
     checkpoint, eval_scores, leaderboard,                 # evaluation
 ]
 

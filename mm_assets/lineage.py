@@ -27,6 +27,8 @@ SHOWN_METADATA = {
     "semdedup_scores": ("n", "computed"),
     "semdedup_mask": ("params", "params_hash", "uri"),
     "curated_dataset": ("uri", "samples_in", "samples_out", "shard_sha256"),
+    "checkpoint": ("uri", "model", "lineage"),
+    "eval_scores": ("score", "ci95_low", "ci95_high", "model_id", "prompt_version", "metric_version", "mlflow_run_id"),
     "samples": ("uri", "rows"),
 }
 
@@ -96,6 +98,20 @@ def _manifest_notes(name: str, event, storage_options: dict) -> list[str]:
     return notes
 
 
+def _curated_versions_of(instance, event) -> list:
+    """The curated_dataset events whose data versions a checkpoint's manifest names."""
+    lin = event.metadata.get("lineage")
+    lin = lin.value if lin is not None else {}
+    recipe, versions = lin.get("recipe"), lin.get("curated_versions") or {}
+    out = []
+    for domain, version in sorted(versions.items()):
+        part = dg.MultiPartitionKey({"recipe": recipe, "domain": domain})
+        match = [r for r in _records(instance, dg.AssetKey("curated_dataset"), part, observation=False)
+                 if (_event(r).tags or {}).get("dagster/data_version") == version]
+        out.extend(match[:1])
+    return out
+
+
 def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, record=None,
                storage_options: dict | None = None) -> Node:
     storage_options = storage_options or {}
@@ -114,6 +130,11 @@ def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, 
         node.notes = _manifest_notes(name, _event(rec), storage_options)
         if kind == "observation":
             return node
+        if name == "checkpoint":
+            # a checkpoint's inputs are named by its manifest (trainers outside this project
+            # write the same manifest): the curated versions it was trained on
+            for prec in _curated_versions_of(instance, _event(rec)):
+                node.parents.append(visit(dg.AssetKey("curated_dataset"), prec.partition_key, prec, "materialization"))
         with dg.partition_loading_context(dynamic_partitions_store=instance):
             parents = graph.get_parents_partitions(asset_key, part).parent_partitions
         for parent in sorted(parents, key=lambda p: (p.asset_key.to_user_string(), p.partition_key or "")):
@@ -186,7 +207,7 @@ def resolve_target(instance, defs: dg.Definitions, target: str):
                 raise LineageError(f"{m['key']} has no partition {part!r}")
             part = match[0]
         return m["key"], part, None
-    for name in ("curated_dataset",):
+    for name in ("curated_dataset", "checkpoint", "eval_scores"):
         key = dg.AssetKey(name)
         if not graph.has(key):
             continue

@@ -28,6 +28,7 @@ class LocalGraph:
     instance: dg.DagsterInstance
     cursor: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    sensor_cursors: dict[str, str | None] = field(default_factory=dict)
     log_level: str = "WARNING"      # of the console log of in-process runs (the event log keeps everything)
 
     @property
@@ -90,6 +91,25 @@ class LocalGraph:
         for b in benchmarks:
             self.run("eval_job", dg.MultiPartitionKey({"checkpoint": name, "benchmark": b}))
         self.run("leaderboard_job")
+
+    def sensor_tick(self, name: str) -> list[str]:
+        """Evaluate a sensor once as the daemon would and run what it requests, in order
+        (dynamic partitions first). Returns the runs' names."""
+        sensor = self.defs.resolve_sensor_def(name)
+        resources = {k: v for k, v in self.resources.items() if k in sensor.required_resource_keys}
+        with dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursors.get(name),
+                                     resources=resources, definitions=self.defs) as ctx:
+            result = sensor(ctx)
+        if result is None or isinstance(result, dg.SkipReason):
+            return []
+        for req in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        self.sensor_cursors[name] = result.cursor
+        ran = []
+        for req in result.run_requests:
+            self.run(req.job_name, req.partition_key)
+            ran.append(f"{req.job_name}[{req.partition_key}]")
+        return ran
 
     def automation_tick(self) -> dict[str, list[str | None]]:
         """Evaluate the automation conditions once and run what they request."""

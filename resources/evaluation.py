@@ -39,7 +39,7 @@ class MlflowResource(dg.ConfigurableResource):
     experiment: str = "mm-curation-evals"
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[str]:
+    def session(self, experiment: str | None = None) -> Iterator[str]:
         """Yields the experiment id with the tracking URI set. For a local SQLite store the
         session holds a file lock: concurrent eval processes would otherwise race to create
         the schema (alembic) and collide on writes."""
@@ -51,6 +51,7 @@ class MlflowResource(dg.ConfigurableResource):
             lock = FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock", timeout=300)
         with lock:
             mlflow.set_tracking_uri(self.tracking_uri)
-            exp = mlflow.get_experiment_by_name(self.experiment)
+            name = experiment or self.experiment
+            exp = mlflow.get_experiment_by_name(name)
             yield exp.experiment_id if exp is not None else mlflow.create_experiment(
-                self.experiment, artifact_location=self.artifact_root or None)
+                name, artifact_location=f"{self.artifact_root}/{name}" if self.artifact_root else None)

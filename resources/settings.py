@@ -93,8 +93,15 @@ def mlflow_resource():
     return MlflowResource(tracking_uri=uri, artifact_root=(mm_home() / "mlruns").as_uri())
 
 
+def training_resource():
+    """`MM_TRAIN_BASE_MODEL` (LLaVA-format path, default "tiny"), `MM_TRAIN_EPOCHS` (2)."""
+    from resources.training import TrainingResource
+    return TrainingResource(base_model=os.environ.get("MM_TRAIN_BASE_MODEL", "tiny"),
+                            epochs=int(os.environ.get("MM_TRAIN_EPOCHS", "2")))
+
+
 def default_resources() -> dict:
     """Every resource of the code location, from the environment."""
     return {"storage": storage_resource(), "mammoth": source_resource(), "embedder_model": embedder_resource(),
             "recipes": recipes_resource(), "checkpoints": checkpoint_store_resource(),
-            "eval_backend": eval_backend_resource(), "mlflow": mlflow_resource()}
+            "eval_backend": eval_backend_resource(), "mlflow": mlflow_resource(), "training": training_resource()}

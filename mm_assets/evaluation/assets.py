@@ -32,7 +32,7 @@ BY_BENCHMARK = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_nam
 LINEAGE_KEYS = ("training_run", "recipe", "curated_versions", "step", "epoch", "parent", "base_model")
 
 
-@dg.asset(group_name="evaluation", partitions_def=checkpoint_partitions, kinds={"safetensors"},
+@dg.asset(group_name="evaluation", partitions_def=checkpoint_partitions, kinds={"safetensors"}, code_version="1",
           description="A complete checkpoint (marker present, every file matches the manifest's sha256), "
                       "registered as a partition; its data version is the hash of its files.")
 def checkpoint(context: dg.AssetExecutionContext, checkpoints: CheckpointStoreResource) -> dg.Output[dict]:
