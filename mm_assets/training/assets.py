@@ -58,7 +58,7 @@ def _base_model(training: TrainingResource, st, embedder: dict, shard_dirs: list
 def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, embedder: dict, storage: StorageResource,
                  checkpoints: CheckpointStoreResource, training: TrainingResource,
                  mlflow: MlflowResource) -> dg.Output[dict]:
-    from mm_assets.training.trainer import TrainConfig, train
+    from mm_assets.training.trainer import TrainConfig, latest_resumable, train
 
     recipe = context.partition_key
     st = storage.get()
@@ -85,7 +85,7 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, embed
     with tempfile.TemporaryDirectory(prefix="mm-train-") as tmp, contextlib.ExitStack() as stack:
         shard_dirs = [stack.enter_context(local_dir(st, p["root"])) for _, p in sorted(curated.items())]
         shard_paths = [str(t) for d in shard_dirs for t in sorted(Path(d).glob("*.tar"))]
-        resume = _latest_of_run(store, run_id)
+        resume = latest_resumable(store.uri(""), prefix=f"{run_id}-")
         if resume:
             context.log.info(f"{run_id}: resuming from {resume}")
         base = _base_model(training, st, embedder, shard_dirs, Path(tmp))
@@ -117,20 +117,6 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, embed
                       [{"step": h["step"], "epoch": h["epoch"], "loss": round(h["loss"], 4)}
                        for h in result.history[:: max(1, len(result.history) // 12)]])))},
     )
-
-
-def _latest_of_run(store, run_id: str) -> str | None:
-    """This training run's complete checkpoint with the highest step (to resume from)."""
-    from mm_assets.checkpoints import MARKER
-    from mm_assets.training.trainer import TRAINER_STATE
-
-    best, best_step = None, -1
-    for name in store.list(""):
-        if name.startswith(f"{run_id}-") and store.exists(f"{name}/{MARKER}") and store.exists(f"{name}/{TRAINER_STATE}"):
-            step = int(store.read_json(f"{name}/{TRAINER_STATE}")["global_step"])
-            if step > best_step:
-                best, best_step = store.uri(name), step
-    return best
 
 
 def _log_training_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, summary: dict, history: list[dict]) -> None:

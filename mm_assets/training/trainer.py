@@ -270,13 +270,14 @@ def _split(target: str) -> tuple[Storage, str]:
     return Storage(parent or "."), name
 
 
-def latest_resumable(root: str | Path) -> str | None:
+def latest_resumable(root: str | Path, prefix: str = "") -> str | None:
     """The complete checkpoint under ``root`` (a directory or URI of checkpoint directories)
-    with a trainer state and the highest step, as a path/URI; None if there is none."""
+    whose name starts with ``prefix``, with a trainer state and the highest step, as a
+    path/URI; None if there is none."""
     st = Storage(str(root))
     best, best_step = None, -1
     for name in st.list(""):
-        if not (st.exists(f"{name}/{MARKER}") and st.exists(f"{name}/{TRAINER_STATE}")):
+        if not (name.startswith(prefix) and st.exists(f"{name}/{MARKER}") and st.exists(f"{name}/{TRAINER_STATE}")):
             continue
         step = int(json.loads(st.read_bytes(f"{name}/{TRAINER_STATE}"))["global_step"])
         if step > best_step:
