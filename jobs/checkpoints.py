@@ -4,9 +4,10 @@ Each tick lists the checkpoint store (a local directory or an `s3://` prefix). A
 counts only once its COMPLETE marker is present and every file matches the manifest's sha256
 (a trainer may still be writing it; checkpoints from trainers outside this project register the
 same way). A new one gets a `checkpoint` partition and a registration run; once registered, one
-eval run per benchmark is requested. Run keys (`checkpoint-<name>`, `eval-<name>-<benchmark>`)
-make every request idempotent; the cursor remembers what was requested. How many checkpoints
-are loaded at once is capped by the eval pool, not here.
+eval run per benchmark is requested (every benchmark, or the store's `evaluate_on`). Run keys
+(`checkpoint-<name>`, `eval-<name>-<benchmark>`) make every request idempotent; the cursor
+remembers what was requested. How many checkpoints are loaded at once is capped by the eval
+pool, not here.
 """
 
 import json
@@ -15,7 +16,6 @@ import dagster as dg
 
 from mm_assets.checkpoints import IncompleteCheckpoint, list_complete, verify_checkpoint
 from mm_assets.partitions import checkpoint_partitions
-from mm_assets.taxonomy import BENCHMARKS
 from resources.evaluation import CheckpointStoreResource
 
 
@@ -43,7 +43,7 @@ def checkpoint_sensor_tick(context: dg.SensorEvaluationContext, checkpoints: Che
     ready = [n for n in sorted(registered - evaluated) if _registered(context.instance, n)]
     requests += [dg.RunRequest(job_name="eval_job", run_key=f"eval-{n}-{b}",
                                partition_key=dg.MultiPartitionKey({"checkpoint": n, "benchmark": b}))
-                 for n in ready for b in BENCHMARKS]
+                 for n in ready for b in checkpoints.benchmarks()]
     for line in waiting:
         context.log.info(f"not complete yet, will look again: {line}")
     if not requests:

@@ -16,9 +16,18 @@ class CheckpointStoreResource(dg.ConfigurableResource):
 
     root: str = Field(description="directory or s3:// prefix holding one directory per checkpoint")
     storage_options: dict = Field(default_factory=dict)
+    evaluate_on: list[str] = Field(default_factory=list,
+                                   description="benchmarks the sensor evaluates every new checkpoint on (empty = all)")
 
     def get(self) -> Storage:
         return Storage(self.root, self.storage_options)
+
+    def benchmarks(self) -> tuple[str, ...]:
+        from mm_assets.taxonomy import BENCHMARKS
+        unknown = sorted(set(self.evaluate_on) - set(BENCHMARKS))
+        if unknown:
+            raise ValueError(f"evaluate_on names unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+        return tuple(b for b in BENCHMARKS if b in self.evaluate_on) if self.evaluate_on else BENCHMARKS
 
 
 class EvalBackendResource(dg.ConfigurableResource):

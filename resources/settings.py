@@ -71,11 +71,13 @@ def recipes_resource() -> RecipesResource:
 
 
 def checkpoint_store_resource():
-    """`MM_CHECKPOINTS` (default `MM_HOME/checkpoints`): a directory or an s3:// prefix."""
+    """`MM_CHECKPOINTS` (default `MM_HOME/checkpoints`): a directory or an s3:// prefix;
+    `MM_EVAL_ON_REGISTER`: comma-separated benchmarks each new checkpoint is evaluated on (default all)."""
     from resources.evaluation import CheckpointStoreResource
     options = json.loads(os.environ.get("MM_CHECKPOINTS_OPTIONS", os.environ.get("MM_STORAGE_OPTIONS", "{}")))
     return CheckpointStoreResource(root=os.environ.get("MM_CHECKPOINTS", str(mm_home() / "checkpoints")),
-                                   storage_options=options)
+                                   storage_options=options,
+                                   evaluate_on=[b for b in os.environ.get("MM_EVAL_ON_REGISTER", "").split(",") if b])
 
 
 def eval_backend_resource():

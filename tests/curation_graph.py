@@ -15,6 +15,7 @@ import dagster as dg
 from mm_assets.definitions import build_definitions
 from mm_assets.local_runner import LocalGraph
 from mm_assets.storage import Storage
+from resources.evaluation import CheckpointStoreResource, MlflowResource
 from resources.models import EmbedderResource
 from resources.recipes import RecipesResource
 from resources.settings import REPO_ROOT, sample_data_source
@@ -34,7 +35,10 @@ class Graph(LocalGraph):
         return self.materializations()
 
 
-def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("baseline", "semdedup10")) -> Graph:
+def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("baseline", "semdedup10"),
+                **overrides) -> Graph:
+    """`overrides`: further resources (e.g. training settings); the checkpoint store and MLflow
+    default to the temporary home, never to the environment's MM_HOME."""
     from mm_assets.embeddings.model import build_tiny_siglip2, save_embedder
 
     home.mkdir(parents=True, exist_ok=True)
@@ -47,7 +51,11 @@ def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("base
     root = home / "artifacts"
     defs = build_definitions(storage=StorageResource(root=str(root)), mammoth=sample_data_source(sample_data),
                              embedder_model=EmbedderResource(model=str(checkpoint)),
-                             recipes=RecipesResource(directory=str(recipes_dir)))
+                             recipes=RecipesResource(directory=str(recipes_dir)),
+                             **{"checkpoints": CheckpointStoreResource(root=str(home / "checkpoints")),
+                                "mlflow": MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+                                                         artifact_root=(home / "mlruns").as_uri()),
+                                **overrides})
     (home / "dagster_home").mkdir()
     shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))

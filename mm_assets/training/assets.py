@@ -103,7 +103,7 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, embed
                "tokens_per_s": float(np.mean([h["tokens_per_s"] for h in history])) if history else None,
                "seconds": seconds, "resumed_from": str(resume) if resume else None,
                "curated_versions": curated_versions, "settings": settings}
-    _log_training_mlflow(mlflow, context.run_id, summary, history)
+    _log_training_mlflow(mlflow, context.run_id, summary, result.history, history)
     version = content_digest([run_id, names])
     st.write_json(f"training_runs/{run_id}/summary.json", summary)
     return dg.Output(
@@ -119,14 +119,22 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, embed
     )
 
 
-def _log_training_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, summary: dict, history: list[dict]) -> None:
+def _log_training_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, summary: dict, curve: list[dict],
+                         this_call: list[dict]) -> None:
+    """One MLflow run per materialization: the whole loss curve (a resumed run includes the steps
+    before its resume point, restored from the checkpoint), throughput of the steps it ran."""
     import mlflow
 
     with mlflow_res.session("mm-curation-training") as experiment_id, \
             mlflow.start_run(experiment_id=experiment_id, run_name=summary["training_run"],
                              tags={"dagster/run_id": dagster_run_id, "mm/recipe": summary["recipe"],
                                    "mm/training_run": summary["training_run"],
+                                   "mm/resumed_from": summary["resumed_from"] or "",
                                    "mm/lineage/curated_versions": json.dumps(summary["curated_versions"])}):
         mlflow.log_params({k: v for k, v in summary["settings"].items()})
-        for h in history:
-            mlflow.log_metrics({"loss": h["loss"], "lr": h["lr"], "tokens_per_s": h["tokens_per_s"]}, step=h["step"])
+        for h in curve:
+            mlflow.log_metrics({"loss": h["loss"], "lr": h["lr"]}, step=h["step"])
+        for h in this_call:
+            mlflow.log_metrics({"tokens_per_s": h["tokens_per_s"]}, step=h["step"])
+        mlflow.log_metrics({"loss_first_10pct": summary["loss_first_10pct"],
+                            "loss_last_10pct": summary["loss_last_10pct"]})

@@ -1,0 +1,103 @@
+"""A real `dagster dev` daemon: ten complete checkpoints dropped into the store at once are all
+registered by the checkpoint sensor and evaluated, and never more than the eval pool's limit
+(2, from the shipped dagster.yaml) are loaded at the same time.
+
+To keep the suite's time in bounds every checkpoint is evaluated on one benchmark
+(`MM_EVAL_ON_REGISTER`) with 4 items; that requests all ten evals at once, which is what the
+pool has to hold back. Requesting every benchmark is covered by test_checkpoint_sensor.py.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import dagster as dg
+import pytest
+import yaml
+
+from mm_assets.checkpoints import MARKER, seal_local_checkpoint
+from mm_assets.definitions import build_definitions
+from mm_assets.local_runner import LocalGraph
+from mm_assets.partitions import checkpoint_benchmark_partitions
+from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+from resources.settings import REPO_ROOT
+from servers import dagster_dev
+
+pytestmark = pytest.mark.e2e
+N = 10
+BENCHMARK = "countbench"
+
+
+def _max_overlap(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    live = peak = 0
+    for _, d in events:
+        live += d
+        peak = max(peak, live)
+    return peak
+
+
+def _drop_ready_checkpoints(staging):
+    write_random_checkpoint(staging / "ck-00", ["How many dots?", "What is shown?", "Three."] * 30, seed=0,
+                            training_run="e2e")
+    for i in range(1, N):
+        d = staging / f"ck-{i:02d}"
+        shutil.copytree(staging / "ck-00", d)
+        manifest = json.loads((d / "manifest.json").read_text())
+        (d / "manifest.json").unlink()
+        (d / MARKER).unlink()
+        seal_local_checkpoint(d, dict(manifest, step=i * 10))
+
+
+def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_path):
+    pool_limit = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["concurrency"]["pools"]["default_limit"]
+    home = tmp_path / "home"
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    (home / "recipes").mkdir()
+    env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(sample_data), "DAGSTER_HOME": str(dagster_home),
+           "MM_RECIPES": str(home / "recipes"), "MM_EVAL_ON_REGISTER": BENCHMARK, "MM_EVAL_MAX_ITEMS": "4",
+           "MM_EVAL_BATCH_SIZE": "4", "HF_HUB_OFFLINE": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        instance = dg.DagsterInstance.get()
+        graph = LocalGraph(build_definitions(), instance)
+        graph.run("source_job")
+        graph.run("eval_sets_job", BENCHMARK)
+        staging = home / "staging"
+        _drop_ready_checkpoints(staging)
+        store = home / "checkpoints"
+        store.mkdir()
+        with dagster_dev(REPO_ROOT / "workspace.yaml", dagster_home, cwd=REPO_ROOT, extra_env=env) as dev:
+            for d in sorted(staging.iterdir()):          # dropped at once: ten renames
+                os.rename(d, store / d.name)
+            expected = {f"ck-{i:02d}" for i in range(N)}
+
+            def evaluated():
+                recs = instance.fetch_materializations(dg.AssetKey("eval_scores"), limit=1000).records
+                return {checkpoint_benchmark_partitions.get_partition_key_from_str(r.partition_key)
+                        .keys_by_dimension["checkpoint"] for r in recs}
+
+            deadline = time.time() + 420
+            while time.time() < deadline and evaluated() != expected:
+                time.sleep(5)
+            assert evaluated() == expected, (sorted(expected - evaluated()), dev.log_tail())
+        records = instance.fetch_materializations(dg.AssetKey("eval_scores"), limit=1000).records
+        intervals = [(r.asset_materialization.metadata["loaded_at"].value,
+                      r.asset_materialization.metadata["released_at"].value) for r in records]
+        assert len(intervals) == N
+        assert _max_overlap(intervals) <= pool_limit
+        runs = instance.get_runs(dg.RunsFilter(job_name="eval_job"))
+        assert len(runs) == N                                 # one request per checkpoint, not more
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        # the pool was the limit, not a lack of demand: more eval runs than slots were in flight
+        stats = [instance.get_run_stats(r.run_id) for r in runs]
+        assert _max_overlap([(s.start_time, s.end_time) for s in stats]) > pool_limit
+        registrations = instance.get_runs(dg.RunsFilter(job_name="checkpoint_job"))
+        assert sorted(r.tags["dagster/partition"] for r in registrations) == sorted(expected)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
