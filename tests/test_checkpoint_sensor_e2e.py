@@ -23,19 +23,11 @@ from mm_assets.partitions import checkpoint_benchmark_partitions
 from mm_assets.vlm.random_checkpoint import write_random_checkpoint
 from resources.settings import REPO_ROOT
 from servers import dagster_dev
+from intervals import max_overlap
 
 pytestmark = pytest.mark.e2e
 N = 10
 BENCHMARK = "countbench"
-
-
-def _max_overlap(intervals):
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    live = peak = 0
-    for _, d in events:
-        live += d
-        peak = max(peak, live)
-    return peak
 
 
 def _drop_ready_checkpoints(staging):
@@ -89,13 +81,13 @@ def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_pat
         intervals = [(r.asset_materialization.metadata["loaded_at"].value,
                       r.asset_materialization.metadata["released_at"].value) for r in records]
         assert len(intervals) == N
-        assert _max_overlap(intervals) <= pool_limit
+        assert max_overlap(intervals) <= pool_limit
         runs = instance.get_runs(dg.RunsFilter(job_name="eval_job"))
         assert len(runs) == N                                 # one request per checkpoint, not more
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         # the pool was the limit, not a lack of demand: more eval runs than slots were in flight
         stats = [instance.get_run_stats(r.run_id) for r in runs]
-        assert _max_overlap([(s.start_time, s.end_time) for s in stats]) > pool_limit
+        assert max_overlap([(s.start_time, s.end_time) for s in stats]) > pool_limit
         registrations = instance.get_runs(dg.RunsFilter(job_name="checkpoint_job"))
         assert sorted(r.tags["dagster/partition"] for r in registrations) == sorted(expected)
     finally:

@@ -9,7 +9,6 @@ import sys
 
 import dagster as dg
 import mlflow
-import polars as pl
 import pytest
 
 from mm_assets.checkpoints import IncompleteCheckpoint, MARKER, verify_checkpoint
@@ -19,6 +18,7 @@ from mm_assets.partitions import checkpoint_partitions
 from mm_assets.storage import Storage
 from mm_assets.vlm.random_checkpoint import write_random_checkpoint
 from resources.settings import REPO_ROOT
+from intervals import max_overlap
 
 N_CHECKPOINTS = 6
 POOL_LIMIT = 2
@@ -73,15 +73,6 @@ def _intervals(g):
     return out
 
 
-def _max_overlap(intervals):
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    live = peak = 0
-    for _, d in events:
-        live += d
-        peak = max(peak, live)
-    return peak
-
-
 def test_six_checkpoints_at_once_never_load_more_than_the_pool_limit(evals):
     home, g, env = evals
     children = [subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "eval_child.py"), name, "countbench"],
@@ -94,7 +85,7 @@ def test_six_checkpoints_at_once_never_load_more_than_the_pool_limit(evals):
     intervals = _intervals(g)
     assert len(intervals) == N_CHECKPOINTS
     # six runs alive together: the pool's two slots were both used, never a third
-    assert _max_overlap(intervals) == POOL_LIMIT, intervals
+    assert max_overlap(intervals) == POOL_LIMIT, intervals
 
 
 def test_predictions_table_and_interval(evals):

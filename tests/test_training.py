@@ -11,7 +11,6 @@ import io
 import json
 import os
 import random
-from pathlib import Path
 
 import pytest
 
@@ -26,6 +25,7 @@ from mm_assets.training.packing import (block_causal_mask, collate_packed, colla
 from mm_assets.training.schedule import lr_at  # noqa: E402
 from mm_assets.training.trainer import (TrainConfig, accumulate_gradients, latest_resumable,  # noqa: E402
                                         load_model_and_processor, train)
+from shard_files import write_shards  # noqa: E402
 
 WORDS = ("red blue green square circle dots chart value total number text picture many how what "
          "is the a of in colour shown there are three two one four five six bar line").split()
@@ -66,19 +66,6 @@ def fake_samples(n: int, seed: int = 0, prefix: str = "s") -> list[tuple[str, di
             fields["png" if fmt == "PNG" else "jpg"] = _image_bytes(rng, fmt)
         out.append((key, fields))
     return out
-
-
-def write_shards(directory: Path, samples, per_shard: int) -> list[Path]:
-    from mm_assets.webdataset_io import write_shard
-
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for j in range(0, len(samples), per_shard):
-        p = directory / f"shard-{j // per_shard:06d}.tar"
-        with open(p, "wb") as f:
-            write_shard(f, samples[j:j + per_shard])
-        paths.append(p)
-    return paths
 
 
 @pytest.fixture(scope="module")

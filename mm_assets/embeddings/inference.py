@@ -98,7 +98,8 @@ def _as_pairs(source) -> Iterator[tuple[str, bytes]]:
     return chain()
 
 
-def _chunks(it: Iterable, n: int) -> Iterator[list]:
+def chunked(it: Iterable, n: int) -> Iterator[list]:
+    """Lists of `n` consecutive items (the last one shorter)."""
     buf = []
     for x in it:
         buf.append(x)
@@ -207,7 +208,7 @@ def embed_images(model, image_processor, source, batch_size: int = 64, *, num_wo
     dim = int(getattr(getattr(model.config, "vision_config", model.config), "hidden_size"))
     ids: list[str] = []
     out: list[np.ndarray] = []
-    chunks = _chunks(_as_pairs(source), batch_size)
+    chunks = chunked(_as_pairs(source), batch_size)
     if num_threads is None:
         num_threads = default_threads(num_workers)
 
@@ -244,7 +245,7 @@ def embed_texts(model, tokenizer, texts: Iterable[str], batch_size: int = 128, *
     max_len = text_max_length(model)
     out = []
     with torch_threads(num_threads if num_threads is not None else default_threads(0)), torch.inference_mode():
-        for chunk in _chunks(texts, batch_size):
+        for chunk in chunked(texts, batch_size):
             out.append(text_features(model, tokenize(tokenizer, chunk, max_len)).cpu().numpy())
     vecs = np.concatenate(out, axis=0).astype(np.float32, copy=False) if out else np.zeros((0, dim), np.float32)
     return np.ascontiguousarray(vecs)

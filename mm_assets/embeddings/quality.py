@@ -32,8 +32,9 @@ def planted_groups(truth: dict, samples, source_name: str = "main", domains: Seq
     """Planted near-duplicate groups as sample ids: ``[{group_id, kind, members}]``,
     original first. `samples` is the samples table (polars) with ``sample_id``,
     ``source_name`` and ``ordinal``; planted refs are matched on (source_name, ordinal)."""
-    rows = samples.select(["sample_id", "source_name", "ordinal"]).iter_rows()
-    by_ordinal = {o: sid for sid, src, o in rows if src == source_name}
+    from mm_assets.planted import sample_id_by_ordinal
+
+    by_ordinal = sample_id_by_ordinal(samples, source_name)
     out = []
     for g in truth["near_duplicate_groups"]:
         if domains is not None and g["original"]["domain"] not in domains:

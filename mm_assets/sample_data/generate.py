@@ -1,4 +1,4 @@
-"""Entry point: write the whole look-alike data set (main, dirty, eval, planted truth)."""
+"""Entry point: write the whole look-alike data set (main, dirty, eval, trusted pool, planted truth)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .plan import Plan, build_plan
 from .render import render_chunk
 from .scales import resolve_scale
 from .sources import source_to_domain
+from .trusted import write_trusted_pool
 from .writer import JsonArrayWriter, write_json, write_tar_gz
 
 GENERATOR_VERSION = "1"
@@ -109,6 +110,7 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
         side = [pool.apply_async(eval_sets.write_eval_set, (b, cfg.eval_items, seed, out / "eval"))
                 for b in eval_sets.BENCHMARKS]
         dirty_job = pool.apply_async(write_dirty, (out / "dirty", seed))
+        trusted_job = pool.apply_async(write_trusted_pool, (out, cfg, seed))
         shard, members = 0, []
         with JsonArrayWriter(out / MAIN_JSON) as json_out:
             for rendered in pool.imap(render_chunk, chunks):
@@ -125,6 +127,7 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
                         shard, members = shard + 1, []
         eval_summary = [job.get() for job in side]
         dirty = dirty_job.get()
+        trusted = trusted_job.get()
     for stale in (out / "main" / "images").glob("shard_*.tar.gz"):
         if stale not in shard_paths:
             stale.unlink()
@@ -137,11 +140,12 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
         "images": sum(plan.shard_sizes), "shards": plan.n_shards,
         "near_duplicates": sum(len(g["duplicates"]) for g in truth["near_duplicate_groups"]),
         "low_quality": len(truth["low_quality"]), "leaked_eval_items": len(truth["leaked_eval_items"]),
-        "dirty_records": len(dirty["records"]),
+        "dirty_records": len(dirty["records"]), "trusted_records": trusted["records"],
         "eval_items": {e["benchmark"]: e["items"] for e in eval_summary},
         "paths": {"main": str(out / MAIN_JSON), "images": str(out / "main" / "images"),
                   "dirty": str(out / "dirty"), "eval": str(out / "eval"),
                   "source_to_domain": str(out / "source_to_domain.json"),
-                  "truth": str(out / "truth" / "planted_truth.json")},
+                  "truth": str(out / "truth" / "planted_truth.json"),
+                  "trusted": trusted["json"], "trusted_images": trusted["images_dir"]},
         "seconds": round(time.perf_counter() - t0, 2),
     }

@@ -65,7 +65,7 @@ class Plan:
     shard_sizes: list[int] = field(default_factory=list)
 
 
-def _weighted(rng, fams):
+def weighted_family(rng, fams):
     x = rng.random() * sum(f.weight for f in fams)
     for f in fams:
         x -= f.weight
@@ -107,7 +107,7 @@ def build_plan(scale: Scale, seed: int) -> Plan:
         n_base = total - n_dup - len(domain_leaks)
         base = []
         for i in range(n_base):
-            fam = _weighted(rng_for(seed, "plan", "family", domain, i), fams)
+            fam = weighted_family(rng_for(seed, "plan", "family", domain, i), fams)
             base.append(Unit(domain, fam.key, "base", i))
         rng = rng_for(seed, "plan", "plant", domain)
         order = list(range(n_base))

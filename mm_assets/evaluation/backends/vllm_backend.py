@@ -26,7 +26,7 @@ _INSTALL_HINT = ("vLLM is not installed: install the gpu extra (pip install 'mm-
                  "CUDA machines only) or use the 'hf' back end")
 
 
-def _import_vllm():
+def import_vllm():
     try:
         import vllm
     except ImportError as e:     # also raised for sys.modules["vllm"] = None
@@ -45,7 +45,7 @@ class VLLMBackend:
         device=...)`` works for both kinds; vLLM ignores them (it batches continuously, up to
         `max_num_seqs` sequences, and runs on its own platform). Other keyword arguments go to
         ``vllm.LLM``."""
-        vllm = _import_vllm()
+        vllm = import_vllm()
         from transformers import AutoProcessor
 
         self.model_id = str(checkpoint)
@@ -88,27 +88,32 @@ class VLLMBackend:
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
-        if llm is None:
-            return
-        engine = getattr(llm, "llm_engine", None)
-        core = getattr(engine, "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            try:
-                core.shutdown()          # V1 engine: stops the engine-core process, frees its GPU memory
-            except Exception:
-                pass
-        del llm, engine, core
-        gc.collect()
-        try:
-            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-            cleanup_dist_env_and_memory()
-        except Exception:
-            import torch
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        shutdown_llm(llm)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def shutdown_llm(llm) -> None:
+    """Stop a `vllm.LLM`'s engine and release its GPU memory (no-op for None)."""
+    if llm is None:
+        return
+    engine = getattr(llm, "llm_engine", None)
+    core = getattr(engine, "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        try:
+            core.shutdown()          # V1 engine: stops the engine-core process, frees its GPU memory
+        except Exception:
+            pass
+    del llm, engine, core
+    gc.collect()
+    try:
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+        cleanup_dist_env_and_memory()
+    except Exception:
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,142 @@
+"""Perplexity scores: a reference VLM's mean NLL of each sample's assistant tokens (no Dagster import).
+
+A sample is encoded exactly as for training (:func:`mm_assets.training.data.encode_record`:
+chat template, ``<image>`` expanded into the image's feature tokens, labels only on the
+assistant answers and the EOS after each), so the score is the training loss the reference
+model would give that sample: the NLL of every assistant token conditioned on the image
+tokens and the prompt, which are themselves masked from the loss. Text-only rows carry no
+image and are scored by the same model without one.
+
+``nll`` = summed next-token NLL of the target tokens / their number (``assistant_tokens``),
+in nats per token, so long and short answers are comparable.
+
+Batching: samples are taken in shard order in chunks, packed with the trainer's first-fit
+packer into rows of ``pack_len`` tokens (a longer sample gets a row of its own) and run with
+the block-diagonal causal mask of :func:`mm_assets.training.packing.collate_packed`, which
+gives each sample the logits it would get alone. Per-token losses are summed per packed
+segment. ``torch.no_grad``, eval mode: the same model, threads and shards give the same scores.
+
+A record that cannot be encoded (no assistant turn, ``<image>`` count ≠ image count, corrupt
+image, longer than the model's context…) is not dropped: it gets a row with ``nll`` null and
+the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from mm_assets.embeddings.inference import chunked
+from mm_assets.training.data import IGNORE_INDEX, EncodedSample, SkipSample, encode_record, iter_shard_records
+from mm_assets.training.packing import collate_packed, first_fit
+from mm_assets.training.trainer import load_model_and_processor
+
+SCORES_SCHEMA = {"sample_id": pl.String, "domain": pl.String, "has_image": pl.Boolean,
+                 "assistant_tokens": pl.Int64, "nll": pl.Float64, "reason": pl.String}
+
+
+def pad_token_id(processor) -> int:
+    tok = getattr(processor, "tokenizer", processor)
+    return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+
+def context_length(model) -> int | None:
+    cfg = getattr(model.config, "text_config", model.config)
+    return getattr(cfg, "max_position_embeddings", None)
+
+
+def segment_nll(logits: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed target-token NLL and target count per ``(row, segment)`` of a packed batch.
+
+    Returns two ``(B, S)`` tensors (S = most segments in a row). Logit ``t`` predicts label
+    ``t + 1``; a sample's first token is its BOS (label -100), so no term crosses samples.
+    """
+    b, t, v = logits.shape
+    target = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, v), target.reshape(-1),
+                          ignore_index=IGNORE_INDEX, reduction="none").reshape(b, t - 1)
+    counted = target != IGNORE_INDEX
+    seg = segment_ids[:, 1:].clamp(min=0)
+    n_seg = int(segment_ids.max()) + 1
+    sums = torch.zeros(b, n_seg, dtype=torch.float64).scatter_add_(1, seg, torch.where(counted, nll, 0.0).double())
+    counts = torch.zeros(b, n_seg, dtype=torch.long).scatter_add_(1, seg, counted.long())
+    return sums, counts
+
+
+@torch.no_grad()
+def nll_of_samples(model, samples: Sequence[EncodedSample], pad_id: int, batch_size: int = 8,
+                   pack_len: int = 1024) -> list[tuple[float, int]]:
+    """``(summed NLL, target tokens)`` of each encoded sample, in input order."""
+    if not samples:
+        return []
+    capacity = max(pack_len, max(s.length for s in samples))
+    rows = first_fit([s.length for s in samples], capacity)
+    out: list[tuple[float, int] | None] = [None] * len(samples)
+    dtype = next(model.parameters()).dtype
+    for k in range(0, len(rows), batch_size):
+        chunk = rows[k:k + batch_size]
+        batch = collate_packed([[samples[i] for i in row] for row in chunk], pad_id, dtype=dtype)
+        logits = model(**batch.model_inputs()).logits
+        sums, counts = segment_nll(logits, batch.labels, batch.segment_ids)
+        for r, row in enumerate(chunk):
+            for j, i in enumerate(row):
+                out[i] = (float(sums[r, j]), int(counts[r, j]))
+    return out  # type: ignore[return-value]
+
+
+def score_with_model(model, processor, shard_paths: Iterable[str | Path], batch_size: int = 8,
+                  pack_len: int = 1024, chunk_size: int = 256,
+                  transform=None) -> pl.DataFrame:
+    """:func:`score_shards` with a loaded ``(model, processor)``.
+
+    ``transform(list[EncodedSample]) -> list[EncodedSample]``, applied to each chunk of encoded
+    samples before scoring, is for controlled experiments (e.g. shuffling images across rows).
+    """
+    model.eval()
+    pad_id = pad_token_id(processor)
+    max_len = context_length(model)
+    rows: list[dict] = []
+    for chunk in chunked(iter_shard_records(shard_paths), chunk_size):
+        encoded: list[EncodedSample] = []
+        slots: list[int] = []            # row index of each encoded sample
+        for key, record, images in chunk:
+            sample_id = record.get("sample_id", key) if isinstance(record, dict) else key
+            domain = record.get("domain") if isinstance(record, dict) else None
+            row = {"sample_id": sample_id, "domain": domain, "has_image": bool(images),
+                   "assistant_tokens": None, "nll": None, "reason": None}
+            try:
+                encoded.append(encode_record(processor, key, record, images, max_len=max_len))
+                slots.append(len(rows))
+            except SkipSample as exc:
+                row["reason"] = str(exc)
+            rows.append(row)
+        if transform is not None:
+            encoded = transform(encoded)
+        for slot, (total, n) in zip(slots, nll_of_samples(model, encoded, pad_id, batch_size, pack_len)):
+            rows[slot]["assistant_tokens"] = n
+            rows[slot]["nll"] = total / n
+    return pl.DataFrame(rows, schema=SCORES_SCHEMA)
+
+
+def score_shards(model_dir: str | Path, shard_paths: Iterable[str | Path], batch_size: int = 8,
+                 pack_len: int = 1024, num_threads: int | None = None) -> pl.DataFrame:
+    """Score every sample of the (local) WebDataset shards with the reference model at ``model_dir``.
+
+    Returns one row per sample in shard order: ``sample_id``, ``domain`` (from the record),
+    ``has_image``, ``assistant_tokens``, ``nll`` (mean NLL per assistant token, nats) and
+    ``reason`` (why ``nll`` is null; null when scored). ``batch_size`` packed rows of
+    ``pack_len`` tokens run per forward pass.
+    """
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        model, processor = load_model_and_processor(model_dir)
+        return score_with_model(model, processor, shard_paths, batch_size=batch_size, pack_len=pack_len)
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,21 @@
+"""The generated data's planted truth mapped onto sample ids — for quality reports and tests
+only; no curation decision reads it. Truth refs name records by (annotation file, ordinal);
+the samples table carries both (`source_name`, `ordinal`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import polars as pl
+
+
+def sample_id_by_ordinal(samples: pl.DataFrame, source_name: str = "main") -> dict[int, str]:
+    rows = samples.select(["sample_id", "source_name", "ordinal"]).iter_rows()
+    return {o: sid for sid, src, o in rows if src == source_name}
+
+
+def sample_ids_of_refs(refs: Iterable[dict], samples: pl.DataFrame, source_name: str = "main") -> list[str]:
+    """Sample ids of truth refs (``{"ordinal", ...}``); refs without an ingested sample
+    (quarantined) are skipped."""
+    by_ordinal = sample_id_by_ordinal(samples, source_name)
+    return [by_ordinal[r["ordinal"]] for r in refs if r["ordinal"] in by_ordinal]
