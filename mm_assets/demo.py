@@ -25,7 +25,7 @@ def prepare_home(home: Path) -> Path:
 
 def ensure_sample_data(root: Path, scale: str, seed: int) -> None:
     truth = root / "truth" / "planted_truth.json"
-    if truth.exists():
+    if truth.exists() and (root / "trusted" / "mammoth_si.json").exists():
         t = json.loads(truth.read_text())
         if t.get("scale") == scale and t.get("seed") == seed:
             print(f"sample data: reusing {root} (scale={scale}, seed={seed})")
@@ -53,7 +53,7 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     rejected = graph.fill()
     runnable = [r for r in defs.resources["recipes"].names() if r not in rejected]
     _write_demo_checkpoint(defs, graph)
-    for recipe in DEMO_TRAINED_RECIPES:
+    for recipe in runnable:             # every ablation, trained the same way
         graph.run("training_job", recipe)
     # what the daemon does: the checkpoint sensor registers every complete checkpoint in the
     # store (the random-init reference and each epoch of each run) and requests its evals
@@ -66,7 +66,6 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     return summary
 
 
-DEMO_TRAINED_RECIPES = ("baseline",)
 DEMO_CHECKPOINT = "tiny-random-step0"
 
 
@@ -124,13 +123,40 @@ def _summarise(instance, recipes: list[str]) -> dict:
                 "loss_first_10pct": round(m["loss_first_10pct"], 3), "loss_last_10pct": round(m["loss_last_10pct"], 3),
                 "tokens_per_s": round(m["tokens_per_s"] or 0), "seconds": round(m["seconds"], 1)}
 
+    def steps() -> dict:
+        ppl, rel = latest("perplexity_decisions", "ppl_top50"), latest("relevance_decisions", "v1")
+        dec, reph = latest("decontamination_decisions", "v1"), latest("rephrase_decisions", "rephrase")
+        return {
+            "perplexity (ppl_top50)": {"canary_recall": ppl["canary_recall"], "canary_lift": ppl["canary_lift"],
+                                       "canary_lift_by_removal": ppl["canary_lift_by_removal"],
+                                       "keep_rate_per_domain": ppl["keep_rate_per_domain"]},
+            "relevance flag (v1)": {k: rel["vs_planted_unrelated"][k] for k in ("planted", "caught", "catch_rate",
+                                                                               "flagged", "flag_rate")},
+            "decontamination (v1)": {k: dec["vs_planted_leaks"][k] for k in ("planted", "caught", "recall",
+                                                                             "removed_not_leaked")},
+            "mining: top-10 neighbours from the benchmark's domain": latest("eval_neighbours")[
+                "top10_from_benchmark_domain/question"],
+            "rephrase": {k: reph[k] for k in ("selected", "rewritten_samples", "rejected", "rejected_by_reason",
+                                              "generated", "from_cache")},
+        }
+
+    def side_by_side() -> dict:
+        table = {}
+        for r in recipes:
+            final = latest("training_run", r)["checkpoints"][-1]
+            table[r] = {b: round(latest("eval_scores", dg.MultiPartitionKey({"checkpoint": final, "benchmark": b}))
+                                 ["score"], 3) for b in BENCHMARKS}
+        return table
+
     return {
         "samples_per_domain": {d: latest("samples", d)["rows"] for d in DOMAINS},
         "quarantine_by_reason": latest("quarantine")["by_reason"],
         "eval_items": {b: latest("eval_sets", b)["items"] for b in BENCHMARKS},
         "semdedup": {r: dedup(r) for r in recipes if latest("semdedup_mask", r).get("in_recipe")},
         "curated_datasets": {r: curated(r) for r in recipes},
-        "training": {r: training(r) for r in DEMO_TRAINED_RECIPES},
+        "curation_steps": steps(),
+        "training": {r: training(r) for r in recipes},
+        "leaderboard (final checkpoint of each recipe)": side_by_side(),
         "evals": {c: {b: _score(latest("eval_scores", dg.MultiPartitionKey({"checkpoint": c, "benchmark": b})))
                       for b in BENCHMARKS}
                   for c in sorted(instance.get_dynamic_partitions("checkpoint"))},

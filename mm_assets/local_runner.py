@@ -19,7 +19,17 @@ from mm_assets.recipes.schema import RecipeError
 from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 
 # Parents before children, for the assets automation can request.
-AUTOMATION_ORDER = ["semdedup_scores", "semdedup_mask", "curated_dataset"]
+AUTOMATION_ORDER = ["relevance_scores", "eval_embeddings", "eval_neighbours", "perplexity_scores",
+                    "semdedup_scores", "semdedup_mask", "perplexity_decisions", "relevance_decisions",
+                    "rephrase_decisions", "mining_decisions", "decontamination_decisions", "curated_dataset"]
+# What each step needs computed once (expensive, recipe-independent) before its decisions.
+STEP_PREREQUISITES = {
+    "perplexity": [("trusted_pool_job", None), ("reference_model_job", None), ("perplexity_scores_job", DOMAINS)],
+    "relevance": [("question_embeddings_job", DOMAINS), ("relevance_scores_job", DOMAINS)],
+    "mining": [("question_embeddings_job", DOMAINS), ("eval_embeddings_job", BENCHMARKS), ("eval_neighbours_job", None)],
+    "decontamination": [("question_embeddings_job", DOMAINS), ("eval_embeddings_job", BENCHMARKS),
+                        ("eval_neighbours_job", None)],
+}
 
 
 @dataclass
@@ -59,23 +69,33 @@ class LocalGraph:
         return runnable, {n: str(r) for n, r in loaded.items() if isinstance(r, RecipeError)}
 
     def fill(self, eval_sets: bool = True) -> dict[str, str]:
-        """Materialize everything once; returns the recipes that were rejected, with the reason."""
+        """Materialize everything once; returns the recipes that were rejected, with the reason.
+        The scores of a curation step are computed only when some runnable recipe uses it."""
         started = time.perf_counter()
         self.run("source_job")
         for d in DOMAINS:
             self.run("ingest_domain_job", d)
         self.run("quarantine_job")
-        if eval_sets:
+        runnable, rejected = self.register_recipes()
+        loaded = self.defs.resources["recipes"].load_all()
+        used = {kind for name in runnable for kind, _ in loaded[name].steps}
+        if eval_sets or used & {"mining", "decontamination"}:
             for b in BENCHMARKS:
                 self.run("eval_sets_job", b)
         self.run("embedder_job")
         for d in DOMAINS:
             self.run("embeddings_job", d)
-        runnable, rejected = self.register_recipes()
+        done = set()
+        for step in STEP_PREREQUISITES:
+            for job, partitions in STEP_PREREQUISITES[step] if step in used else []:
+                for p in partitions or [None]:
+                    if (job, p) not in done:
+                        self.run(job, p)
+                        done.add((job, p))
         for space in SPACES:
             self.run("semdedup_scores_job", space)
         for name in runnable:
-            self.run("semdedup_mask_job", name)
+            self.run("step_decisions_job", name)
             for d in DOMAINS:
                 self.run("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": d}))
         self.seconds["fill"] = time.perf_counter() - started
@@ -142,7 +162,7 @@ class LocalGraph:
     def materializations(self) -> dict[tuple[str, str | None], int]:
         """Materializations per (asset key, partition), as the acceptance counts them."""
         out: dict[tuple[str, str | None], int] = {}
-        for key in ("samples", "embedder", "embeddings", "semdedup_scores", "semdedup_mask", "curated_dataset"):
+        for key in ("samples", "embedder", "embeddings", *AUTOMATION_ORDER):
             for rec in self.instance.fetch_materializations(dg.AssetKey(key), limit=10000).records:
                 out[(key, rec.partition_key)] = out.get((key, rec.partition_key), 0) + 1
         return out

@@ -29,6 +29,8 @@ class MammothSourceResource(dg.ConfigurableResource):
     samples_per_shard: int = Field(default=DEFAULT_SAMPLES_PER_SHARD, gt=0)
     planted_truth: str = Field(default="", description="Generated data only: the planted-truth file. "
                                "Quality reports read it; no decision ever does.")
+    trusted: SourceFiles | None = Field(default=None, description="A small clean pool in the same layout: "
+                                        "what the default perplexity reference model is trained on")
 
     def specs(self) -> list[SourceSpec]:
         return [SourceSpec(s.name, s.annotations, s.images) for s in self.sources]

@@ -15,12 +15,32 @@ def _safe(partition_key: str) -> str:
     return partition_key.replace("|", "__").replace("/", "_")
 
 
+def pointer_path(asset_key: dg.AssetKey, partition_key: str | None) -> str:
+    base = "dagster_io/" + "/".join(asset_key.path)
+    return f"{base}/{_safe(partition_key)}.json" if partition_key else f"{base}.json"
+
+
+def read_pointers(st, asset: str, partitions: list[str] | None = None) -> dict:
+    """The stored pointer of an asset (unpartitioned), or {partition: pointer} of the given
+    partitions — for an asset that depends on another only when a recipe uses it (a `deps`
+    edge, read on demand, instead of an input Dagster would load for every recipe)."""
+    key = dg.AssetKey(asset)
+    if partitions is None:
+        rel = pointer_path(key, None)
+        if not st.exists(rel):
+            raise FileNotFoundError(f"{asset} is not materialized; materialize it first")
+        return st.read_json(rel)
+    missing = [pk for pk in partitions if not st.exists(pointer_path(key, pk))]
+    if missing:
+        raise FileNotFoundError(f"{asset} is not materialized for partitions {missing}; materialize them first")
+    return {pk: st.read_json(pointer_path(key, pk)) for pk in partitions}
+
+
 class JsonPointerIOManager(dg.ConfigurableIOManager):
     storage: dg.ResourceDependency[StorageResource]
 
     def _rel(self, asset_key: dg.AssetKey, partition_key: str | None) -> str:
-        base = "dagster_io/" + "/".join(asset_key.path)
-        return f"{base}/{_safe(partition_key)}.json" if partition_key else f"{base}.json"
+        return pointer_path(asset_key, partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:

@@ -48,6 +48,8 @@ def sample_data_source(root: Path) -> MammothSourceResource:
         eval_dir=str(root / "eval"),
         samples_per_shard=int(os.environ.get("MM_SAMPLES_PER_SHARD", "250")),
         planted_truth=str(root / "truth" / "planted_truth.json"),
+        trusted=SourceFiles(name="trusted", annotations=str(root / "trusted" / "mammoth_si.json"),
+                            images=str(root / "trusted" / "images")),
     )
 
 
@@ -102,8 +104,15 @@ def training_resource():
                             epochs=int(os.environ.get("MM_TRAIN_EPOCHS", "2")))
 
 
+def canaries_resource():
+    """`MM_CANARIES`: a canary file (one sample_id per line); unset = the planted truth of generated data."""
+    from resources.canaries import CanariesResource
+    return CanariesResource(path=os.environ.get("MM_CANARIES", ""))
+
+
 def default_resources() -> dict:
     """Every resource of the code location, from the environment."""
     return {"storage": storage_resource(), "mammoth": source_resource(), "embedder_model": embedder_resource(),
             "recipes": recipes_resource(), "checkpoints": checkpoint_store_resource(),
-            "eval_backend": eval_backend_resource(), "mlflow": mlflow_resource(), "training": training_resource()}
+            "eval_backend": eval_backend_resource(), "mlflow": mlflow_resource(), "training": training_resource(),
+            "canaries": canaries_resource()}

@@ -23,3 +23,33 @@ def sample_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def truth(sample_data) -> dict:
     return json.loads((sample_data / "truth" / "planted_truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """A small look-alike data set (16 records per domain, 6 eval items per benchmark), with
+    every kind of planted defect and the trusted pool: for tests that run the whole graph."""
+    from mm_assets.sample_data import generate_sample_data
+
+    root = tmp_path_factory.mktemp("small_data")
+    generate_sample_data(root, scale="demo", seed=0, _records_per_domain=16, _eval_items=6)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_graph(small_data, tmp_path_factory):
+    """The whole graph filled on the small data with every shipped recipe; training settings
+    and the sensor's benchmark set sized for tests. Tests that change it restore what they change."""
+    from curation_graph import SHIPPED_RECIPES, build_graph
+    from resources.evaluation import CheckpointStoreResource, EvalBackendResource
+    from resources.training import TrainingResource
+
+    home = tmp_path_factory.mktemp("small_graph")
+    g = build_graph(home, small_data, recipes=SHIPPED_RECIPES,
+                    training=TrainingResource(epochs=2, batch_size=4, max_len=384, lr=3e-3, warmup=2),
+                    checkpoints=CheckpointStoreResource(root=str(home / "checkpoints"), evaluate_on=["countbench"]),
+                    eval_backend=EvalBackendResource(batch_size=8, max_items=4))
+    rejected = g.fill(eval_sets=True)
+    assert rejected == {}
+    assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled
+    return g

@@ -22,6 +22,9 @@ from resources.settings import REPO_ROOT, sample_data_source
 from resources.storage import StorageResource
 
 
+SHIPPED_RECIPES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1")
+
+
 @dataclass
 class Graph(LocalGraph):
     home: Path = None

@@ -7,7 +7,7 @@ import pytest
 
 import mm_assets.recipes.schema as schema
 from mm_assets.recipes.schema import (
-    STEP_TYPES, Recipe, RecipeError, StepNotAvailable, load_recipe, load_recipes, parse_recipe,
+    Recipe, RecipeError, StepNotAvailable, load_recipe, load_recipes, parse_recipe,
 )
 from mm_assets.recipes.sections import SECTIONS, section_versions
 
@@ -218,11 +218,12 @@ def test_yaml_bool_is_not_a_cluster_count(tmp_path):
 # Shipped recipes
 # --------------------------------------------------------------------------------------------
 
-UNAVAILABLE = {"ppl_top50": "perplexity", "rephrase": "rephrase", "mining": "mining", "v1": "decontamination"}
+SHIPPED_NAMES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1")
+STEP_OF = {"ppl_top50": "perplexity", "rephrase": "rephrase", "mining": "mining", "v1": "decontamination"}
 
 
-@pytest.mark.parametrize("name", ["baseline", "semdedup10"])
-def test_shipped_runnable_recipes_load(name):
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
+def test_shipped_recipes_load(name):
     r = load_recipe(SHIPPED / f"{name}.yaml")
     assert r.name == name
     assert all(kind in schema.AVAILABLE_STEPS for kind, _ in r.steps)
@@ -235,8 +236,9 @@ def test_shipped_semdedup10_values():
     assert load_recipe(SHIPPED / "baseline.yaml").steps == ()
 
 
-@pytest.mark.parametrize("name, step", sorted(UNAVAILABLE.items()))
-def test_shipped_recipes_with_unbuilt_steps_are_refused(name, step):
+@pytest.mark.parametrize("name, step", sorted(STEP_OF.items()))
+def test_a_recipe_using_a_step_that_is_not_available_is_refused_whole(monkeypatch, name, step):
+    monkeypatch.setattr(schema, "AVAILABLE_STEPS", frozenset({"semdedup"}))
     path = SHIPPED / f"{name}.yaml"
     with pytest.raises(StepNotAvailable) as info:
         load_recipe(path)
@@ -247,25 +249,15 @@ def test_shipped_recipes_with_unbuilt_steps_are_refused(name, step):
     assert info.value.key.endswith(f".{step}")
 
 
-@pytest.mark.parametrize("name", sorted(UNAVAILABLE))
-def test_shipped_recipes_are_schema_valid_once_steps_exist(monkeypatch, name):
-    monkeypatch.setattr(schema, "AVAILABLE_STEPS", frozenset(STEP_TYPES))
-    r = load_recipe(SHIPPED / f"{name}.yaml")
-    assert r.name == name
-    assert UNAVAILABLE[name] in [k for k, _ in r.steps]
-
-
 def test_shipped_directory():
     got = load_recipes(SHIPPED)
-    assert set(got) == {"baseline", "semdedup10", *UNAVAILABLE}
-    assert all(isinstance(got[n], Recipe) for n in ("baseline", "semdedup10"))
-    assert all(isinstance(got[n], StepNotAvailable) for n in UNAVAILABLE)
+    assert set(got) == set(SHIPPED_NAMES)
+    assert all(isinstance(r, Recipe) for r in got.values())
 
 
-def test_v1_composition_once_available(monkeypatch):
-    monkeypatch.setattr(schema, "AVAILABLE_STEPS", frozenset(STEP_TYPES))
+def test_v1_composition():
     r = load_recipe(SHIPPED / "v1.yaml")
-    assert [k for k, _ in r.steps] == ["decontamination", "semdedup", "perplexity", "rephrase", "mining"]
+    assert [k for k, _ in r.steps] == ["decontamination", "semdedup", "relevance", "perplexity", "rephrase", "mining"]
     assert r.domain_weights == {"chart": 1.5, "language": 0.5, "ocr": 1.5}
 
 
@@ -340,7 +332,33 @@ def changed(a: dict, b: dict) -> set[str]:
 def test_sections_cover_all():
     v = versions(BASE)
     assert set(v) == set(SECTIONS)
-    assert len(set(v.values())) == 3
+    used = ("semdedup_clustering", "semdedup_threshold", "plan")
+    assert len({v[s] for s in used}) == 3
+    assert len({v[s] for s in SECTIONS if s not in used}) == 1      # the steps BASE does not use
+
+
+ALL_STEPS = """steps:
+  - decontamination: {threshold: 0.99}
+  - perplexity: {keep_fraction: 0.5, scorer: tiny}
+  - relevance: {remove: true, max_flag_rate: 0.05}
+  - rephrase: {fraction: 0.3}
+  - mining: {k: 20, upsample: {chartqa: 2}}
+"""
+
+
+@pytest.mark.parametrize("edit, sections", [
+    (("keep_fraction: 0.5", "keep_fraction: 0.2"), {"perplexity_selection"}),
+    (("keep_fraction: 0.5", "slice: low"), {"perplexity_selection"}),
+    (("scorer: tiny", "scorer: chart-expert"), {"perplexity_scoring", "perplexity_selection"}),
+    (("chartqa: 2", "chartqa: 3"), {"mining"}),
+    (("k: 20", "k: 50"), {"mining", "mining_neighbours"}),
+    (("fraction: 0.3", "fraction: 0.5"), {"rephrase"}),
+    (("threshold: 0.99", "threshold: 0.98"), {"decontamination"}),
+    (("max_flag_rate: 0.05", "max_flag_rate: 0.02"), {"relevance"}),
+])
+def test_a_step_edit_changes_only_what_reads_it(edit, sections):
+    old, new = edit
+    assert changed(versions(ALL_STEPS), versions(ALL_STEPS.replace(old, new))) == sections
 
 
 @pytest.mark.parametrize("variant", sorted(COSMETIC))

@@ -6,29 +6,17 @@ eval table back to the raw shard hashes."""
 import mlflow
 import pytest
 
-from curation_graph import build_graph
 from mm_assets.checkpoints import verify_checkpoint
 from mm_assets.lineage import lineage
-from mm_assets.sample_data import generate_sample_data
 from mm_assets.taxonomy import DOMAINS
-from resources.evaluation import CheckpointStoreResource, EvalBackendResource
-from resources.training import TrainingResource
 
-EPOCHS = 2
+EPOCHS = 2          # the small_graph fixture's training setting
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    data = tmp_path_factory.mktemp("small_data")
-    generate_sample_data(data, scale="demo", seed=0, _records_per_domain=16, _eval_items=6)
-    home = tmp_path_factory.mktemp("training_run")
-    g = build_graph(home, data, recipes=("baseline",),
-                    training=TrainingResource(epochs=EPOCHS, batch_size=4, max_len=384, lr=3e-3, warmup=2),
-                    checkpoints=CheckpointStoreResource(root=str(home / "checkpoints"), evaluate_on=["countbench"]),
-                    eval_backend=EvalBackendResource(batch_size=8, max_items=4))
-    g.fill(eval_sets=True)
-    g.run("training_job", "baseline")
-    return g
+def trained(small_graph):
+    small_graph.run("training_job", "baseline")
+    return small_graph
 
 
 def test_loss_falls_and_one_sealed_checkpoint_per_epoch(trained):

@@ -27,25 +27,31 @@ CURATED_CODE_VERSION = "1"
 BY_DOMAIN = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="domain")
 BY_RECIPE = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="recipe")
 # The decisions asset of each step (the step interface: see mm_assets/curated/compose.py).
-STEP_DECISIONS_ASSET = {"semdedup": "semdedup_mask"}
+STEP_DECISIONS_ASSET = {"semdedup": "semdedup_mask", "perplexity": "perplexity_decisions",
+                        "relevance": "relevance_decisions", "rephrase": "rephrase_decisions",
+                        "mining": "mining_decisions", "decontamination": "decontamination_decisions"}
 
 
 @dg.asset(group_name="curated", partitions_def=recipe_domain_partitions, code_version=CURATED_CODE_VERSION,
           kinds={"webdataset", "parquet"}, automation_condition=ON_CHANGED_DATA,
           ins={"raw_shards": dg.AssetIn(partition_mapping=BY_DOMAIN),
                "samples": dg.AssetIn(partition_mapping=BY_DOMAIN),
-               "semdedup_mask": dg.AssetIn(partition_mapping=BY_RECIPE)},
+               **{asset: dg.AssetIn(partition_mapping=BY_RECIPE) for asset in STEP_DECISIONS_ASSET.values()}},
           deps=[dg.AssetDep(section_key("plan"), partition_mapping=BY_RECIPE)],
           description="A recipe's decisions applied in order to one domain: an immutable WebDataset version, "
                       "its per-sample decision ledger and a manifest (counts per step, shard hashes, inputs).")
 def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples: dict, semdedup_mask: dict,
-                    storage: StorageResource, recipes: RecipesResource,
-                    mammoth: MammothSourceResource) -> dg.Output[dict]:
+                    perplexity_decisions: dict, relevance_decisions: dict, rephrase_decisions: dict,
+                    mining_decisions: dict, decontamination_decisions: dict, storage: StorageResource,
+                    recipes: RecipesResource, mammoth: MammothSourceResource) -> dg.Output[dict]:
     keys = context.partition_key.keys_by_dimension
     name, domain = keys["recipe"], keys["domain"]
     recipe = recipes.get(name)
     raw_ptr, samples_ptr = mapped_pointer(raw_shards, domain), mapped_pointer(samples, domain)
-    decision_ptrs = {"semdedup_mask": mapped_pointer(semdedup_mask, name)}
+    inputs = {"semdedup_mask": semdedup_mask, "perplexity_decisions": perplexity_decisions,
+              "relevance_decisions": relevance_decisions, "rephrase_decisions": rephrase_decisions,
+              "mining_decisions": mining_decisions, "decontamination_decisions": decontamination_decisions}
+    decision_ptrs = {asset: mapped_pointer(value, name) for asset, value in inputs.items()}
     st = storage.get()
     steps_in = [(kind, decision_ptrs[STEP_DECISIONS_ASSET[kind]]) for kind, _ in recipe.steps]
     sections = section_versions(recipe)
@@ -66,7 +72,12 @@ def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples
                                  weights_hash=content_digest(recipe.domain_weights)[:12])
         raw = st.child(raw_ptr["root"])
         raw_manifest = raw.read_json("manifest.json")
-        shards = write_curated_shards(raw, raw_manifest, copies, out, mammoth.samples_per_shard)
+        rewrites = {}
+        if "rephrase" in dict(steps_in):
+            rewrites_table = st.read_parquet(f"{dict(steps_in)['rephrase']['root']}/rewrites.parquet")
+            wanted = set(sample_ids)
+            rewrites = {sid: js.encode() for sid, js in rewrites_table.iter_rows() if sid in wanted}
+        shards = write_curated_shards(raw, raw_manifest, copies, out, mammoth.samples_per_shard, rewrites)
         ledger_bytes = parquet_bytes(ledger)
         out.write_bytes("ledger.parquet", ledger_bytes)
         per_step = {}

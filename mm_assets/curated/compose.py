@@ -4,7 +4,8 @@ The step interface: every curation step has an expensive, recipe-independent sco
 a cheap per-recipe decisions asset whose table has `STEP_DECISION_COLUMNS` for every sample of
 the pool (decided on the full pool, so each step's decisions are cached independently of the
 others). Composition is in recipe order: a sample leaves at the first step that drops it;
-`rewrite` and `upsample` decisions travel with the sample. Domain weights come last: a weight w
+`rewrite` decisions travel with the sample, an `upsample` decision multiplies its copies by the
+table's `copies` column (2 when absent). Domain weights come last: a weight w
 keeps floor(w) copies of each surviving sample plus one more for a fraction w − floor(w) of
 them, chosen by a hash of the sample id (so the choice is stable across recipes and runs).
 """
@@ -38,6 +39,7 @@ def compose(sample_ids: list[str], recipe: str, steps: list[tuple[str, pl.DataFr
     base = pl.DataFrame({"sample_id": sample_ids}, schema={"sample_id": pl.String})
     parts = []
     out_at: dict[str, str] = {}
+    factor = dict.fromkeys(sample_ids, 1)
     for kind, decisions in steps:
         missing_cols = set(STEP_DECISION_COLUMNS) - set(decisions.columns)
         if missing_cols:
@@ -51,11 +53,15 @@ def compose(sample_ids: list[str], recipe: str, steps: list[tuple[str, pl.DataFr
         if len(undecided):
             raise DecisionError(f"{kind}: no decision for {len(undecided)} sample(s), e.g. {undecided[0]} — "
                                 f"the {kind} decisions are older than the samples; re-materialize them")
+        ups = decisions.select("sample_id", "copies") if "copies" in decisions.columns else None
+        copies_of = dict(ups.filter(pl.col("copies").is_not_null()).iter_rows()) if ups is not None else {}
         for sid, decision, reason in rows.select("sample_id", "decision", "reason").iter_rows():
             if decision == "drop" and sid not in out_at:
                 out_at[sid] = f"dropped by {kind}: {reason}"
+            elif decision == "upsample":
+                factor[sid] *= int(copies_of.get(sid, 2))
         parts.append(rows.with_columns(pl.lit(recipe).alias("recipe"), pl.lit(kind).alias("step")))
-    copies = {sid: (0 if sid in out_at else 1) for sid in sample_ids}
+    copies = {sid: (0 if sid in out_at else factor[sid]) for sid in sample_ids}
     if domain_weight != 1.0:
         rows = []
         for sid in sample_ids:
@@ -64,7 +70,7 @@ def compose(sample_ids: list[str], recipe: str, steps: list[tuple[str, pl.DataFr
             rows.append((sid, recipe, "domain_weights", weights_hash, domain_weight, decision,
                          f"domain weight {domain_weight:g}: {n} cop{'y' if n == 1 else 'ies'}", None))
             if copies[sid]:
-                copies[sid] = n
+                copies[sid] *= n
                 if n == 0:
                     out_at[sid] = f"dropped by domain_weights: weight {domain_weight:g}"
         parts.append(pl.DataFrame(rows, schema=LEDGER_SCHEMA, orient="row"))

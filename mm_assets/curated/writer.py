@@ -2,7 +2,8 @@
 
 The members of each sample are copied byte for byte from the raw shard (the LLaVA-format
 `.json` record with its `sample_id`, and the image). Up-sampled copies get the keys
-`<sample_id>_r1`, `_r2`, … so every key stays unique. Shards are deterministic tars, each
+`<sample_id>_r1`, `_r2`, … so every key stays unique. A rephrased sample's `.json` member is
+replaced by its rewritten record (every copy); the image stays byte for byte. Shards are deterministic tars, each
 re-read and validated before the manifest (the completion marker) is written.
 """
 
@@ -16,16 +17,19 @@ from mm_assets.storage import Storage
 from mm_assets.webdataset_io import read_shard, shard_digest, validate_shard, write_shard
 
 
-def _kept(raw: Storage, raw_manifest: dict, copies: dict[str, int]) -> Iterator[tuple[str, dict[str, bytes]]]:
+def _kept(raw: Storage, raw_manifest: dict, copies: dict[str, int],
+          rewrites: dict[str, bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
     for shard in raw_manifest["shards"]:
         with raw.open_read(shard["tar"]) as f:
             for key, fields in read_shard(f):
+                if key in rewrites and copies.get(key, 0):
+                    fields = {**fields, "json": rewrites[key]}
                 for j in range(copies.get(key, 0)):
                     yield (key if j == 0 else f"{key}_r{j}"), fields
 
 
 def write_curated_shards(raw: Storage, raw_manifest: dict, copies: dict[str, int], out: Storage,
-                         samples_per_shard: int) -> list[dict]:
+                         samples_per_shard: int, rewrites: dict[str, bytes] | None = None) -> list[dict]:
     shards, batch = [], []
 
     def flush():
@@ -39,7 +43,7 @@ def write_curated_shards(raw: Storage, raw_manifest: dict, copies: dict[str, int
                        "bytes": len(data)})
         batch.clear()
 
-    for item in _kept(raw, raw_manifest, copies):
+    for item in _kept(raw, raw_manifest, copies, rewrites or {}):
         batch.append(item)
         if len(batch) == samples_per_shard:
             flush()

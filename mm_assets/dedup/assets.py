@@ -26,6 +26,8 @@ from mm_assets.recipes.schema import SemDedupStep
 from mm_assets.recipes.sections import step_params_hash
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.storage import Storage
+from mm_assets.curated.step_outputs import decisions_metadata, pool_samples
+from resources.canaries import CanariesResource
 from resources.data_source import MammothSourceResource
 from resources.recipes import RecipesResource
 from resources.storage import StorageResource
@@ -128,8 +130,7 @@ def _truth_groups(mammoth: MammothSourceResource, st: Storage, samples: dict) ->
         return None
     with open(mammoth.planted_truth) as f:
         truth = json.load(f)
-    tables = [st.read_parquet(p["root"]) for p in samples.values()]
-    return planted_groups(truth, pl.concat(tables)) if tables else None
+    return planted_groups(truth, pool_samples(st, samples)) if samples else None
 
 
 def _decide_space(scores: pl.DataFrame, step: SemDedupStep, groups) -> tuple[pl.DataFrame, dict]:
@@ -165,7 +166,7 @@ def _decide_space(scores: pl.DataFrame, step: SemDedupStep, groups) -> tuple[pl.
                       "Reports achieved vs target, eps, removal per domain, kept representatives.")
 def semdedup_mask(context: dg.AssetExecutionContext, semdedup_scores: dict, samples: dict,
                   storage: StorageResource, mammoth: MammothSourceResource,
-                  recipes: RecipesResource) -> dg.Output[dict]:
+                  recipes: RecipesResource, canaries: CanariesResource) -> dg.Output[dict]:
     started = time.perf_counter()
     name = context.partition_key
     recipe = recipes.get(name)
@@ -204,7 +205,8 @@ def semdedup_mask(context: dg.AssetExecutionContext, semdedup_scores: dict, samp
     seconds = time.perf_counter() - started
     context.log.info(f"{name}: keep masks from stored scores in {seconds:.2f}s — no k-means, no pairwise work")
     metadata = {"uri": st.uri(root), "seconds": seconds, "kmeans_or_pairwise_work": False, "in_recipe": True,
-                "params": dg.MetadataValue.json(step.model_dump(mode="json")), "params_hash": params_hash}
+                "params": dg.MetadataValue.json(step.model_dump(mode="json")), "params_hash": params_hash,
+                **decisions_metadata(decisions, canaries.ids(pool_samples(st, samples), mammoth.planted_truth))}
     for space, report in reports.items():
         if report["semantic_pruning_warning"]:
             context.log.warning(f"{name}/{space}: eps {report['eps']:.3f} > 0.15 — this removes semantically "

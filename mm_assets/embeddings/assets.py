@@ -149,3 +149,36 @@ def load_embeddings(st: Storage, pointer: dict) -> tuple[list[str], list[str], n
         vecs.append(v)
     dim = manifest["dim"]
     return ids, modality, (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
+
+
+@dg.asset(group_name="embeddings", partitions_def=domain_partitions, code_version=EMBEDDINGS_CODE_VERSION,
+          kinds={"numpy"},
+          description="L2-normalised text-tower embeddings of each sample's first question alone (<image> "
+                      "removed): what relevance compares with the image, and what mining compares with eval "
+                      "questions.")
+def question_embeddings(context: dg.AssetExecutionContext, samples: dict, embedder: dict,
+                        storage: StorageResource, embedder_model: EmbedderResource) -> dg.Output[dict]:
+    from mm_assets.embeddings.store import write_embeddings
+    from mm_assets.relevance import embed_questions
+
+    domain = context.partition_key
+    st = storage.get()
+    version = content_digest([EMBEDDINGS_CODE_VERSION, "questions", samples["version"], embedder["version"]])
+    root = f"question_embeddings/{domain}/{version}"
+    reused = st.exists(f"{root}/questions.json")
+    started = time.perf_counter()
+    if not reused:
+        model, tokenizer, _ = load_embedder_from_pointer(st, embedder)
+        ids, vectors = embed_questions(model, tokenizer, st.read_parquet(samples["root"]),
+                                       batch_size=embedder_model.batch_size)
+        write_embeddings(st.child(root), ids, vectors, prefix="questions")
+    manifest = st.read_json(f"{root}/questions.json")
+    data_version = content_digest([[s["npy_sha256"], s["ids_sha256"]] for s in manifest["shards"]])
+    return dg.Output({"root": root, "version": data_version}, data_version=dg.DataVersion(data_version),
+                     metadata={"uri": st.uri(root), "reused": reused, "rows": manifest["rows"],
+                               "dim": manifest["dim"], "seconds": time.perf_counter() - started})
+
+
+def load_question_embeddings(st: Storage, pointer: dict) -> tuple[list[str], np.ndarray]:
+    from mm_assets.embeddings.store import read_embeddings
+    return read_embeddings(st.child(pointer["root"]), prefix="questions")

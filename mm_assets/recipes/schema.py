@@ -30,10 +30,11 @@ from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 
 # Steps in the schema, and which of them this version can run. A recipe that uses a step not
-# built yet is rejected as a whole rather than silently run without it.
-STEP_TYPES = ("semdedup", "perplexity", "rephrase", "mining", "decontamination")
-AVAILABLE_STEPS = frozenset({"semdedup"})
+# built (or switched off) is rejected as a whole rather than silently run without it.
+STEP_TYPES = ("semdedup", "perplexity", "relevance", "rephrase", "mining", "decontamination")
+AVAILABLE_STEPS = frozenset(STEP_TYPES)
 
+MAX_MINING_K = 1000
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
 
 
@@ -83,7 +84,8 @@ class SemDedupStep(_Strict):
 class PerplexityStep(_Strict):
     keep_fraction: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] | None = None
     slice: Literal["low", "mid", "high"] | None = None
-    scorer: str = "tiny"
+    scorer: str = "tiny"        # "tiny": the reference model trained on the trusted pool; or a checkpoint
+    by_domain: bool = False     # apply the threshold within each domain (keeps the domain mix)
 
     @model_validator(mode="after")
     def _one_selection(self):
@@ -93,14 +95,38 @@ class PerplexityStep(_Strict):
 
 
 class RephraseStep(_Strict):
+    """`backend`: `template` (rule-based paraphrase of questions, offline and deterministic — not
+    a language model), `hf` (any local causal LM at `model`) or `vllm` (the `gpu` extra)."""
     fraction: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
-    style: Literal["paraphrase", "concise", "detailed", "template"] = "paraphrase"
-    model: str = "tiny"
+    style: Literal["paraphrase", "concise", "detailed"] = "paraphrase"
+    backend: Literal["template", "hf", "vllm"] = "template"
+    model: str | None = None
+    salt: str = "rephrase"
+
+    @model_validator(mode="after")
+    def _model_for_backend(self):
+        if self.backend == "template" and self.model is not None:
+            raise ValueError("the template backend takes no model")
+        if self.backend != "template" and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs `model`: a local model path")
+        if self.backend == "template" and self.style != "paraphrase":
+            raise ValueError(f"the template backend only paraphrases questions (style {self.style!r} needs hf or vllm)")
+        return self
+
+
+class RelevanceStep(_Strict):
+    """Flag image rows whose question is unrelated to the image (SigLIP2 question-image
+    similarity profile, z-scored within the domain); `remove: false` only reports the flags."""
+    remove: bool = True
+    rule: Literal["specificity", "calibrated", "either"] = "specificity"
+    z_threshold: Annotated[float, Field(ge=-10.0, le=0.0, allow_inf_nan=False)] = -2.5
+    max_flag_rate: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.05
 
 
 class MiningStep(_Strict):
-    k: Annotated[int, Field(ge=1, le=1000)]
+    k: Annotated[int, Field(ge=1, le=MAX_MINING_K)]
     upsample: dict[str, Annotated[float, Field(ge=1.0, le=100.0, allow_inf_nan=False)]] = {}
+    space: Literal["question", "image"] = "question"
 
     @field_validator("upsample")
     @classmethod
@@ -112,12 +138,13 @@ class MiningStep(_Strict):
 
 
 class DecontaminationStep(_Strict):
+    """Remove training samples whose image is at least `threshold` similar to an eval item's."""
     enabled: bool = True
-    threshold: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.95
+    threshold: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.99
 
 
 STEP_MODELS: dict[str, type[_Strict]] = {
-    "semdedup": SemDedupStep, "perplexity": PerplexityStep, "rephrase": RephraseStep,
+    "semdedup": SemDedupStep, "perplexity": PerplexityStep, "relevance": RelevanceStep, "rephrase": RephraseStep,
     "mining": MiningStep, "decontamination": DecontaminationStep,
 }
 

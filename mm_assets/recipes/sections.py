@@ -12,14 +12,29 @@ from __future__ import annotations
 from mm_assets.metadata import content_digest
 from mm_assets.recipes.schema import Recipe, RecipeError
 
-SECTIONS = ("semdedup_clustering", "semdedup_threshold", "plan")
+SECTIONS = ("semdedup_clustering", "semdedup_threshold", "perplexity_scoring", "perplexity_selection",
+            "relevance", "rephrase", "mining_neighbours", "mining", "decontamination", "plan")
+
+
+def _params(recipe: Recipe, kind: str):
+    step = recipe.step(kind)
+    return step.model_dump(mode="json") if step is not None else None
 
 
 def section_values(recipe: Recipe) -> dict[str, object]:
-    sd = recipe.step("semdedup")
+    sd, ppl = recipe.step("semdedup"), recipe.step("perplexity")
     return {
         "semdedup_clustering": sd.clustering() if sd else None,
         "semdedup_threshold": sd.threshold() if sd else None,
+        # which reference model scores the pool (expensive) vs which scored samples are kept (cheap)
+        "perplexity_scoring": {"scorer": ppl.scorer} if ppl else None,
+        "perplexity_selection": ppl.model_dump(mode="json") if ppl else None,
+        "relevance": _params(recipe, "relevance"),
+        "rephrase": _params(recipe, "rephrase"),
+        # how many neighbours must be stored (eval_neighbours) vs what the recipe does with them
+        "mining_neighbours": {"k": recipe.step("mining").k} if recipe.step("mining") else None,
+        "mining": _params(recipe, "mining"),
+        "decontamination": _params(recipe, "decontamination"),
         # what the curated dataset reads besides the step decisions: order and mixing weights
         "plan": {"steps": [k for k, _ in recipe.steps],
                  "domain_weights": {d: w for d, w in recipe.domain_weights.items() if w != 1.0}},

@@ -1,0 +1,193 @@
+"""Mining and decontamination assets: eval embeddings and neighbours once per embedding
+version (the expensive part), decisions per recipe (cheap filters on the stored neighbours)."""
+
+import time
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from mm_assets.automation import ON_CHANGED_DATA
+from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, planted_truth, pool_samples
+from mm_assets.embeddings.assets import load_embedder_from_pointer, load_embeddings, load_question_embeddings
+from mm_assets.metadata import content_digest
+from mm_assets.partitions import benchmark_partitions, recipe_partitions
+from mm_assets.recipes.assets import section_key
+from mm_assets.recipes.sections import step_params_hash
+from resources.canaries import CanariesResource
+from resources.data_source import MammothSourceResource
+from resources.models import EmbedderResource
+from resources.json_io_manager import read_pointers
+from resources.recipes import RecipesResource
+from resources.storage import StorageResource
+
+MINING_CODE_VERSION = "1"
+# Neighbours stored per eval item and space: at least this many, more when a recipe asks.
+MIN_STORED_K = 100
+REPORT_THRESHOLDS = (0.95, 0.98, 0.99)
+
+
+@dg.asset(group_name="curation_steps", partitions_def=benchmark_partitions, code_version=MINING_CODE_VERSION,
+          kinds={"numpy"}, automation_condition=ON_CHANGED_DATA,
+          description="Eval items embedded with the training embedder: images by the vision tower, questions "
+                      "by the text tower (question only, as question_embeddings).")
+def eval_embeddings(context: dg.AssetExecutionContext, eval_sets: dict, embedder: dict, storage: StorageResource,
+                    embedder_model: EmbedderResource) -> dg.Output[dict]:
+    from mm_assets.embeddings.store import write_embeddings
+    from mm_assets.mining import eval_embeddings as embed
+
+    st = storage.get()
+    version = content_digest([MINING_CODE_VERSION, eval_sets["version"], embedder["version"]])
+    root = st.child(f"eval_embeddings/{context.partition_key}/{version}")
+    reused = root.exists("question.json")
+    if not reused:
+        model, tokenizer, processor = load_embedder_from_pointer(st, embedder)
+        items = st.read_parquet(eval_sets["root"])
+        e = embed(model, tokenizer, processor, items, batch_size=embedder_model.batch_size)
+        write_embeddings(root, e.item_ids, e.image, prefix="image")
+        write_embeddings(root, e.item_ids, e.question, prefix="question")
+    rows = root.read_json("question.json")["rows"]
+    return dg.Output({"root": f"eval_embeddings/{context.partition_key}/{version}", "version": version},
+                     data_version=dg.DataVersion(version), metadata={"items": rows, "reused": reused})
+
+
+def _eval_vectors(st, pointers: dict):
+    from mm_assets.embeddings.store import read_embeddings
+    from mm_assets.mining import EvalEmbeddings
+
+    parts = []
+    for bench in sorted(pointers):
+        root = st.child(pointers[bench]["root"])
+        ids, image = read_embeddings(root, prefix="image")
+        _, question = read_embeddings(root, prefix="question", expected_ids=ids)
+        parts.append(EvalEmbeddings(ids, [bench] * len(ids), image, question))
+    return EvalEmbeddings.concat(parts)
+
+
+def stored_k(recipes: RecipesResource) -> int:
+    ks = [r.step("mining").k for r in recipes.load_all().values()
+          if hasattr(r, "step") and r.step("mining") is not None]
+    return max([MIN_STORED_K, *ks])
+
+
+@dg.asset(group_name="curation_steps", code_version=MINING_CODE_VERSION, kinds={"faiss", "parquet"},
+          automation_condition=ON_CHANGED_DATA,
+          ins={"eval_embeddings": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+               "embeddings": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+               "question_embeddings": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+          deps=[dg.AssetDep(section_key("mining_neighbours"), partition_mapping=dg.AllPartitionMapping())],
+          description="The eval_neighbours table: every eval item's top-k training samples (eval item, training "
+                      "sample, similarity, rank) in image and question space, and every training sample's most "
+                      "similar eval item (what decontamination thresholds). faiss, on GPU when there is one.")
+def eval_neighbours(context: dg.AssetExecutionContext, eval_embeddings: dict, embeddings: dict,
+                    question_embeddings: dict, storage: StorageResource,
+                    recipes: RecipesResource) -> dg.Output[dict]:
+    from mm_assets.mining import domain_share
+
+    st = storage.get()
+    started = time.perf_counter()
+    k = stored_k(recipes)
+    version = content_digest([MINING_CODE_VERSION, k, {b: p["version"] for b, p in eval_embeddings.items()},
+                              {d: p["version"] for d, p in embeddings.items()},
+                              {d: p["version"] for d, p in question_embeddings.items()}])
+    root = f"eval_neighbours/{version}"
+    reused = st.exists(f"{root}/eval_items.parquet")
+    if not reused:
+        _compute_neighbours(st, root, k, eval_embeddings, embeddings, question_embeddings)
+    table = st.read_parquet(f"{root}/neighbours.parquet")
+    nearest = st.read_parquet(f"{root}/nearest_eval_item.parquet")
+    md = {"uri": st.uri(root), "k": k, "rows": table.height, "reused": reused,
+          "seconds": time.perf_counter() - started,
+          "top10_from_benchmark_domain/question": dg.MetadataValue.json(domain_share(table, k=10, space="question")),
+          "top10_from_benchmark_domain/image": dg.MetadataValue.json(domain_share(table, k=10, space="image")),
+          "training_samples_near_an_eval_image": dg.MetadataValue.json(
+              {f">= {t}": int((nearest["similarity"] >= t).sum()) for t in REPORT_THRESHOLDS})}
+    return dg.Output({"root": root, "version": version, "k": k}, data_version=dg.DataVersion(version), metadata=md)
+
+
+def _compute_neighbours(st, root: str, k: int, eval_embeddings: dict, embeddings: dict,
+                        question_embeddings: dict) -> None:
+    from mm_assets.mining import eval_neighbours as neighbours_of, nearest_eval_items
+
+    evals = _eval_vectors(st, eval_embeddings)
+    img_ids, img_domains, img_vecs, q_ids, q_domains, q_vecs = [], [], [], [], [], []
+    for domain in sorted(embeddings):
+        ids, modality, vecs = load_embeddings(st, embeddings[domain])
+        rows = [i for i, m in enumerate(modality) if m == "image"]
+        img_ids += [ids[i] for i in rows]
+        img_domains += [domain] * len(rows)
+        img_vecs.append(vecs[rows])
+        ids, vecs = load_question_embeddings(st, question_embeddings[domain])
+        q_ids += ids
+        q_domains += [domain] * len(ids)
+        q_vecs.append(vecs)
+    img, q = np.concatenate(img_vecs), np.concatenate(q_vecs)
+    table = pl.concat([neighbours_of(evals, img_ids, img_domains, img, k=k, space="image"),
+                       neighbours_of(evals, q_ids, q_domains, q, k=k, space="question")])
+    nearest = nearest_eval_items(evals, img_ids, img_domains, img, space="image")
+    st.write_parquet(f"{root}/neighbours.parquet", table)
+    st.write_parquet(f"{root}/nearest_eval_item.parquet", nearest)
+    st.write_parquet(f"{root}/eval_items.parquet", pl.DataFrame({"benchmark": evals.benchmarks,
+                                                                 "item_id": evals.item_ids}))
+
+
+@dg.asset(group_name="curation_steps", partitions_def=recipe_partitions, code_version=MINING_CODE_VERSION,
+          kinds={"parquet"}, automation_condition=ON_CHANGED_DATA,
+          ins={"samples": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+          deps=["eval_neighbours", section_key("mining")],
+          description="A recipe's eval mining: the training samples among the top-k neighbours of each eval item "
+                      "are up-sampled by the recipe's factor for that benchmark.")
+def mining_decisions(context: dg.AssetExecutionContext, samples: dict, storage: StorageResource,
+                     recipes: RecipesResource) -> dg.Output[dict]:
+    from mm_assets.mining import domain_share, mining_decisions as decide
+
+    name = context.partition_key
+    step = recipes.get(name).step("mining")
+    if step is None:
+        return not_in_recipe(context, "mining")
+    st = storage.get()
+    eval_neighbours = read_pointers(st, "eval_neighbours")
+    if step.k > eval_neighbours["k"]:
+        raise ValueError(f"recipe {name} asks for k={step.k} but eval_neighbours stores {eval_neighbours['k']}; "
+                         "re-materialize eval_neighbours so it reads the current recipes")
+    table = st.read_parquet(f"{eval_neighbours['root']}/neighbours.parquet")
+    params_hash = step_params_hash("mining", step)
+    decisions = decide(table, pool_samples(st, samples), k=step.k, upsample=step.upsample,
+                       params_hash=params_hash, space=step.space)
+    copies = decisions.group_by("domain").agg(pl.col("copies").sum()).sort("domain")
+    return decisions_output(st, "mining_decisions", name, MINING_CODE_VERSION, params_hash, decisions, metadata={
+        "added_copies": int(decisions["copies"].sum() - decisions.height),
+        "copies_per_domain": dg.MetadataValue.json(dict(copies.iter_rows())),
+        f"top{min(10, step.k)}_from_benchmark_domain": dg.MetadataValue.json(
+            domain_share(table, k=min(10, step.k), space=step.space))})
+
+
+@dg.asset(group_name="curation_steps", partitions_def=recipe_partitions, code_version=MINING_CODE_VERSION,
+          kinds={"parquet"}, automation_condition=ON_CHANGED_DATA,
+          ins={"samples": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+          deps=["eval_neighbours", section_key("decontamination")],
+          description="A recipe's decontamination: training samples whose image is at least `threshold` similar "
+                      "to an eval item's are reported and (when enabled) removed, with that eval item as reason.")
+def decontamination_decisions(context: dg.AssetExecutionContext, samples: dict, storage: StorageResource,
+                              recipes: RecipesResource, canaries: CanariesResource,
+                              mammoth: MammothSourceResource) -> dg.Output[dict]:
+    from mm_assets.mining import decontamination_decisions as decide, decontamination_report, planted_leaks
+
+    name = context.partition_key
+    step = recipes.get(name).step("decontamination")
+    if step is None:
+        return not_in_recipe(context, "decontamination")
+    st = storage.get()
+    eval_neighbours = read_pointers(st, "eval_neighbours")
+    nearest = st.read_parquet(f"{eval_neighbours['root']}/nearest_eval_item.parquet")
+    pool = pool_samples(st, samples)
+    params_hash = step_params_hash("decontamination", step)
+    decisions = decide(nearest, pool, threshold=step.threshold, enabled=step.enabled, params_hash=params_hash)
+    md = {"threshold": step.threshold, "enabled": step.enabled}
+    truth = planted_truth(mammoth.planted_truth)
+    if truth is not None:
+        items = st.read_parquet(f"{eval_neighbours['root']}/eval_items.parquet")
+        md["vs_planted_leaks"] = dg.MetadataValue.json(
+            decontamination_report(decisions, planted_leaks(truth, pool, items)))
+    return decisions_output(st, "decontamination_decisions", name, MINING_CODE_VERSION, params_hash, decisions,
+                            canaries.ids(pool, mammoth.planted_truth), metadata=md)

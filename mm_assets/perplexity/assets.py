@@ -1,0 +1,211 @@
+"""Perplexity assets: the trusted pool and the reference model trained on it, NLL scores once
+per scorer and domain (the expensive part), decisions per recipe (a threshold on stored scores).
+"""
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from mm_assets.automation import ON_CHANGED_DATA
+from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, pool_samples
+from mm_assets.embeddings.assets import load_embedder_from_pointer, shard_uris
+from mm_assets.metadata import content_digest
+from mm_assets.partitions import domain_partitions, recipe_partitions
+from mm_assets.recipes.assets import section_key
+from mm_assets.recipes.sections import step_params_hash
+from mm_assets.storage import local_dir, local_path
+from resources.canaries import CanariesResource
+from resources.data_source import MammothSourceResource
+from resources.evaluation import CheckpointStoreResource
+from resources.json_io_manager import read_pointers
+from resources.recipes import RecipesResource
+from resources.storage import StorageResource
+
+PERPLEXITY_CODE_VERSION = "1"
+DEFAULT_SCORER = "tiny"
+CANARY_CURVE = (0.1, 0.2, 0.3, 0.5)
+
+
+@dg.asset(group_name="curation_steps", code_version=PERPLEXITY_CODE_VERSION, kinds={"webdataset"},
+          description="The trusted pool (a small clean set in the source layout) ingested into WebDataset "
+                      "shards per domain, with the same validation and quarantine as the main source.")
+def trusted_pool(context: dg.AssetExecutionContext, storage: StorageResource,
+                 mammoth: MammothSourceResource) -> dg.Output[dict]:
+    from mm_assets.sources.ingest import ingest_domain
+    from mm_assets.sources.source_scan import SourceSpec, input_fingerprint, scan_sources
+
+    if mammoth.trusted is None:
+        raise ValueError("no trusted pool configured (MammothSourceResource.trusted): give one, or score "
+                         "perplexity with a checkpoint (`scorer: <checkpoint>` in the recipe)")
+    st = storage.get()
+    spec = SourceSpec(mammoth.trusted.name, mammoth.trusted.annotations, mammoth.trusted.images)
+    root = f"trusted_pool/{input_fingerprint([spec], mammoth.domain_map, mammoth.storage_options)}"
+    src = st.child(f"{root}/source")
+    manifest = (src.read_json("manifest.json") if src.exists("manifest.json")
+                else scan_sources([spec], mammoth.domain_map, src, mammoth.storage_options))
+    shards, per_domain, quarantined = [], {}, 0
+    for domain in sorted(manifest["domains"]):
+        out = st.child(f"{root}/{domain}")
+        done = (out.read_json("manifest.json") if out.exists("manifest.json") else
+                ingest_domain(src, manifest, domain, out, mammoth.storage_options,
+                              samples_per_shard=mammoth.samples_per_shard))
+        shards += [{"tar": f"{domain}/{s['tar']}", "sha256": s["sha256"]} for s in done["shards"]]
+        per_domain[domain] = done["samples"]
+        quarantined += done["quarantined"]
+    version = content_digest([s["sha256"] for s in shards])
+    st.write_json(f"{root}/manifest.json", {"shards": shards, "per_domain": per_domain})
+    return dg.Output({"root": root, "version": version}, data_version=dg.DataVersion(version),
+                     metadata={"uri": st.uri(root), "samples": sum(per_domain.values()), "quarantined": quarantined,
+                               "samples_per_domain": dg.MetadataValue.json(per_domain),
+                               "record_quarantine": manifest["quarantine"]["rows"]})
+
+
+class ReferenceModelConfig(dg.Config):
+    epochs: int = 5
+    lr: float = 3e-3
+    seed: int = 0
+
+
+@dg.asset(group_name="curation_steps", code_version=PERPLEXITY_CODE_VERSION, kinds={"pytorch", "safetensors"},
+          description="The default perplexity scorer (`tiny`): a tiny LLaVA (the embedder's vision tower, "
+                      "frozen) trained on the trusted pool with the project's trainer — DFN-style, a model of "
+                      "clean data whose surprise marks what differs from it.")
+def reference_model(context: dg.AssetExecutionContext, config: ReferenceModelConfig, trusted_pool: dict,
+                    embedder: dict, storage: StorageResource) -> dg.Output[dict]:
+    from mm_assets.perplexity import train_reference_model
+
+    st = storage.get()
+    version = content_digest([PERPLEXITY_CODE_VERSION, trusted_pool["version"], embedder["version"],
+                              config.model_dump()])
+    root = f"reference_model/{version}"
+    started = time.perf_counter()
+    reused = st.exists(f"{root}/model/COMPLETE")
+    if not reused:
+        pool = st.child(trusted_pool["root"])
+        siglip2, _, _ = load_embedder_from_pointer(st, embedder)
+        with tempfile.TemporaryDirectory(prefix="mm-ref-") as tmp, contextlib.ExitStack() as stack:
+            shards = [str(stack.enter_context(local_path(pool, s["tar"])))
+                      for s in pool.read_json("manifest.json")["shards"]]
+            model_dir = train_reference_model(shards, Path(tmp), seed=config.seed, epochs=config.epochs,
+                                              lr=config.lr, vision_from=siglip2)
+            summary = (Path(tmp) / "training_summary.json").read_text()
+            for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+                if f.name != "COMPLETE":
+                    st.write_bytes(f"{root}/model/{f.relative_to(model_dir)}", f.read_bytes())
+            st.write_bytes(f"{root}/training_summary.json", summary.encode())
+            st.write_bytes(f"{root}/model/COMPLETE", (model_dir / "COMPLETE").read_bytes())
+    summary = st.read_json(f"{root}/training_summary.json")
+    return dg.Output({"root": f"{root}/model", "version": version}, data_version=dg.DataVersion(version),
+                     metadata={"uri": st.uri(root), "reused": reused, "seconds": time.perf_counter() - started,
+                               **{k: summary[k] for k in ("samples", "steps", "loss_first", "loss_last")}})
+
+
+def scorers(recipes: RecipesResource) -> list[str]:
+    """The distinct perplexity scorers the valid recipes ask for."""
+    names = {r.step("perplexity").scorer for r in recipes.load_all().values()
+             if hasattr(r, "step") and r.step("perplexity") is not None}
+    return sorted(names) or [DEFAULT_SCORER]
+
+
+@contextlib.contextmanager
+def _scorer_dir(scorer: str, st, checkpoints: CheckpointStoreResource):
+    """A local directory holding the scorer's model: the reference model (`tiny`), a checkpoint
+    in the checkpoint store by name, or a path."""
+    if scorer == DEFAULT_SCORER:
+        pointer = read_pointers(st, "reference_model")
+        with local_dir(st, pointer["root"]) as d:
+            yield d, pointer["version"]
+        return
+    store = checkpoints.get()
+    if store.exists(f"{scorer}/manifest.json"):
+        from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
+        manifest = verify_checkpoint(store, scorer)
+        with local_dir(store, scorer) as d:
+            yield d, checkpoint_version(manifest)
+        return
+    from mm_assets.rephrase.backends import model_fingerprint
+    yield scorer, model_fingerprint(scorer)     # a local LLaVA-format directory
+
+
+@dg.asset(group_name="curation_steps", partitions_def=domain_partitions, code_version=PERPLEXITY_CODE_VERSION,
+          kinds={"pytorch", "parquet"}, automation_condition=ON_CHANGED_DATA,
+          deps=["reference_model",
+                dg.AssetDep(section_key("perplexity_scoring"), partition_mapping=dg.AllPartitionMapping())],
+          description="Mean NLL of every sample's assistant tokens under each scorer the recipes ask for, "
+                      "conditioned on the image and the prompt (both masked from the loss); text-only rows "
+                      "without an image. Computed once per raw-shard version and scorer.")
+def perplexity_scores(context: dg.AssetExecutionContext, raw_shards: dict, storage: StorageResource,
+                      recipes: RecipesResource, checkpoints: CheckpointStoreResource) -> dg.Output[dict]:
+    from mm_assets.perplexity import score_shards
+
+    domain = context.partition_key
+    st = storage.get()
+    out, rows = {}, []
+    for scorer in scorers(recipes):
+        with _scorer_dir(scorer, st, checkpoints) as (model_dir, model_version):
+            version = content_digest([PERPLEXITY_CODE_VERSION, raw_shards["version"], model_version])
+            root = f"perplexity_scores/{domain}/{version}"
+            reused = st.exists(f"{root}/scores.parquet")
+            started = time.perf_counter()
+            if not reused:
+                raw, tars = shard_uris(st, raw_shards)
+                with contextlib.ExitStack() as stack:
+                    paths = [str(stack.enter_context(local_path(raw, t))) for t in tars]
+                    scores = score_shards(model_dir, paths).with_columns(pl.lit(domain).alias("domain"))
+                st.write_parquet(f"{root}/scores.parquet", scores)
+            scores = st.read_parquet(f"{root}/scores.parquet")
+        out[scorer] = {"root": root, "version": version}
+        rows.append({"scorer": scorer, "samples": scores.height, "unscored": int(scores["nll"].is_null().sum()),
+                     "mean_nll": float(scores["nll"].mean() or 0.0), "reused": reused,
+                     "seconds": round(time.perf_counter() - started, 2)})
+        context.log.info(f"{domain}/{scorer}: {rows[-1]}")
+    version = content_digest(out)
+    return dg.Output({"scorers": out, "version": version}, data_version=dg.DataVersion(version),
+                     metadata={"scorers": dg.MetadataValue.json(rows)})
+
+
+@dg.asset(group_name="curation_steps", partitions_def=recipe_partitions, code_version=PERPLEXITY_CODE_VERSION,
+          kinds={"parquet"}, automation_condition=ON_CHANGED_DATA,
+          ins={"samples": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+          deps=[dg.AssetDep("perplexity_scores", partition_mapping=dg.AllPartitionMapping()),
+                section_key("perplexity_selection")],
+          description="A recipe's perplexity decisions on the stored scores: keep the lowest-NLL fraction, or "
+                      "the low / mid / high third. Reports keep rates per domain (perplexity filtering re-mixes "
+                      "domains) and recall and lift on the canaries.")
+def perplexity_decisions(context: dg.AssetExecutionContext, samples: dict, storage: StorageResource,
+                         recipes: RecipesResource, canaries: CanariesResource,
+                         mammoth: MammothSourceResource) -> dg.Output[dict]:
+    from mm_assets.perplexity import keep_rates_by_domain, perplexity_decisions as decide
+
+    name = context.partition_key
+    step = recipes.get(name).step("perplexity")
+    if step is None:
+        return not_in_recipe(context, "perplexity")
+    st = storage.get()
+    pointers = read_pointers(st, "perplexity_scores", sorted(samples))
+    missing = [d for d, p in pointers.items() if step.scorer not in p["scorers"]]
+    if missing:
+        raise ValueError(f"perplexity_scores holds no scores of scorer {step.scorer!r} for {missing} (recipe "
+                         f"{name}); re-materialize perplexity_scores so it reads the current recipes")
+    scores = pl.concat([st.read_parquet(f"{p['scorers'][step.scorer]['root']}/scores.parquet")
+                        for _, p in sorted(pointers.items())], how="diagonal_relaxed")
+    params_hash = step_params_hash("perplexity", step)
+    decisions = decide(scores, keep_fraction=step.keep_fraction, slice=step.slice, params_hash=params_hash,
+                       by_domain=step.by_domain)
+    pool = pool_samples(st, samples)
+    canary_ids = canaries.ids(pool, mammoth.planted_truth)
+    curve = {}
+    if canary_ids is not None:      # how well the same scores would do at other removal rates
+        from mm_assets.canaries import canary_report
+        for removal in CANARY_CURVE:
+            at = decide(scores, keep_fraction=1.0 - removal, params_hash=params_hash, by_domain=step.by_domain)
+            curve[f"{removal:.0%} removed"] = {k: canary_report(at, canary_ids[0])[k] for k in ("recall", "lift")}
+    return decisions_output(st, "perplexity_decisions", name, PERPLEXITY_CODE_VERSION, params_hash, decisions,
+                            canary_ids, metadata={
+                                "scorer": step.scorer, "canary_lift_by_removal": dg.MetadataValue.json(curve),
+                                "keep_rate_per_domain": dg.MetadataValue.json(
+                                    {d: round(v["keep_rate"], 4) for d, v in keep_rates_by_domain(decisions).items()})})

@@ -1,0 +1,103 @@
+"""The curation steps of issue #7 through the asset graph (small generated data, every shipped
+recipe): each step's decisions reach the ledger and the curated shards, filtering steps report
+canary recall and lift, and a recipe edit recomputes only what reads the edited section."""
+
+import io
+import json
+
+import polars as pl
+import pytest
+
+from mm_assets.curated.ledger import FINAL_STEP
+from mm_assets.lineage import recipe_ledger
+from mm_assets.local_runner import new_materializations
+from mm_assets.taxonomy import DOMAINS
+from mm_assets.webdataset_io import read_shard
+
+STEPS = {"baseline": [], "semdedup10": ["semdedup"], "ppl_top50": ["perplexity"], "rephrase": ["rephrase"],
+         "mining": ["mining"], "v1": ["decontamination", "semdedup", "relevance", "perplexity", "rephrase", "mining"]}
+
+
+def curated_members(g, recipe: str, domain: str) -> dict[str, dict[str, bytes]]:
+    ptr = g.storage.read_json(f"dagster_io/curated_dataset/{domain}__{recipe}.json")
+    out = g.storage.child(ptr["root"])
+    members = {}
+    for shard in out.read_json("manifest.json")["shards"]:
+        for key, fields in read_shard(io.BytesIO(out.read_bytes(shard["tar"]))):
+            members[key] = fields
+    return members
+
+
+@pytest.mark.parametrize("recipe", sorted(STEPS))
+def test_every_step_of_every_shipped_recipe_is_in_the_ledger(small_graph, recipe):
+    ledger = recipe_ledger(small_graph.instance, small_graph.storage, recipe)
+    n = ledger.filter(pl.col("step") == FINAL_STEP).height
+    assert n == sum(small_graph.meta("samples", d)["rows"] for d in DOMAINS)
+    for step in STEPS[recipe]:
+        rows = ledger.filter(pl.col("step") == step)
+        assert rows.height == n and rows["reason"].null_count() == 0, step
+
+
+@pytest.mark.parametrize("asset, recipe", [("perplexity_decisions", "ppl_top50"), ("semdedup_mask", "semdedup10"),
+                                           ("decontamination_decisions", "v1")])
+def test_filtering_steps_report_canary_recall_and_lift(small_graph, asset, recipe):
+    m = small_graph.meta(asset, recipe)
+    report = m["canary_report"]
+    assert report["canaries"] > 0 and report["source"].startswith("planted truth")
+    assert m["canary_recall"] == report["found"] / report["canaries"]
+    if report["removed"]:
+        assert m["canary_lift"] == pytest.approx(report["recall"] / report["removal_fraction"])
+
+
+def test_perplexity_keeps_its_fraction_and_reports_keep_rates_per_domain(small_graph):
+    m = small_graph.meta("perplexity_decisions", "ppl_top50")
+    assert set(m["keep_rate_per_domain"]) == set(DOMAINS)
+    total = sum(small_graph.meta("samples", d)["rows"] for d in DOMAINS)
+    assert m["decisions"]["keep"] == round(0.5 * total)
+
+
+def test_mined_samples_are_copies_in_the_curated_shards(small_graph):
+    ledger = recipe_ledger(small_graph.instance, small_graph.storage, "mining")
+    up = ledger.filter((pl.col("step") == "mining") & (pl.col("decision") == "upsample"))
+    assert up.height > 0
+    sid, domain = up.join(ledger.filter(pl.col("step") == FINAL_STEP).select("sample_id", "domain"),
+                          on="sample_id").select("sample_id", "domain").row(0)
+    members = curated_members(small_graph, "mining", domain)
+    assert f"{sid}_r1" in members and members[f"{sid}_r1"]["json"] == members[sid]["json"]
+
+
+def test_rephrased_questions_reach_the_curated_shards_with_answers_kept(small_graph):
+    m = small_graph.meta("rephrase_decisions", "rephrase")
+    assert m["rewritten_samples"] > 0 and "rejected_by_reason" in m
+    ledger = recipe_ledger(small_graph.instance, small_graph.storage, "rephrase")
+    rewritten = ledger.filter((pl.col("step") == "rephrase") & (pl.col("decision") == "rewrite"))
+    sid = rewritten["sample_id"][0]
+    domain = ledger.filter((pl.col("sample_id") == sid) & (pl.col("step") == FINAL_STEP))["domain"][0]
+    new = json.loads(curated_members(small_graph, "rephrase", domain)[sid]["json"])
+    old = json.loads(curated_members(small_graph, "baseline", domain)[sid]["json"])
+    assert new["conversations"] != old["conversations"]
+    assert [t["value"] for t in new["conversations"] if t["from"] == "gpt"] == \
+        [t["value"] for t in old["conversations"] if t["from"] == "gpt"]
+    assert new["sample_id"] == old["sample_id"] == sid
+
+
+def test_decontamination_removes_the_planted_leaks(small_graph):
+    report = small_graph.meta("decontamination_decisions", "v1")["vs_planted_leaks"]
+    assert report["planted"] > 0 and report["recall"] == 1.0
+
+
+def test_editing_the_keep_fraction_never_recomputes_perplexity_scores(small_graph):
+    path = small_graph.recipes_dir / "ppl_top50.yaml"
+    original = path.read_text()
+    try:
+        before = small_graph.materializations()
+        path.write_text(original.replace("keep_fraction: 0.5", "keep_fraction: 0.4"))
+        small_graph.register_recipes()
+        small_graph.settle()
+        delta = new_materializations(before, small_graph.materializations())
+        assert delta == {("perplexity_decisions", "ppl_top50"): 1,
+                         **{("curated_dataset", f"{d}|ppl_top50"): 1 for d in DOMAINS}}
+    finally:
+        path.write_text(original)
+        small_graph.register_recipes()
+        small_graph.settle()
