@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/mm-curation demo --home .demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 ui: $(STAMP)
 	MM_HOME=$(CURDIR)/.demo DAGSTER_HOME=$(CURDIR)/.demo/dagster_home \
