@@ -191,7 +191,8 @@ _TARGET = re.compile(r"^(?P<key>[A-Za-z0-9_/]+)(\[(?P<part>[^\]]+)\])?$")
 
 def resolve_target(instance, defs: dg.Definitions, target: str):
     """`asset[partition]` (a multi-partition in any order, `/`, `,` or `|` separated), a bare
-    asset, or a data version (prefix) of a curated dataset, checkpoint or eval table."""
+    asset, a registered checkpoint's name, or a data version (prefix) of a curated dataset,
+    checkpoint or eval table."""
     graph = defs.resolve_asset_graph()
     m = _TARGET.match(target)
     if m and graph.has(dg.AssetKey.from_user_string(m["key"])):
@@ -207,6 +208,9 @@ def resolve_target(instance, defs: dg.Definitions, target: str):
                 raise LineageError(f"{m['key']} has no partition {part!r}")
             part = match[0]
         return m["key"], part, None
+    from mm_assets.partitions import checkpoint_partitions
+    if target in instance.get_dynamic_partitions(checkpoint_partitions.name):
+        return "checkpoint", target, None
     for name in ("curated_dataset", "checkpoint", "eval_scores"):
         key = dg.AssetKey(name)
         if not graph.has(key):

@@ -36,11 +36,21 @@ def test_curation_and_evaluation_wiring():
 
     graph = defs.resolve_asset_graph()
     parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(k)).parent_keys}
-               for k in ("semdedup_scores", "semdedup_mask", "curated_dataset", "eval_scores")}
+               for k in ("semdedup_scores", "semdedup_mask", "curated_dataset", "eval_scores", "perplexity_scores",
+                         "perplexity_decisions", "eval_neighbours", "mining_decisions", "training_run")}
     assert parents["semdedup_scores"] == {"embeddings", "recipe/semdedup_clustering"}
     assert parents["semdedup_mask"] == {"semdedup_scores", "samples", "recipe/semdedup_threshold",
                                         "recipe/semdedup_clustering"}
-    assert parents["curated_dataset"] == {"raw_shards", "samples", "semdedup_mask", "recipe/plan"}
+    assert parents["curated_dataset"] == {"raw_shards", "samples", "semdedup_mask", "perplexity_decisions",
+                                          "relevance_decisions", "rephrase_decisions", "mining_decisions",
+                                          "decontamination_decisions", "recipe/plan"}
+    # expensive scores read only the section that changes them; decisions read their own
+    assert parents["perplexity_scores"] == {"raw_shards", "reference_model", "recipe/perplexity_scoring"}
+    assert parents["perplexity_decisions"] == {"perplexity_scores", "samples", "recipe/perplexity_selection"}
+    assert parents["eval_neighbours"] == {"eval_embeddings", "embeddings", "question_embeddings",
+                                          "recipe/mining_neighbours"}
+    assert parents["mining_decisions"] == {"eval_neighbours", "samples", "recipe/mining"}
+    assert parents["training_run"] == {"curated_dataset", "embedder"}
     assert parents["eval_scores"] == {"checkpoint", "eval_sets"}
     # the eval step declares the pool whose limit dagster.yaml sets (default 2)
     assert graph.get(dg.AssetKey("eval_scores")).pools == {"eval_checkpoint_load"}

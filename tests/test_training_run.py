@@ -63,7 +63,7 @@ def test_lineage_of_a_checkpoint_and_an_eval_table_reaches_raw_shard_hashes(trai
     st = trained.storage
     raw = {d: st.child(st.read_json(f"dagster_io/raw_shards/{d}.json")["root"]).read_json("manifest.json")
            for d in ("chart", "detection")}
-    for target in (f"checkpoint[{names[-1]}]", f"eval_scores[{names[-1]}/countbench]"):
+    for target in (names[-1], f"checkpoint[{names[-1]}]", f"eval_scores[{names[-1]}/countbench]"):
         text = lineage(trained.instance, trained.defs, target)
         assert "curated_dataset[" in text
         for manifest in raw.values():

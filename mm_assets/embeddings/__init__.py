@@ -9,18 +9,14 @@
 * quality: `separation_report` against planted near-duplicate groups.
 """
 
-from .inference import (embed_images, embed_shards, embed_texts, iter_shard_images, iter_shard_samples,
-                        iter_shard_texts, text_for_sample)
-from .model import (TinySiglip2Spec, build_tiny_siglip2, embedding_dim, load_embedder, make_image_processor,
-                    save_embedder, train_tokenizer)
-from .quality import planted_groups, separation_report, with_exact_duplicates
-from .store import EmbeddingsMismatch, read_embeddings, write_embeddings
-from .train import Augment, TrainConfig, sigmoid_loss, train_tiny_siglip2, training_pairs
+from mm_assets.lazy_exports import lazy_exports
 
-__all__ = [
-    "Augment", "EmbeddingsMismatch", "TinySiglip2Spec", "TrainConfig", "build_tiny_siglip2", "embed_images",
-    "embed_shards", "embed_texts", "embedding_dim", "iter_shard_images", "iter_shard_samples", "iter_shard_texts",
-    "load_embedder", "make_image_processor", "planted_groups", "read_embeddings", "save_embedder",
-    "separation_report", "sigmoid_loss", "text_for_sample", "train_tiny_siglip2", "train_tokenizer",
-    "training_pairs", "with_exact_duplicates", "write_embeddings",
-]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "inference": ("embed_images", "embed_shards", "embed_texts", "iter_shard_images", "iter_shard_samples",
+                  "iter_shard_texts", "text_for_sample"),
+    "model": ("TinySiglip2Spec", "build_tiny_siglip2", "embedding_dim", "load_embedder", "make_image_processor",
+              "save_embedder", "train_tokenizer"),
+    "quality": ("planted_groups", "separation_report", "with_exact_duplicates"),
+    "store": ("EmbeddingsMismatch", "read_embeddings", "write_embeddings"),
+    "train": ("Augment", "TrainConfig", "sigmoid_loss", "train_tiny_siglip2", "training_pairs"),
+})

@@ -5,8 +5,10 @@ Plain functions, no Dagster import: :mod:`.reference` trains the default referen
 :mod:`.score` scores shards, :mod:`.decide` turns scores into per-sample decisions.
 """
 
-from .decide import keep_rates_by_domain, perplexity_decisions
-from .reference import train_reference_model
-from .score import score_shards
+from mm_assets.lazy_exports import lazy_exports
 
-__all__ = ["keep_rates_by_domain", "perplexity_decisions", "score_shards", "train_reference_model"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "decide": ("keep_rates_by_domain", "perplexity_decisions"),
+    "reference": ("train_reference_model",),
+    "score": ("score_shards",),
+})

@@ -16,7 +16,6 @@ import polars as pl
 from mm_assets.automation import ON_CHANGED_DATA
 from mm_assets.curated.step_outputs import decisions_output, not_in_recipe
 from mm_assets.embeddings.assets import shard_uris
-from mm_assets.embeddings.inference import iter_shard_samples
 from mm_assets.metadata import content_digest
 from mm_assets.partitions import recipe_partitions
 from mm_assets.recipes.assets import section_key
@@ -30,6 +29,8 @@ CACHE_ROOT = "rephrase_cache"
 
 
 def _records(st, raw_shards: dict):
+    from mm_assets.embeddings.inference import iter_shard_samples
+
     for domain in sorted(raw_shards):
         raw, tars = shard_uris(st, raw_shards[domain])
         for sid, meta, _ in iter_shard_samples(raw.uri(t) for t in tars):
