@@ -16,7 +16,13 @@ def _sample_data(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import warnings
+
+    from dagster import BetaWarning
+
     from mm_assets.demo import run_demo
+    # every asset returns its content hash as its DataVersion, a parameter Dagster marks beta (deliberate)
+    warnings.filterwarnings("ignore", message=r"Parameter `data_version`", category=BetaWarning)
     summary = run_demo(Path(args.home), scale=args.scale, seed=args.seed)
     print(json.dumps(summary, indent=2, default=str))
     home = Path(args.home).resolve()
@@ -24,7 +30,8 @@ def _demo(args: argparse.Namespace) -> int:
           "\nOpen the UI with:  make ui   (then http://127.0.0.1:3000/assets)"
           f"\nAsk the ledger and the event log (with DAGSTER_HOME={home / 'dagster_home'} MM_HOME={home}):"
           "\n  mm-curation why SAMPLE_ID --recipe semdedup10"
-          "\n  mm-curation lineage 'curated_dataset[semdedup10/chart]'")
+          "\n  mm-curation lineage 'curated_dataset[semdedup10/chart]'"
+          "\n  mm-curation lineage CHECKPOINT      (any name from the leaderboard: down to raw shard hashes)")
     return 0
 
 

@@ -101,3 +101,30 @@ def test_editing_the_keep_fraction_never_recomputes_perplexity_scores(small_grap
         path.write_text(original)
         small_graph.register_recipes()
         small_graph.settle()
+
+
+def test_any_checkpoint_in_the_store_can_be_the_perplexity_scorer(small_graph):
+    """A domain-expert checkpoint (here written by an 'outside trainer') named by a recipe scores
+    the pool next to the default reference model, which is reused, not recomputed."""
+    from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+
+    store = small_graph.defs.resources["checkpoints"].get()
+    st = small_graph.storage
+    chart = st.read_parquet(st.read_json("dagster_io/samples/chart.json")["root"])
+    write_random_checkpoint(store.uri("chart-expert"), chart["question"].to_list() + chart["answer"].to_list(),
+                            seed=1, training_run="outside")
+    small_graph.write_recipe("ppl_expert", "steps:\n  - perplexity: {slice: mid, scorer: chart-expert}\n")
+    try:
+        small_graph.register_recipes()
+        for d in DOMAINS:
+            small_graph.run("perplexity_scores_job", d)
+        rows = {r["scorer"]: r for r in small_graph.meta("perplexity_scores", "chart")["scorers"]}
+        assert rows["tiny"]["reused"] and not rows["chart-expert"]["reused"]
+        small_graph.run("step_decisions_job", "ppl_expert")
+        m = small_graph.meta("perplexity_decisions", "ppl_expert")
+        total = sum(small_graph.meta("samples", d)["rows"] for d in DOMAINS)
+        assert m["scorer"] == "chart-expert"
+        assert abs(m["decisions"]["keep"] - total / 3) <= 1            # the middle third
+    finally:
+        (small_graph.recipes_dir / "ppl_expert.yaml").unlink()
+        small_graph.register_recipes()
