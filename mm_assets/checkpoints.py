@@ -43,6 +43,15 @@ def seal_local_checkpoint(directory: str | Path, manifest: dict) -> dict:
     return manifest
 
 
+def upload_sealed(directory: str | Path, st: Storage) -> None:
+    """Copy a sealed local checkpoint directory into `st`, the completion marker last, so a
+    reader never sees a marker without every file."""
+    d = Path(directory)
+    for p in sorted(p for p in d.rglob("*") if p.is_file() and p.name != MARKER):
+        st.put_local_file(str(p), p.relative_to(d).as_posix())
+    st.put_local_file(str(d / MARKER), MARKER)
+
+
 def checkpoint_version(manifest: dict) -> str:
     """The content identity of a checkpoint: the hash of its files' hashes."""
     return hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:20]

@@ -77,17 +77,16 @@ class LocalGraph:
             self.run("ingest_domain_job", d)
         self.run("quarantine_job")
         runnable, rejected = self.register_recipes()
-        loaded = self.defs.resources["recipes"].load_all()
-        used = {kind for name in runnable for kind, _ in loaded[name].steps}
+        used = {kind for recipe in self.defs.resources["recipes"].valid().values() for kind, _ in recipe.steps}
         if eval_sets or used & {"mining", "decontamination"}:
             for b in BENCHMARKS:
                 self.run("eval_sets_job", b)
         self.run("embedder_job")
         for d in DOMAINS:
             self.run("embeddings_job", d)
-        done = set()
-        for step in STEP_PREREQUISITES:
-            for job, partitions in STEP_PREREQUISITES[step] if step in used else []:
+        done = set()              # steps share prerequisites (question embeddings, eval neighbours)
+        for step in (s for s in STEP_PREREQUISITES if s in used):
+            for job, partitions in STEP_PREREQUISITES[step]:
                 for p in partitions or [None]:
                     if (job, p) not in done:
                         self.run(job, p)

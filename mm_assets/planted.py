@@ -4,9 +4,19 @@ the samples table carries both (`source_name`, `ordinal`)."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
 
 import polars as pl
+
+
+def load_truth(path: str | None) -> dict | None:
+    """The planted-truth file of generated data; None when there is none (real data)."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def sample_id_by_ordinal(samples: pl.DataFrame, source_name: str = "main") -> dict[int, str]:

@@ -1,8 +1,5 @@
 """The canaries resource: known-bad sample ids every filtering step is checked against."""
 
-import json
-import os
-
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -19,11 +16,9 @@ class CanariesResource(dg.ConfigurableResource):
     def ids(self, samples: pl.DataFrame, planted_truth: str | None) -> tuple[list[str], str] | None:
         """(canary sample ids, where they came from), or None when there are none."""
         from mm_assets.canaries import canaries_from_truth, load_canaries
+        from mm_assets.planted import load_truth
 
         if self.path:
             return list(load_canaries(self.path, samples["sample_id"], self.storage_options).ids), self.path
-        if planted_truth and os.path.exists(planted_truth):
-            with open(planted_truth) as f:
-                truth = json.load(f)
-            return canaries_from_truth(truth, samples), "planted truth (generated data)"
-        return None
+        truth = load_truth(planted_truth)
+        return (canaries_from_truth(truth, samples), "planted truth (generated data)") if truth else None

@@ -17,6 +17,10 @@ class RecipesResource(dg.ConfigurableResource):
     def load_all(self) -> dict[str, Recipe | RecipeError]:
         return load_recipes(self.directory)
 
+    def valid(self) -> dict[str, Recipe]:
+        """The recipes that can run (rejected files left out)."""
+        return {n: r for n, r in self.load_all().items() if isinstance(r, Recipe)}
+
     def get(self, name: str) -> Recipe:
         """The validated recipe; raises RecipeError (file, key, reason) when it cannot run."""
         path = recipe_files(self.directory).get(name)

@@ -73,10 +73,11 @@ def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples
         raw = st.child(raw_ptr["root"])
         raw_manifest = raw.read_json("manifest.json")
         rewrites = {}
-        if "rephrase" in dict(steps_in):
-            rewrites_table = st.read_parquet(f"{dict(steps_in)['rephrase']['root']}/rewrites.parquet")
-            wanted = set(sample_ids)
-            rewrites = {sid: js.encode() for sid, js in rewrites_table.iter_rows() if sid in wanted}
+        rephrase = dict(steps_in).get("rephrase")
+        if rephrase is not None:
+            kept = [sid for sid, n in copies.items() if n]
+            rewrites = {sid: js.encode() for sid, js in st.read_parquet(f"{rephrase['root']}/rewrites.parquet")
+                        .filter(pl.col("sample_id").is_in(kept)).iter_rows()}
         shards = write_curated_shards(raw, raw_manifest, copies, out, mammoth.samples_per_shard, rewrites)
         ledger_bytes = parquet_bytes(ledger)
         out.write_bytes("ledger.parquet", ledger_bytes)

@@ -63,17 +63,6 @@ def pool_samples(st: Storage, samples: dict) -> pl.DataFrame:
     return pl.concat([st.read_parquet(samples[d]["root"]) for d in sorted(samples)], how="diagonal_relaxed")
 
 
-def planted_truth(path: str | None) -> dict | None:
-    """The generated data's planted truth, for quality reports only (None for real data)."""
-    import json
-    import os
-
-    if not path or not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def decisions_output(st: Storage, asset: str, recipe: str, code_version: str, params_hash: str,
                      decisions: pl.DataFrame, canaries: tuple[list[str], str] | None = None,
                      files: dict[str, bytes] | None = None, metadata: dict | None = None) -> dg.Output[dict]:

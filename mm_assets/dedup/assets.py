@@ -8,8 +8,6 @@ removal fraction or eps, so changing the target re-runs in milliseconds.
 
 import base64
 import io
-import json
-import os
 import time
 
 import dagster as dg
@@ -27,6 +25,7 @@ from mm_assets.recipes.sections import step_params_hash
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.storage import Storage
 from mm_assets.curated.step_outputs import decisions_metadata, pool_samples
+from mm_assets.planted import load_truth
 from resources.canaries import CanariesResource
 from resources.data_source import MammothSourceResource
 from resources.recipes import RecipesResource
@@ -63,8 +62,8 @@ def clustering_key(clustering: dict) -> str:
 def clustering_settings(recipes: RecipesResource) -> list[dict]:
     """The distinct (clusters, keep) settings of the valid recipes that run SemDeDup."""
     settings = {}
-    for recipe in recipes.load_all().values():
-        step = getattr(recipe, "step", lambda _: None)("semdedup")
+    for recipe in recipes.valid().values():
+        step = recipe.step("semdedup")
         if step is not None:
             settings[clustering_key(step.clustering())] = step.clustering()
     return [settings[k] for k in sorted(settings)] or [DEFAULT_CLUSTERING]
@@ -125,12 +124,9 @@ def semdedup_scores(context: dg.AssetExecutionContext, config: SemDedupScoresCon
     )
 
 
-def _truth_groups(mammoth: MammothSourceResource, st: Storage, samples: dict) -> list[list[str]] | None:
-    if not mammoth.planted_truth or not os.path.exists(mammoth.planted_truth):
-        return None
-    with open(mammoth.planted_truth) as f:
-        truth = json.load(f)
-    return planted_groups(truth, pool_samples(st, samples)) if samples else None
+def _truth_groups(mammoth: MammothSourceResource, pool: pl.DataFrame) -> list[list[str]] | None:
+    truth = load_truth(mammoth.planted_truth)
+    return planted_groups(truth, pool) if truth is not None else None
 
 
 def _decide_space(scores: pl.DataFrame, step: SemDedupStep, groups) -> tuple[pl.DataFrame, dict]:
@@ -178,7 +174,8 @@ def semdedup_mask(context: dg.AssetExecutionContext, semdedup_scores: dict, samp
                          data_version=dg.DataVersion("not-in-recipe"),
                          metadata={"in_recipe": False, "kmeans_or_pairwise_work": False})
     setting = clustering_key(step.clustering())
-    groups = _truth_groups(mammoth, st, samples)
+    pool = pool_samples(st, samples)
+    groups = _truth_groups(mammoth, pool)
     parts, reports, plots = {}, {}, {}
     for space in sorted(semdedup_scores):
         pointer = semdedup_scores[space]["settings"].get(setting)
@@ -206,7 +203,7 @@ def semdedup_mask(context: dg.AssetExecutionContext, semdedup_scores: dict, samp
     context.log.info(f"{name}: keep masks from stored scores in {seconds:.2f}s — no k-means, no pairwise work")
     metadata = {"uri": st.uri(root), "seconds": seconds, "kmeans_or_pairwise_work": False, "in_recipe": True,
                 "params": dg.MetadataValue.json(step.model_dump(mode="json")), "params_hash": params_hash,
-                **decisions_metadata(decisions, canaries.ids(pool_samples(st, samples), mammoth.planted_truth))}
+                **decisions_metadata(decisions, canaries.ids(pool, mammoth.planted_truth))}
     for space, report in reports.items():
         if report["semantic_pruning_warning"]:
             context.log.warning(f"{name}/{space}: eps {report['eps']:.3f} > 0.15 — this removes semantically "

@@ -8,9 +8,10 @@ import numpy as np
 import polars as pl
 
 from mm_assets.automation import ON_CHANGED_DATA
-from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, planted_truth, pool_samples
+from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, pool_samples
 from mm_assets.embeddings.assets import load_embedder_from_pointer, load_embeddings, load_question_embeddings
 from mm_assets.metadata import content_digest
+from mm_assets.planted import load_truth
 from mm_assets.partitions import benchmark_partitions, recipe_partitions
 from mm_assets.recipes.assets import section_key
 from mm_assets.recipes.sections import step_params_hash
@@ -65,8 +66,7 @@ def _eval_vectors(st, pointers: dict):
 
 
 def stored_k(recipes: RecipesResource) -> int:
-    ks = [r.step("mining").k for r in recipes.load_all().values()
-          if hasattr(r, "step") and r.step("mining") is not None]
+    ks = [r.step("mining").k for r in recipes.valid().values() if r.step("mining") is not None]
     return max([MIN_STORED_K, *ks])
 
 
@@ -92,10 +92,11 @@ def eval_neighbours(context: dg.AssetExecutionContext, eval_embeddings: dict, em
                               {d: p["version"] for d, p in question_embeddings.items()}])
     root = f"eval_neighbours/{version}"
     reused = st.exists(f"{root}/eval_items.parquet")
-    if not reused:
-        _compute_neighbours(st, root, k, eval_embeddings, embeddings, question_embeddings)
-    table = st.read_parquet(f"{root}/neighbours.parquet")
-    nearest = st.read_parquet(f"{root}/nearest_eval_item.parquet")
+    if reused:
+        table = st.read_parquet(f"{root}/neighbours.parquet")
+        nearest = st.read_parquet(f"{root}/nearest_eval_item.parquet")
+    else:
+        table, nearest = _compute_neighbours(st, root, k, eval_embeddings, embeddings, question_embeddings)
     md = {"uri": st.uri(root), "k": k, "rows": table.height, "reused": reused,
           "seconds": time.perf_counter() - started,
           "top10_from_benchmark_domain/question": dg.MetadataValue.json(domain_share(table, k=10, space="question")),
@@ -106,7 +107,7 @@ def eval_neighbours(context: dg.AssetExecutionContext, eval_embeddings: dict, em
 
 
 def _compute_neighbours(st, root: str, k: int, eval_embeddings: dict, embeddings: dict,
-                        question_embeddings: dict) -> None:
+                        question_embeddings: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
     from mm_assets.mining import eval_neighbours as neighbours_of, nearest_eval_items
 
     evals = _eval_vectors(st, eval_embeddings)
@@ -129,6 +130,7 @@ def _compute_neighbours(st, root: str, k: int, eval_embeddings: dict, embeddings
     st.write_parquet(f"{root}/nearest_eval_item.parquet", nearest)
     st.write_parquet(f"{root}/eval_items.parquet", pl.DataFrame({"benchmark": evals.benchmarks,
                                                                  "item_id": evals.item_ids}))
+    return table, nearest
 
 
 @dg.asset(group_name="curation_steps", partitions_def=recipe_partitions, code_version=MINING_CODE_VERSION,
@@ -184,7 +186,7 @@ def decontamination_decisions(context: dg.AssetExecutionContext, samples: dict, 
     params_hash = step_params_hash("decontamination", step)
     decisions = decide(nearest, pool, threshold=step.threshold, enabled=step.enabled, params_hash=params_hash)
     md = {"threshold": step.threshold, "enabled": step.enabled}
-    truth = planted_truth(mammoth.planted_truth)
+    truth = load_truth(mammoth.planted_truth)
     if truth is not None:
         items = st.read_parquet(f"{eval_neighbours['root']}/eval_items.parquet")
         md["vs_planted_leaks"] = dg.MetadataValue.json(

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 
 from mm_assets.automation import ON_CHANGED_DATA
+from mm_assets.checkpoints import upload_sealed
 from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, pool_samples
 from mm_assets.embeddings.assets import load_embedder_from_pointer, shard_uris
 from mm_assets.metadata import content_digest
@@ -92,12 +93,8 @@ def reference_model(context: dg.AssetExecutionContext, config: ReferenceModelCon
                       for s in pool.read_json("manifest.json")["shards"]]
             model_dir = train_reference_model(shards, Path(tmp), seed=config.seed, epochs=config.epochs,
                                               lr=config.lr, vision_from=siglip2)
-            summary = (Path(tmp) / "training_summary.json").read_text()
-            for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-                if f.name != "COMPLETE":
-                    st.write_bytes(f"{root}/model/{f.relative_to(model_dir)}", f.read_bytes())
-            st.write_bytes(f"{root}/training_summary.json", summary.encode())
-            st.write_bytes(f"{root}/model/COMPLETE", (model_dir / "COMPLETE").read_bytes())
+            st.put_local_file(str(Path(tmp) / "training_summary.json"), f"{root}/training_summary.json")
+            upload_sealed(model_dir, st.child(f"{root}/model"))
     summary = st.read_json(f"{root}/training_summary.json")
     return dg.Output({"root": f"{root}/model", "version": version}, data_version=dg.DataVersion(version),
                      metadata={"uri": st.uri(root), "reused": reused, "seconds": time.perf_counter() - started,
@@ -106,8 +103,7 @@ def reference_model(context: dg.AssetExecutionContext, config: ReferenceModelCon
 
 def scorers(recipes: RecipesResource) -> list[str]:
     """The distinct perplexity scorers the valid recipes ask for."""
-    names = {r.step("perplexity").scorer for r in recipes.load_all().values()
-             if hasattr(r, "step") and r.step("perplexity") is not None}
+    names = {r.step("perplexity").scorer for r in recipes.valid().values() if r.step("perplexity") is not None}
     return sorted(names) or [DEFAULT_SCORER]
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import polars as pl
 
 from mm_assets.automation import ON_CHANGED_DATA
-from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, planted_truth, pool_samples
+from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, pool_samples
 from mm_assets.embeddings.assets import load_embeddings, load_question_embeddings
 from mm_assets.metadata import content_digest, markdown_table
+from mm_assets.planted import load_truth
 from mm_assets.partitions import domain_partitions, recipe_partitions
 from mm_assets.recipes.assets import section_key
 from mm_assets.recipes.sections import step_params_hash
@@ -80,7 +81,7 @@ def relevance_decisions(context: dg.AssetExecutionContext, samples: dict, storag
           "flagged_examples": dg.MetadataValue.md(markdown_table(
               flagged.join(pool.select("sample_id", "question"), on="sample_id").sort("score")
               .select("sample_id", "domain", "question", "score").head(10)))}
-    truth = planted_truth(mammoth.planted_truth)
+    truth = load_truth(mammoth.planted_truth)
     if truth is not None:
         md["vs_planted_unrelated"] = dg.MetadataValue.json(catch_report(flags, planted_unrelated(truth, pool)))
     return decisions_output(st, "relevance_decisions", name, RELEVANCE_CODE_VERSION, params_hash,

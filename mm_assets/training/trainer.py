@@ -51,7 +51,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mm_assets.checkpoints import MARKER, seal_local_checkpoint, verify_checkpoint
+from mm_assets.checkpoints import MARKER, seal_local_checkpoint, upload_sealed, verify_checkpoint
 from mm_assets.storage import Storage, local_dir
 
 from .data import IGNORE_INDEX, EncodedSample, load_dataset
@@ -257,10 +257,7 @@ def save_checkpoint(target: str | Path, model, processor, optimizer, state: dict
         d = Path(tmp)
         _write_checkpoint_files(d, model, processor, optimizer, state)
         sealed = seal_local_checkpoint(d, manifest)
-        files = sorted(p for p in d.rglob("*") if p.is_file() and p.name != MARKER)
-        for p in files:
-            st.put_local_file(str(p), p.relative_to(d).as_posix())
-        st.put_local_file(str(d / MARKER), MARKER)   # the marker last
+        upload_sealed(d, st)
     return sealed
 
 
