@@ -4,7 +4,8 @@
 change to the files launches one observation of the recipe sections. Observations whose hash
 is unchanged count as no update, so only the sections that really changed trigger the
 automation sensor, which then materializes exactly their downstream assets, by data version.
-Both start RUNNING (Dagster's default automation sensor would start STOPPED).
+Both start RUNNING (Dagster's default automation sensor would start STOPPED); the automation
+sensor's target is derived from the assets: every asset that carries an automation condition.
 """
 
 import hashlib
@@ -13,7 +14,7 @@ import dagster as dg
 
 from mm_assets.partitions import recipe_partitions
 from mm_assets.recipes.assets import RECIPE_SECTION_ASSETS
-from mm_assets.recipes.schema import recipe_files
+from mm_assets.recipes.schema import MAX_RECIPE_BYTES, recipe_files
 from resources.recipes import RecipesResource
 
 OBSERVE_RECIPES_JOB = dg.define_asset_job(
@@ -22,16 +23,24 @@ OBSERVE_RECIPES_JOB = dg.define_asset_job(
 
 
 def directory_digest(directory: str) -> str:
+    """A hash of the recipe files as they are (a recipe is at most MAX_RECIPE_BYTES: what is
+    larger, or not a regular file, counts by its size and kind, and is rejected when loaded)."""
     h = hashlib.sha256()
     for name, path in recipe_files(directory).items():
-        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(name.encode() + b"\0")
+        if path.is_file():
+            with open(path, "rb") as f:
+                h.update(f.read(MAX_RECIPE_BYTES + 1) + str(path.stat().st_size).encode())
+        else:
+            h.update(b"<not a regular file>")
+        h.update(b"\0")
     return h.hexdigest()[:20]
 
 
 @dg.sensor(job=OBSERVE_RECIPES_JOB, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
            description="New recipe files become recipe partitions; any edit triggers one observation.")
 def recipe_sensor(context: dg.SensorEvaluationContext, recipes: RecipesResource):
-    names = recipes.names()
+    names = recipes.partition_names()
     known = set(context.instance.get_dynamic_partitions(recipe_partitions.name))
     new = [n for n in names if n not in known]
     digest = directory_digest(recipes.directory)
@@ -43,7 +52,16 @@ def recipe_sensor(context: dg.SensorEvaluationContext, recipes: RecipesResource)
         cursor=digest)
 
 
-CURATION_AUTOMATION = dg.AutomationConditionSensorDefinition(
-    "curation_automation", target=dg.AssetSelection.groups("dedup", "curated"),
-    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=5,
-    description="Materializes the curation chain's assets whose inputs changed data version.")
+def automated_keys(assets) -> list[dg.AssetKey]:
+    """Every asset key that carries an automation condition."""
+    return sorted((k for a in assets if isinstance(a, dg.AssetsDefinition)
+                   for k, c in a.automation_conditions_by_key.items() if c is not None),
+                  key=lambda k: k.to_user_string())
+
+
+def build_automation_sensor(assets) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "curation_automation", target=dg.AssetSelection.assets(*automated_keys(assets)),
+        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=5,
+        description="Materializes every automated asset whose inputs changed data version: the curation chain, "
+                    "training, the leaderboard.")

@@ -2,33 +2,28 @@
 
 import dagster as dg
 
-from jobs import JOBS, SENSORS
+from jobs import JOBS, build_sensors
 from mm_assets.curated.assets import curated_dataset
-from mm_assets.dedup.assets import semdedup_mask, semdedup_scores
-from mm_assets.embeddings.assets import embedder, embeddings, question_embeddings
+from mm_assets.curated.step_assets import DECISIONS_ASSETS, SCORE_ASSETS
+from mm_assets.embeddings.assets import embedder, embeddings
 from mm_assets.evaluation.assets import checkpoint, eval_scores, leaderboard
-from mm_assets.mining.assets import decontamination_decisions, eval_embeddings, eval_neighbours, mining_decisions
-from mm_assets.perplexity.assets import perplexity_decisions, perplexity_scores, reference_model, trusted_pool
-from mm_assets.relevance.assets import relevance_decisions, relevance_scores
-from mm_assets.rephrase.assets import rephrase_decisions
 from mm_assets.recipes.assets import RECIPE_SECTION_ASSETS
-from mm_assets.training.assets import training_run
 from mm_assets.sources.assets import eval_sets, quarantine, raw_shards, samples, source
+from mm_assets.training.assets import base_model, training_run
 from resources.json_io_manager import JsonPointerIOManager
 from resources.settings import default_resources
 
 ASSETS = [
     source, raw_shards, samples, quarantine, eval_sets,   # sources
-    embedder, embeddings, question_embeddings,           # embeddings
+    embedder, embeddings,                                 # embeddings
     *RECIPE_SECTION_ASSETS,                               # recipes (observed files)
-    semdedup_scores, semdedup_mask,                       # dedup
-    trusted_pool, reference_model, perplexity_scores, perplexity_decisions,          # curation steps:
-    relevance_scores, relevance_decisions, rephrase_decisions,                       # scores once,
-    eval_embeddings, eval_neighbours, mining_decisions, decontamination_decisions,   # decisions per recipe
+    *SCORE_ASSETS,                                        # curation steps (mm_assets/steps.py): scores once,
+    *DECISIONS_ASSETS,                                    # decisions per recipe
     curated_dataset,                                      # curated
-    training_run,                                         # training
+    base_model, training_run,                             # training
     checkpoint, eval_scores, leaderboard,                 # evaluation
 ]
+SENSORS = build_sensors(ASSETS)
 
 
 def build_definitions(**overrides) -> dg.Definitions:

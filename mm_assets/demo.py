@@ -50,13 +50,12 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     from mm_assets.local_runner import LocalGraph
 
     graph = LocalGraph(defs, dg.DagsterInstance.get())
-    rejected = graph.fill()
-    runnable = [r for r in defs.resources["recipes"].names() if r not in rejected]
-    _write_demo_checkpoint(defs, graph)
-    for recipe in runnable:             # every ablation, trained the same way
-        graph.run("training_job", recipe)
+    # every ablation, trained from the same base model to the same token budget
+    rejected = graph.fill(train=True)
+    runnable = [r for r in defs.resources["recipes"].partition_names() if r not in rejected]
+    _register_base_model(defs)
     # what the daemon does: the checkpoint sensor registers every complete checkpoint in the
-    # store (the random-init reference and each epoch of each run) and requests its evals
+    # store (the untrained base model and each budget fraction of each run) and requests its evals
     while graph.sensor_tick("checkpoint_sensor"):
         pass
     graph.run("leaderboard_job")
@@ -66,27 +65,22 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     return summary
 
 
-DEMO_CHECKPOINT = "tiny-random-step0"
+def _register_base_model(defs) -> str | None:
+    """The untrained tiny base model every recipe starts from, copied into the checkpoint store:
+    the chance-level row of the leaderboard (step 0), registered by the sensor like any checkpoint."""
+    from mm_assets.checkpoints import upload_sealed
+    from mm_assets.storage import local_dir
 
-
-def _write_demo_checkpoint(defs, graph) -> None:
-    """A randomly initialised tiny LLaVA (tokenizer trained on the ingested text): the
-    chance-level row of the leaderboard, registered by the sensor like any outside checkpoint."""
-    import polars as pl
-
-    from mm_assets.taxonomy import DOMAINS
-    from mm_assets.vlm.random_checkpoint import write_random_checkpoint
-
-    store = defs.resources["checkpoints"].get()
-    if not store.is_local:
-        raise RuntimeError("the demo writes its checkpoint to a local MM_CHECKPOINTS directory")
-    if store.exists(f"{DEMO_CHECKPOINT}/COMPLETE"):
-        return
     st = defs.resources["storage"].get()
-    texts = pl.concat([st.read_parquet(st.read_json(f"dagster_io/samples/{d}.json")["root"]).select("question", "answer")
-                       for d in DOMAINS])
-    write_random_checkpoint(store.uri(DEMO_CHECKPOINT), texts["question"].to_list() + texts["answer"].to_list(),
-                            seed=0, training_run="demo-random-init")
+    pointer = st.read_json("dagster_io/base_model.json")
+    if pointer["kind"] != "tiny":
+        return None             # an outside base model is the user's to register
+    name = f"base-{pointer['version'][:12]}"
+    store = defs.resources["checkpoints"].get()
+    if not store.exists(f"{name}/COMPLETE"):
+        with local_dir(st, pointer["root"]) as d:
+            upload_sealed(d, store.child(name))
+    return name
 
 
 def _score(m: dict) -> str:
@@ -120,6 +114,7 @@ def _summarise(instance, recipes: list[str]) -> dict:
     def training(recipe: str) -> dict:
         m = latest("training_run", recipe)
         return {"training_run": m["training_run"], "checkpoints": m["checkpoints"], "steps": m["steps"],
+                "budget_tokens": m["budget_tokens"], "tokens_seen": m["tokens_seen"], "epochs_seen": m["epochs_seen"],
                 "loss_first_10pct": round(m["loss_first_10pct"], 3), "loss_last_10pct": round(m["loss_last_10pct"], 3),
                 "tokens_per_s": round(m["tokens_per_s"] or 0), "seconds": round(m["seconds"], 1)}
 
@@ -157,6 +152,8 @@ def _summarise(instance, recipes: list[str]) -> dict:
         "curation_steps": steps(),
         "training": {r: training(r) for r in recipes},
         "leaderboard (final checkpoint of each recipe)": side_by_side(),
+        "vs baseline at equal compute (paired on eval items, 95% bootstrap interval; * excludes 0)":
+            latest("leaderboard")["vs_baseline_at_equal_compute"],
         "evals": {c: {b: _score(latest("eval_scores", dg.MultiPartitionKey({"checkpoint": c, "benchmark": b})))
                       for b in BENCHMARKS}
                   for c in sorted(instance.get_dynamic_partitions("checkpoint"))},

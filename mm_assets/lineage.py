@@ -28,6 +28,8 @@ SHOWN_METADATA = {
     "semdedup_mask": ("params", "params_hash", "uri"),
     "curated_dataset": ("uri", "samples_in", "samples_out", "shard_sha256"),
     "checkpoint": ("uri", "model", "lineage"),
+    "base_model": ("uri", "version", "files"),
+    "training_run": ("training_run", "budget_tokens", "tokens_seen", "base_model_version"),
     "eval_scores": ("score", "ci95_low", "ci95_high", "model_id", "prompt_version", "metric_version", "mlflow_run_id"),
     "samples": ("uri", "rows"),
 }
@@ -112,6 +114,16 @@ def _curated_versions_of(instance, event) -> list:
     return out
 
 
+def _base_model_of(instance, event) -> list:
+    """The base_model event whose data version a checkpoint's manifest names (its files' hash)."""
+    lin = event.metadata.get("lineage")
+    version = (lin.value if lin is not None else {}).get("base_model_version")
+    if not version:
+        return []
+    return [r for r in _records(instance, dg.AssetKey("base_model"), None, observation=False)
+            if (_event(r).tags or {}).get("dagster/data_version") == version][:1]
+
+
 def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, record=None,
                storage_options: dict | None = None) -> Node:
     storage_options = storage_options or {}
@@ -135,6 +147,8 @@ def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, 
             # write the same manifest): the curated versions it was trained on
             for prec in _curated_versions_of(instance, _event(rec)):
                 node.parents.append(visit(dg.AssetKey("curated_dataset"), prec.partition_key, prec, "materialization"))
+            for prec in _base_model_of(instance, _event(rec)):
+                node.parents.append(visit(dg.AssetKey("base_model"), None, prec, "materialization"))
         with dg.partition_loading_context(dynamic_partitions_store=instance):
             parents = graph.get_parents_partitions(asset_key, part).parent_partitions
         for parent in sorted(parents, key=lambda p: (p.asset_key.to_user_string(), p.partition_key or "")):

@@ -14,22 +14,12 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from mm_assets.partitions import SPACES, recipe_partitions
+from mm_assets.partitions import recipe_partitions
 from mm_assets.recipes.schema import RecipeError
+from mm_assets.steps import STEPS
 from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 
-# Parents before children, for the assets automation can request.
-AUTOMATION_ORDER = ["relevance_scores", "eval_embeddings", "eval_neighbours", "perplexity_scores",
-                    "semdedup_scores", "semdedup_mask", "perplexity_decisions", "relevance_decisions",
-                    "rephrase_decisions", "mining_decisions", "decontamination_decisions", "curated_dataset"]
-# What each step needs computed once (expensive, recipe-independent) before its decisions.
-STEP_PREREQUISITES = {
-    "perplexity": [("trusted_pool_job", None), ("reference_model_job", None), ("perplexity_scores_job", DOMAINS)],
-    "relevance": [("question_embeddings_job", DOMAINS), ("relevance_scores_job", DOMAINS)],
-    "mining": [("question_embeddings_job", DOMAINS), ("eval_embeddings_job", BENCHMARKS), ("eval_neighbours_job", None)],
-    "decontamination": [("question_embeddings_job", DOMAINS), ("eval_embeddings_job", BENCHMARKS),
-                        ("eval_neighbours_job", None)],
-}
+AUTOMATION_TAGS = {"dagster/from_automation_condition": "true"}   # what the daemon puts on its runs
 
 
 @dataclass
@@ -59,18 +49,27 @@ class LocalGraph:
     def register_recipes(self) -> tuple[list[str], dict[str, str]]:
         """What the recipe sensor does: every recipe file becomes a `recipe` partition, then one
         observation of every section. Returns the runnable recipes and why the others are not."""
-        loaded = self.defs.resources["recipes"].load_all()
+        recipes = self.defs.resources["recipes"]
+        loaded = recipes.load_all()
         known = set(self.instance.get_dynamic_partitions(recipe_partitions.name))
-        new = [n for n in loaded if n not in known]
+        new = [n for n in recipes.partition_names() if n not in known]
         if new:
             self.instance.add_dynamic_partitions(recipe_partitions.name, new)
         self.run("observe_recipes_job")
         runnable = [n for n, r in loaded.items() if not isinstance(r, RecipeError)]
         return runnable, {n: str(r) for n, r in loaded.items() if isinstance(r, RecipeError)}
 
-    def fill(self, eval_sets: bool = True) -> dict[str, str]:
+    def partition_keys(self, asset: str) -> list[str | None]:
+        pdef = self.defs.resolve_asset_graph().get(dg.AssetKey(asset)).partitions_def
+        if pdef is None:
+            return [None]
+        with dg.partition_loading_context(dynamic_partitions_store=self.instance):
+            return list(pdef.get_partition_keys())
+
+    def fill(self, eval_sets: bool = True, train: bool = False) -> dict[str, str]:
         """Materialize everything once; returns the recipes that were rejected, with the reason.
-        The scores of a curation step are computed only when some runnable recipe uses it."""
+        The scores of a curation step (from the step registry) are computed only when some
+        runnable recipe uses it; `train` also builds the base model and trains every recipe."""
         started = time.perf_counter()
         self.run("source_job")
         for d in DOMAINS:
@@ -78,25 +77,27 @@ class LocalGraph:
         self.run("quarantine_job")
         runnable, rejected = self.register_recipes()
         used = {kind for recipe in self.defs.resources["recipes"].valid().values() for kind, _ in recipe.steps}
-        if eval_sets or used & {"mining", "decontamination"}:
+        if eval_sets or any("eval_embeddings" in s.score_assets for s in STEPS if s.kind in used):
             for b in BENCHMARKS:
                 self.run("eval_sets_job", b)
         self.run("embedder_job")
         for d in DOMAINS:
             self.run("embeddings_job", d)
-        done = set()              # steps share prerequisites (question embeddings, eval neighbours)
-        for step in (s for s in STEP_PREREQUISITES if s in used):
-            for job, partitions in STEP_PREREQUISITES[step]:
-                for p in partitions or [None]:
-                    if (job, p) not in done:
-                        self.run(job, p)
-                        done.add((job, p))
-        for space in SPACES:
-            self.run("semdedup_scores_job", space)
+        done = set()              # steps share score assets (question embeddings, eval neighbours)
+        for step in (s for s in STEPS if s.kind in used):
+            for asset in step.score_assets:
+                if asset not in done:
+                    for p in self.partition_keys(asset):
+                        self.run(f"{asset}_job", p)
+                    done.add(asset)
         for name in runnable:
             self.run("step_decisions_job", name)
             for d in DOMAINS:
                 self.run("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": d}))
+        if train:
+            self.run("base_model_job")
+            for name in runnable:
+                self.run("training_job", name)
         self.seconds["fill"] = time.perf_counter() - started
         return rejected
 
@@ -121,11 +122,11 @@ class LocalGraph:
             result = sensor(ctx)
         if result is None or isinstance(result, dg.SkipReason):
             return []
-        for req in result.dynamic_partitions_requests:
+        for req in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
         self.sensor_cursors[name] = result.cursor
         ran = []
-        for req in result.run_requests:
+        for req in result.run_requests or []:
             self.run(req.job_name, req.partition_key)
             ran.append(f"{req.job_name}[{req.partition_key}]")
         return ran
@@ -142,11 +143,13 @@ class LocalGraph:
                         (ap.partition_key for ap in r.true_subset.expensively_compute_asset_partitions()),
                         key=lambda p: p or "")
         assets = list(self.defs.assets)
-        for key in sorted(requested, key=AUTOMATION_ORDER.index):
+        order = [k.to_user_string() for k in self.defs.resolve_asset_graph().toposorted_asset_keys]
+        for key in sorted(requested, key=order.index):        # parents before children
             for partition in requested[key]:
                 # like a daemon run: a failure is recorded in the instance and the next runs go on
                 dg.materialize(assets, selection=[key], partition_key=partition, instance=self.instance,
-                               resources=self.resources, raise_on_error=False, run_config=self._run_config)
+                               resources=self.resources, raise_on_error=False, run_config=self._run_config,
+                               tags=AUTOMATION_TAGS)
         return requested
 
     def settle(self, max_ticks: int = 10) -> list[dict]:
@@ -159,11 +162,18 @@ class LocalGraph:
         raise RuntimeError(f"automation did not settle in {max_ticks} ticks: {ticks}")
 
     def materializations(self) -> dict[tuple[str, str | None], int]:
-        """Materializations per (asset key, partition), as the acceptance counts them."""
+        """Materializations per (asset key, partition) of every asset, as the acceptance counts them."""
         out: dict[tuple[str, str | None], int] = {}
-        for key in ("samples", "embedder", "embeddings", *AUTOMATION_ORDER):
-            for rec in self.instance.fetch_materializations(dg.AssetKey(key), limit=10000).records:
-                out[(key, rec.partition_key)] = out.get((key, rec.partition_key), 0) + 1
+        graph = self.defs.resolve_asset_graph()
+        for asset_key in graph.materializable_asset_keys:
+            key, cursor = asset_key.to_user_string(), None
+            while True:
+                page = self.instance.fetch_materializations(asset_key, limit=10000, cursor=cursor)
+                for rec in page.records:
+                    out[(key, rec.partition_key)] = out.get((key, rec.partition_key), 0) + 1
+                if not page.has_more:
+                    break
+                cursor = page.cursor
         return out
 
     def meta(self, key: str, partition: str | None = None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import dagster as dg
@@ -58,9 +59,18 @@ class MlflowResource(dg.ConfigurableResource):
         if self.tracking_uri.startswith("sqlite:///"):
             from filelock import FileLock
             lock = FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock", timeout=300)
+        # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in the process environment, where
+        # the next resource built from the environment would pick it up: restored on exit
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
         with lock:
-            mlflow.set_tracking_uri(self.tracking_uri)
-            name = experiment or self.experiment
-            exp = mlflow.get_experiment_by_name(name)
-            yield exp.experiment_id if exp is not None else mlflow.create_experiment(
-                name, artifact_location=f"{self.artifact_root}/{name}" if self.artifact_root else None)
+            try:
+                mlflow.set_tracking_uri(self.tracking_uri)
+                name = experiment or self.experiment
+                exp = mlflow.get_experiment_by_name(name)
+                yield exp.experiment_id if exp is not None else mlflow.create_experiment(
+                    name, artifact_location=f"{self.artifact_root}/{name}" if self.artifact_root else None)
+            finally:
+                if previous is None:
+                    os.environ.pop("MLFLOW_TRACKING_URI", None)
+                else:
+                    os.environ["MLFLOW_TRACKING_URI"] = previous

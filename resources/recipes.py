@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from mm_assets.recipes.schema import Recipe, RecipeError, load_recipe, load_recipes, recipe_files
+from mm_assets.recipes.schema import RECIPE_NAME, Recipe, RecipeError, load_recipe, load_recipes, recipe_files
 
 
 class RecipesResource(dg.ConfigurableResource):
@@ -13,6 +13,11 @@ class RecipesResource(dg.ConfigurableResource):
 
     def names(self) -> list[str]:
         return sorted(recipe_files(self.directory))
+
+    def partition_names(self) -> list[str]:
+        """The files whose names can be recipes (a file named `Bad Name.yaml` is rejected by its
+        name and never becomes a `recipe` partition)."""
+        return [n for n in self.names() if RECIPE_NAME.match(n)]
 
     def load_all(self) -> dict[str, Recipe | RecipeError]:
         return load_recipes(self.directory)

@@ -98,10 +98,15 @@ def mlflow_resource():
 
 
 def training_resource():
-    """`MM_TRAIN_BASE_MODEL` (LLaVA-format path, default "tiny"), `MM_TRAIN_EPOCHS` (2)."""
+    """`MM_TRAIN_BASE_MODEL` (LLaVA-format path, default "tiny"), `MM_TRAIN_BUDGET_TOKENS` (the
+    training budget of every recipe), `MM_TRAIN_CHECKPOINTS` (comma-separated budget fractions)."""
     from resources.training import TrainingResource
-    return TrainingResource(base_model=os.environ.get("MM_TRAIN_BASE_MODEL", "tiny"),
-                            epochs=int(os.environ.get("MM_TRAIN_EPOCHS", "2")))
+    fields = {"base_model": os.environ.get("MM_TRAIN_BASE_MODEL", "tiny")}
+    if os.environ.get("MM_TRAIN_BUDGET_TOKENS"):
+        fields["budget_tokens"] = int(os.environ["MM_TRAIN_BUDGET_TOKENS"])
+    if os.environ.get("MM_TRAIN_CHECKPOINTS"):
+        fields["checkpoint_fractions"] = [float(f) for f in os.environ["MM_TRAIN_CHECKPOINTS"].split(",")]
+    return TrainingResource(**fields)
 
 
 def canaries_resource():

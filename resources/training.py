@@ -3,13 +3,21 @@
 import dagster as dg
 from pydantic import Field
 
+# A quarter, half, three quarters and all of the budget: every recipe's checkpoints sit at the
+# same points of its score-vs-compute curve.
+DEFAULT_CHECKPOINT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
 
 class TrainingResource(dg.ConfigurableResource):
     """`base_model`: a LLaVA-format checkpoint path (production), or "tiny": a tiny LLaVA built
-    here around the embedder's SigLIP2 vision tower, with a BPE tokenizer trained on the corpus."""
+    here around the embedder's SigLIP2 vision tower, with a BPE tokenizer trained on the corpus.
+    `budget_tokens`: every recipe trains on this many (non-padding) tokens unless its recipe
+    says otherwise (`training: {budget_tokens: N}`) — equal compute, whatever the curated size."""
 
     base_model: str = Field(default="tiny", description='LLaVA-format checkpoint path, or "tiny"')
-    epochs: int = Field(default=2, ge=1)
+    budget_tokens: int = Field(default=300_000, ge=1000, description="training tokens per run (non-padding)")
+    checkpoint_fractions: list[float] = Field(default=list(DEFAULT_CHECKPOINT_FRACTIONS),
+                                              description="fractions of the budget that get a checkpoint")
     lr: float = Field(default=2e-3, gt=0)
     schedule: str = Field(default="cosine", description="cosine | linear | constant (with warm-up)")
     warmup: float = Field(default=0.05, ge=0, description="steps, or a fraction of all steps when < 1")
@@ -18,4 +26,3 @@ class TrainingResource(dg.ConfigurableResource):
     max_len: int = Field(default=512, gt=16, description="packed row length in tokens")
     packing: bool = True
     seed: int = 0
-    save_every_steps: int = Field(default=0, ge=0, description="0 = a checkpoint per epoch only")

@@ -9,6 +9,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# About two passes over the small data's baseline (≈ 128 samples): what the tests train on.
+SMALL_BUDGET_TOKENS = 40_000
 
 
 @pytest.fixture(scope="session")
@@ -38,18 +40,20 @@ def small_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_graph(small_data, tmp_path_factory):
-    """The whole graph filled on the small data with every shipped recipe; training settings
-    and the sensor's benchmark set sized for tests. Tests that change it restore what they change."""
+    """The whole graph filled on the small data with every shipped recipe, each trained; training
+    settings and the sensor's benchmark set sized for tests. Tests that change it restore what
+    they change."""
     from curation_graph import SHIPPED_RECIPES, build_graph
     from resources.evaluation import CheckpointStoreResource, EvalBackendResource
     from resources.training import TrainingResource
 
     home = tmp_path_factory.mktemp("small_graph")
     g = build_graph(home, small_data, recipes=SHIPPED_RECIPES,
-                    training=TrainingResource(epochs=2, batch_size=4, max_len=384, lr=3e-3, warmup=2),
+                    training=TrainingResource(budget_tokens=SMALL_BUDGET_TOKENS, checkpoint_fractions=[0.5, 1.0],
+                                              batch_size=4, max_len=384, lr=3e-3, warmup=2),
                     checkpoints=CheckpointStoreResource(root=str(home / "checkpoints"), evaluate_on=["countbench"]),
                     eval_backend=EvalBackendResource(batch_size=8, max_items=4))
-    rejected = g.fill(eval_sets=True)
+    rejected = g.fill(eval_sets=True, train=True)
     assert rejected == {}
     assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled
     return g

@@ -85,5 +85,33 @@ def test_a_checkpoint_without_its_marker_is_never_registered(setup):
     cursor = None
     for _ in range(3):
         result = tick(defs, instance, resources, cursor)
-        assert isinstance(result, dg.SkipReason)
+        assert not result.run_requests and result.skip_reason is not None
+        cursor = result.cursor
     assert instance.get_dynamic_partitions(checkpoint_partitions.name) == []
+
+
+def test_what_the_instance_holds_counts_whoever_registered_it(setup):
+    """A fresh cursor (a restarted daemon, or `make ui` after the in-process demo) registers
+    nothing that is registered with the same content, and requests only the evals that are
+    missing; a checkpoint whose files changed under the same name is registered again."""
+    store, defs, instance, resources = setup
+    fake_checkpoint(store, "step-1", 1)
+    fake_checkpoint(store, "step-2", 2)
+    first = tick(defs, instance, resources, None)
+    register(defs, instance, first)
+    # what another process did: step-1 evaluated on one benchmark
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        "eval_scores", partition=str(dg.MultiPartitionKey({"checkpoint": "step-1", "benchmark": BENCHMARKS[0]}))))
+
+    fresh = tick(defs, instance, resources, None)
+    assert not [r for r in fresh.run_requests if r.job_name == "checkpoint_job"]
+    evals = sorted((r.partition_key.keys_by_dimension["checkpoint"], r.partition_key.keys_by_dimension["benchmark"])
+                   for r in fresh.run_requests)
+    assert evals == sorted([("step-1", b) for b in BENCHMARKS[1:]] + [("step-2", b) for b in BENCHMARKS])
+    assert not tick(defs, instance, resources, fresh.cursor).run_requests
+
+    (store / "step-2" / "model.safetensors").write_bytes(b"retrained" * 10)     # rewritten and resealed
+    seal_local_checkpoint(store / "step-2", {"training_run": "run-a", "step": 2, "epoch": 2})
+    again = tick(defs, instance, resources, None)
+    assert [(r.job_name, r.partition_key) for r in again.run_requests if r.job_name == "checkpoint_job"] == \
+        [("checkpoint_job", "step-2")]

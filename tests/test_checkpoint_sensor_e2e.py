@@ -7,7 +7,6 @@ To keep the suite's time in bounds every checkpoint is evaluated on one benchmar
 pool has to hold back. Requesting every benchmark is covered by test_checkpoint_sensor.py.
 """
 
-import json
 import os
 import shutil
 import time
@@ -16,7 +15,6 @@ import dagster as dg
 import pytest
 import yaml
 
-from mm_assets.checkpoints import MARKER, seal_local_checkpoint
 from mm_assets.definitions import build_definitions
 from mm_assets.local_runner import LocalGraph
 from mm_assets.partitions import checkpoint_benchmark_partitions
@@ -31,15 +29,11 @@ BENCHMARK = "countbench"
 
 
 def _drop_ready_checkpoints(staging):
-    write_random_checkpoint(staging / "ck-00", ["How many dots?", "What is shown?", "Three."] * 30, seed=0,
-                            training_run="e2e")
-    for i in range(1, N):
-        d = staging / f"ck-{i:02d}"
-        shutil.copytree(staging / "ck-00", d)
-        manifest = json.loads((d / "manifest.json").read_text())
-        (d / "manifest.json").unlink()
-        (d / MARKER).unlink()
-        seal_local_checkpoint(d, dict(manifest, step=i * 10))
+    """Ten distinct checkpoints (their own seeds): identical weights would be evaluated once and
+    reused (eval results are content-addressed), and the pool would have nothing to hold back."""
+    for i in range(N):
+        write_random_checkpoint(staging / f"ck-{i:02d}", ["How many dots?", "What is shown?", "Three."] * 30,
+                                seed=i, training_run="e2e", step=i * 10)
 
 
 def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_path):

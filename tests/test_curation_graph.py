@@ -78,16 +78,6 @@ def test_eps_recipe_and_the_semantic_pruning_warning(graph):
     assert m["image/eps"] == 0.3 and m["image/semantic_pruning_warning"] is True
 
 
-def test_a_recipe_with_a_step_not_available_fails_with_a_clear_error(graph, monkeypatch):
-    from mm_assets.recipes import schema
-    monkeypatch.setattr(schema, "AVAILABLE_STEPS", frozenset({"semdedup"}))
-    graph.write_recipe("ppl", "steps:\n  - perplexity: {keep_fraction: 0.5}\n")
-    graph.register_recipes()
-    with pytest.raises(Exception, match=r"ppl\.yaml: steps\[0\]\.perplexity: step 'perplexity' is not available yet"):
-        graph.run("semdedup_mask_job", "ppl")
-    (graph.recipes_dir / "ppl.yaml").unlink()
-
-
 def test_editing_one_recipe_recomputes_exactly_what_depends_on_it(graph):
     graph.automation_tick()                   # settle whatever earlier tests changed
     before = graph.counts()

@@ -86,21 +86,69 @@ def test_decontamination_removes_the_planted_leaks(small_graph):
     assert report["planted"] > 0 and report["recall"] == 1.0
 
 
-def test_editing_the_keep_fraction_never_recomputes_perplexity_scores(small_graph):
+# One edit per step kind, in that step's section only (in the recipe that uses the step), that
+# changes the step's decisions on the small data.
+STEP_EDITS = {
+    "semdedup": ("semdedup10", "target_removal: 0.10", "target_removal: 0.30"),
+    "perplexity": ("ppl_top50", "keep_fraction: 0.5", "keep_fraction: 0.4"),
+    "relevance": ("v1", "relevance: {remove: true, max_flag_rate: 0.05}",
+                  "relevance: {remove: true, max_flag_rate: 0.3, z_threshold: -0.5}"),
+    "rephrase": ("rephrase", "fraction: 0.3", "fraction: 0.6"),
+    "mining": ("mining", "upsample: {countbench: 2, docvqa: 2,", "upsample: {countbench: 3, docvqa: 2,"),
+    "decontamination": ("v1", "threshold: 0.99", "threshold: 0.9"),
+}
+
+
+def _edited(small_graph, recipe: str, text: str):
+    path = small_graph.recipes_dir / f"{recipe}.yaml"
+    before = small_graph.materializations()
+    path.write_text(text)
+    small_graph.register_recipes()
+    small_graph.settle()
+    return new_materializations(before, small_graph.materializations())
+
+
+@pytest.mark.parametrize("kind", sorted(STEP_EDITS))
+def test_a_step_edit_recomputes_that_step_for_that_recipe_and_what_follows_only(small_graph, kind):
+    """Through the automation ticks: the step's decisions for that recipe, its 8 curated
+    datasets and its training run — no score asset, nothing of another recipe."""
+    from mm_assets.steps import STEP_BY_KIND
+
+    recipe, old, new = STEP_EDITS[kind]
+    path = small_graph.recipes_dir / f"{recipe}.yaml"
+    original = path.read_text()
+    assert old in original
+    try:
+        delta = _edited(small_graph, recipe, original.replace(old, new))
+        assert delta == {(STEP_BY_KIND[kind].decisions_asset, recipe): 1,
+                         **{("curated_dataset", f"{d}|{recipe}"): 1 for d in DOMAINS},
+                         ("training_run", recipe): 1}
+    finally:
+        _edited(small_graph, recipe, original)
+
+
+@pytest.mark.parametrize("kind", sorted(STEP_EDITS))
+def test_a_comment_edit_recomputes_nothing(small_graph, kind):
+    recipe, _, _ = STEP_EDITS[kind]
+    path = small_graph.recipes_dir / f"{recipe}.yaml"
+    original = path.read_text()
+    try:
+        assert _edited(small_graph, recipe, f"# edited by hand: {kind}\n\n" + original + "\n# the end\n") == {}
+    finally:
+        _edited(small_graph, recipe, original)
+
+
+def test_a_recipe_that_opts_out_of_automatic_training_is_not_retrained(small_graph):
     path = small_graph.recipes_dir / "ppl_top50.yaml"
     original = path.read_text()
     try:
-        before = small_graph.materializations()
-        path.write_text(original.replace("keep_fraction: 0.5", "keep_fraction: 0.4"))
-        small_graph.register_recipes()
-        small_graph.settle()
-        delta = new_materializations(before, small_graph.materializations())
+        _edited(small_graph, "ppl_top50", original + "training: {auto: false}\n")
+        delta = _edited(small_graph, "ppl_top50", original.replace("keep_fraction: 0.5", "keep_fraction: 0.4") +
+                        "training: {auto: false}\n")
         assert delta == {("perplexity_decisions", "ppl_top50"): 1,
                          **{("curated_dataset", f"{d}|ppl_top50"): 1 for d in DOMAINS}}
     finally:
-        path.write_text(original)
-        small_graph.register_recipes()
-        small_graph.settle()
+        _edited(small_graph, "ppl_top50", original)
 
 
 def test_any_checkpoint_in_the_store_can_be_the_perplexity_scorer(small_graph):

@@ -90,6 +90,21 @@ def test_every_eval_is_an_mlflow_run_with_lineage_tags(evals):
     assert "predictions.parquet" in artifacts
 
 
+def test_the_same_checkpoint_content_is_generated_once(evals):
+    """The six checkpoints share their weights (only their manifests differ): the first is
+    generated, the others reuse its predictions — each still gets its own record and MLflow run
+    with its own lineage — and evaluating the first again generates nothing and logs nothing."""
+    home, g, _ = evals
+    metas = [g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": n, "benchmark": "countbench"}))
+             for n in CHECKPOINTS]
+    assert metas[0]["generated_items"] == 24 and not metas[0]["reused"]
+    assert all(m["reused"] and m["generated_items"] == 0 and m["score"] == metas[0]["score"] for m in metas[1:])
+    assert len({m["mlflow_run_id"] for m in metas}) == N_CHECKPOINTS
+    g.run("eval_job", dg.MultiPartitionKey({"checkpoint": CHECKPOINTS[0], "benchmark": "countbench"}))
+    again = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": CHECKPOINTS[0], "benchmark": "countbench"}))
+    assert again["reused"] and again["generated_items"] == 0 and again["mlflow_run_id"] == metas[0]["mlflow_run_id"]
+
+
 def test_leaderboard_has_every_checkpoint_and_a_plot(evals):
     home, g, _ = evals
     g.run("leaderboard_job")
@@ -97,8 +112,8 @@ def test_leaderboard_has_every_checkpoint_and_a_plot(evals):
     table = Storage(m["uri"]).read_parquet("leaderboard.parquet")
     assert sorted(table["checkpoint"].to_list()) == sorted(CHECKPOINTS)
     assert table["step"].to_list() == [100 * i for i in range(N_CHECKPOINTS)]
-    assert (home / "artifacts").exists() and Storage(m["uri"]).exists("score_vs_step.png")
-    assert "score_vs_step" in m
+    assert (home / "artifacts").exists() and Storage(m["uri"]).exists("score_vs_tokens.png")
+    assert "score_vs_tokens" in m
 
 
 def test_an_incomplete_checkpoint_is_refused(evals, tmp_path):

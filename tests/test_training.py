@@ -424,3 +424,60 @@ def test_checkpoint_verifies_reloads_and_vision_frozen(env, straight_run):
     changed = [k for k in before if "multi_modal_projector" in k or "language_model" in k
                if not torch.equal(before[k], after[k])]
     assert any("multi_modal_projector" in k for k in changed) and any("language_model" in k for k in changed)
+
+
+# ----------------------------------------------------------------------------- token budget
+
+def _plan_tokens(plan, lengths):
+    from mm_assets.training.trainer import step_tokens
+    return sum(step_tokens(step, lengths) for steps in plan for step in steps)
+
+
+@pytest.mark.parametrize("n_samples", [7, 40, 300])
+def test_a_budgeted_plan_ends_within_half_a_row_of_the_budget(n_samples):
+    """Whatever the curated size, the plan's tokens land within half a packed row of the budget:
+    a smaller dataset is repeated over more epochs, each its own permutation."""
+    from mm_assets.training.trainer import make_plan
+
+    rng = random.Random(n_samples)
+    lengths = [rng.randint(20, 150) for _ in range(n_samples)]
+    cfg = _cfg(budget_tokens=20_000, batch_size=2, grad_accum=2, max_len=160)
+    plan = make_plan(lengths, cfg)
+    assert abs(_plan_tokens(plan, lengths) - cfg.budget_tokens) <= cfg.max_len / 2
+    assert len(plan) >= cfg.budget_tokens // sum(lengths)          # epochs follow one another
+    firsts = [steps[0][0][0] for steps in plan[:3] if steps]
+    assert len(firsts) < 2 or firsts[0] != firsts[1] or plan[0] != plan[1]
+
+
+def test_half_the_data_is_seen_twice_as_often_at_equal_budget():
+    from mm_assets.training.trainer import make_plan
+
+    lengths = [100] * 200
+    full = make_plan(lengths, _cfg(budget_tokens=60_000, max_len=400, batch_size=2, grad_accum=1))
+    half = make_plan(lengths[:100], _cfg(budget_tokens=60_000, max_len=400, batch_size=2, grad_accum=1))
+    assert _plan_tokens(full, lengths) == _plan_tokens(half, lengths[:100]) == 60_000
+    assert (len(full), len(half)) == (3, 6)
+
+
+def test_checkpoints_at_fixed_fractions_of_the_budget():
+    from mm_assets.training.trainer import budget_checkpoints, make_plan
+
+    lengths = [90] * 50
+    cfg = _cfg(budget_tokens=30_000, checkpoint_fractions=(0.25, 0.5, 0.75, 1.0), max_len=180, batch_size=2,
+               grad_accum=1)
+    plan = make_plan(lengths, cfg)
+    cumulative, marks = budget_checkpoints(plan, lengths, cfg)
+    assert sorted(marks.values()) == [0.25, 0.5, 0.75, 1.0]
+    for step, fraction in marks.items():
+        assert cumulative[step - 1] >= fraction * cfg.budget_tokens - cfg.max_len / 2
+        assert step == 1 or cumulative[step - 2] < fraction * cfg.budget_tokens
+    assert marks[len(cumulative)] == 1.0
+
+
+def test_budgeted_training_writes_its_checkpoints_with_tokens_in_the_manifest(env, tmp_path):
+    cfg = _cfg(budget_tokens=3_000, checkpoint_fractions=(0.5, 1.0), save_each_epoch=False)
+    res = train(cfg, env["base"], env["shards"], lambda epoch, step: tmp_path / f"e{epoch}-s{step}")
+    manifests = [c["manifest"] for c in res.checkpoints]
+    assert [round(m["budget_fraction"], 1) for m in manifests] == [0.5, 1.0]
+    assert abs(manifests[-1]["tokens_seen"] - 3_000) <= cfg.max_len / 2
+    assert sum(h["tokens"] for h in res.history) == manifests[-1]["tokens_seen"]

@@ -17,43 +17,36 @@ from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.partitions import recipe_domain_partitions
 from mm_assets.recipes.assets import section_key
 from mm_assets.recipes.sections import section_versions, step_params_hash
+from mm_assets.steps import STEP_BY_KIND, STEPS
 from mm_assets.storage import parquet_bytes
 from resources.data_source import MammothSourceResource
-from resources.json_io_manager import mapped_pointer
+from resources.json_io_manager import mapped_pointer, read_pointers
 from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 
 CURATED_CODE_VERSION = "1"
 BY_DOMAIN = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="domain")
 BY_RECIPE = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="recipe")
-# The decisions asset of each step (the step interface: see mm_assets/curated/compose.py).
-STEP_DECISIONS_ASSET = {"semdedup": "semdedup_mask", "perplexity": "perplexity_decisions",
-                        "relevance": "relevance_decisions", "rephrase": "rephrase_decisions",
-                        "mining": "mining_decisions", "decontamination": "decontamination_decisions"}
 
 
 @dg.asset(group_name="curated", partitions_def=recipe_domain_partitions, code_version=CURATED_CODE_VERSION,
           kinds={"webdataset", "parquet"}, automation_condition=ON_CHANGED_DATA,
           ins={"raw_shards": dg.AssetIn(partition_mapping=BY_DOMAIN),
-               "samples": dg.AssetIn(partition_mapping=BY_DOMAIN),
-               **{asset: dg.AssetIn(partition_mapping=BY_RECIPE) for asset in STEP_DECISIONS_ASSET.values()}},
-          deps=[dg.AssetDep(section_key("plan"), partition_mapping=BY_RECIPE)],
+               "samples": dg.AssetIn(partition_mapping=BY_DOMAIN)},
+          # every registered step's decisions (the step interface: see mm_assets/curated/compose.py)
+          deps=[*(dg.AssetDep(s.decisions_asset, partition_mapping=BY_RECIPE) for s in STEPS),
+                dg.AssetDep(section_key("plan"), partition_mapping=BY_RECIPE)],
           description="A recipe's decisions applied in order to one domain: an immutable WebDataset version, "
                       "its per-sample decision ledger and a manifest (counts per step, shard hashes, inputs).")
-def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples: dict, semdedup_mask: dict,
-                    perplexity_decisions: dict, relevance_decisions: dict, rephrase_decisions: dict,
-                    mining_decisions: dict, decontamination_decisions: dict, storage: StorageResource,
+def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples: dict, storage: StorageResource,
                     recipes: RecipesResource, mammoth: MammothSourceResource) -> dg.Output[dict]:
     keys = context.partition_key.keys_by_dimension
     name, domain = keys["recipe"], keys["domain"]
     recipe = recipes.get(name)
     raw_ptr, samples_ptr = mapped_pointer(raw_shards, domain), mapped_pointer(samples, domain)
-    inputs = {"semdedup_mask": semdedup_mask, "perplexity_decisions": perplexity_decisions,
-              "relevance_decisions": relevance_decisions, "rephrase_decisions": rephrase_decisions,
-              "mining_decisions": mining_decisions, "decontamination_decisions": decontamination_decisions}
-    decision_ptrs = {asset: mapped_pointer(value, name) for asset, value in inputs.items()}
     st = storage.get()
-    steps_in = [(kind, decision_ptrs[STEP_DECISIONS_ASSET[kind]]) for kind, _ in recipe.steps]
+    steps_in = [(kind, read_pointers(st, STEP_BY_KIND[kind].decisions_asset, [name])[name])
+                for kind, _ in recipe.steps]
     sections = section_versions(recipe)
     version = content_digest([CURATED_CODE_VERSION, raw_ptr["version"], samples_ptr["version"],
                               [(k, p["version"]) for k, p in steps_in], sections["plan"], mammoth.samples_per_shard])
@@ -86,7 +79,7 @@ def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples
             rows = ledger.filter(pl.col("step") == kind)
             per_step[kind] = {"params": params.model_dump(mode="json"),
                               "params_hash": step_params_hash(kind, params),
-                              "decisions": {"asset": STEP_DECISIONS_ASSET[kind], "partition": name,
+                              "decisions": {"asset": STEP_BY_KIND[kind].decisions_asset, "partition": name,
                                             "version": ptr["version"]},
                               **{d: int(n) for d, n in rows.group_by("decision").len().iter_rows()}}
         manifest = {

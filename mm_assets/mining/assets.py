@@ -1,5 +1,6 @@
-"""Mining and decontamination assets: eval embeddings and neighbours once per embedding
-version (the expensive part), decisions per recipe (cheap filters on the stored neighbours)."""
+"""Mining and decontamination score assets: eval embeddings and neighbours once per embedding
+version (the expensive part). The per-recipe decisions (cheap filters on the stored neighbours)
+are the steps' `decide` in `mm_assets/mining/step.py` and `mm_assets/decontamination/step.py`."""
 
 import time
 
@@ -8,19 +9,16 @@ import numpy as np
 import polars as pl
 
 from mm_assets.automation import ON_CHANGED_DATA
-from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, pool_samples
-from mm_assets.embeddings.assets import load_embedder_from_pointer, load_embeddings, load_question_embeddings
+from mm_assets.embeddings.assets import (load_embedder_from_pointer, load_embeddings, load_question_embeddings,
+                                         question_embeddings)
 from mm_assets.metadata import content_digest
-from mm_assets.planted import load_truth
-from mm_assets.partitions import benchmark_partitions, recipe_partitions
+from mm_assets.partitions import benchmark_partitions
 from mm_assets.recipes.assets import section_key
-from mm_assets.recipes.sections import step_params_hash
-from resources.canaries import CanariesResource
-from resources.data_source import MammothSourceResource
 from resources.models import EmbedderResource
-from resources.json_io_manager import read_pointers
 from resources.recipes import RecipesResource
 from resources.storage import StorageResource
+
+__all__ = ["eval_embeddings", "eval_neighbours", "question_embeddings"]
 
 MINING_CODE_VERSION = "1"
 # Neighbours stored per eval item and space: at least this many, more when a recipe asks.
@@ -131,65 +129,3 @@ def _compute_neighbours(st, root: str, k: int, eval_embeddings: dict, embeddings
     st.write_parquet(f"{root}/eval_items.parquet", pl.DataFrame({"benchmark": evals.benchmarks,
                                                                  "item_id": evals.item_ids}))
     return table, nearest
-
-
-@dg.asset(group_name="curation_steps", partitions_def=recipe_partitions, code_version=MINING_CODE_VERSION,
-          kinds={"parquet"}, automation_condition=ON_CHANGED_DATA,
-          ins={"samples": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
-          deps=["eval_neighbours", section_key("mining")],
-          description="A recipe's eval mining: the training samples among the top-k neighbours of each eval item "
-                      "are up-sampled by the recipe's factor for that benchmark.")
-def mining_decisions(context: dg.AssetExecutionContext, samples: dict, storage: StorageResource,
-                     recipes: RecipesResource) -> dg.Output[dict]:
-    from mm_assets.mining import domain_share, mining_decisions as decide
-
-    name = context.partition_key
-    step = recipes.get(name).step("mining")
-    if step is None:
-        return not_in_recipe(context, "mining")
-    st = storage.get()
-    eval_neighbours = read_pointers(st, "eval_neighbours")
-    if step.k > eval_neighbours["k"]:
-        raise ValueError(f"recipe {name} asks for k={step.k} but eval_neighbours stores {eval_neighbours['k']}; "
-                         "re-materialize eval_neighbours so it reads the current recipes")
-    table = st.read_parquet(f"{eval_neighbours['root']}/neighbours.parquet")
-    params_hash = step_params_hash("mining", step)
-    decisions = decide(table, pool_samples(st, samples), k=step.k, upsample=step.upsample,
-                       params_hash=params_hash, space=step.space)
-    copies = decisions.group_by("domain").agg(pl.col("copies").sum()).sort("domain")
-    return decisions_output(st, "mining_decisions", name, MINING_CODE_VERSION, params_hash, decisions, metadata={
-        "added_copies": int(decisions["copies"].sum() - decisions.height),
-        "copies_per_domain": dg.MetadataValue.json(dict(copies.iter_rows())),
-        f"top{min(10, step.k)}_from_benchmark_domain": dg.MetadataValue.json(
-            domain_share(table, k=min(10, step.k), space=step.space))})
-
-
-@dg.asset(group_name="curation_steps", partitions_def=recipe_partitions, code_version=MINING_CODE_VERSION,
-          kinds={"parquet"}, automation_condition=ON_CHANGED_DATA,
-          ins={"samples": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
-          deps=["eval_neighbours", section_key("decontamination")],
-          description="A recipe's decontamination: training samples whose image is at least `threshold` similar "
-                      "to an eval item's are reported and (when enabled) removed, with that eval item as reason.")
-def decontamination_decisions(context: dg.AssetExecutionContext, samples: dict, storage: StorageResource,
-                              recipes: RecipesResource, canaries: CanariesResource,
-                              mammoth: MammothSourceResource) -> dg.Output[dict]:
-    from mm_assets.mining import decontamination_decisions as decide, decontamination_report, planted_leaks
-
-    name = context.partition_key
-    step = recipes.get(name).step("decontamination")
-    if step is None:
-        return not_in_recipe(context, "decontamination")
-    st = storage.get()
-    eval_neighbours = read_pointers(st, "eval_neighbours")
-    nearest = st.read_parquet(f"{eval_neighbours['root']}/nearest_eval_item.parquet")
-    pool = pool_samples(st, samples)
-    params_hash = step_params_hash("decontamination", step)
-    decisions = decide(nearest, pool, threshold=step.threshold, enabled=step.enabled, params_hash=params_hash)
-    md = {"threshold": step.threshold, "enabled": step.enabled}
-    truth = load_truth(mammoth.planted_truth)
-    if truth is not None:
-        items = st.read_parquet(f"{eval_neighbours['root']}/eval_items.parquet")
-        md["vs_planted_leaks"] = dg.MetadataValue.json(
-            decontamination_report(decisions, planted_leaks(truth, pool, items)))
-    return decisions_output(st, "decontamination_decisions", name, MINING_CODE_VERSION, params_hash, decisions,
-                            canaries.ids(pool, mammoth.planted_truth), metadata=md)

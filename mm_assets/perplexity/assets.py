@@ -1,5 +1,6 @@
-"""Perplexity assets: the trusted pool and the reference model trained on it, NLL scores once
-per scorer and domain (the expensive part), decisions per recipe (a threshold on stored scores).
+"""Perplexity score assets: the trusted pool and the reference model trained on it, NLL scores
+once per scorer and domain (the expensive part). The per-recipe decisions (a threshold on the
+stored scores) are the step's `decide` in `mm_assets/perplexity/step.py`.
 """
 
 import contextlib
@@ -12,14 +13,11 @@ import polars as pl
 
 from mm_assets.automation import ON_CHANGED_DATA
 from mm_assets.checkpoints import upload_sealed
-from mm_assets.curated.step_outputs import decisions_output, not_in_recipe, pool_samples
 from mm_assets.embeddings.assets import load_embedder_from_pointer, shard_uris
 from mm_assets.metadata import content_digest
-from mm_assets.partitions import domain_partitions, recipe_partitions
+from mm_assets.partitions import domain_partitions
 from mm_assets.recipes.assets import section_key
-from mm_assets.recipes.sections import step_params_hash
 from mm_assets.storage import local_dir, local_path
-from resources.canaries import CanariesResource
 from resources.data_source import MammothSourceResource
 from resources.evaluation import CheckpointStoreResource
 from resources.json_io_manager import read_pointers
@@ -28,7 +26,6 @@ from resources.storage import StorageResource
 
 PERPLEXITY_CODE_VERSION = "1"
 DEFAULT_SCORER = "tiny"
-CANARY_CURVE = (0.1, 0.2, 0.3, 0.5)
 
 
 @dg.asset(group_name="curation_steps", code_version=PERPLEXITY_CODE_VERSION, kinds={"webdataset"},
@@ -162,46 +159,3 @@ def perplexity_scores(context: dg.AssetExecutionContext, raw_shards: dict, stora
     version = content_digest(out)
     return dg.Output({"scorers": out, "version": version}, data_version=dg.DataVersion(version),
                      metadata={"scorers": dg.MetadataValue.json(rows)})
-
-
-@dg.asset(group_name="curation_steps", partitions_def=recipe_partitions, code_version=PERPLEXITY_CODE_VERSION,
-          kinds={"parquet"}, automation_condition=ON_CHANGED_DATA,
-          ins={"samples": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
-          deps=[dg.AssetDep("perplexity_scores", partition_mapping=dg.AllPartitionMapping()),
-                section_key("perplexity_selection")],
-          description="A recipe's perplexity decisions on the stored scores: keep the lowest-NLL fraction, or "
-                      "the low / mid / high third. Reports keep rates per domain (perplexity filtering re-mixes "
-                      "domains) and recall and lift on the canaries.")
-def perplexity_decisions(context: dg.AssetExecutionContext, samples: dict, storage: StorageResource,
-                         recipes: RecipesResource, canaries: CanariesResource,
-                         mammoth: MammothSourceResource) -> dg.Output[dict]:
-    from mm_assets.perplexity import keep_rates_by_domain, perplexity_decisions as decide
-
-    name = context.partition_key
-    step = recipes.get(name).step("perplexity")
-    if step is None:
-        return not_in_recipe(context, "perplexity")
-    st = storage.get()
-    pointers = read_pointers(st, "perplexity_scores", sorted(samples))
-    missing = [d for d, p in pointers.items() if step.scorer not in p["scorers"]]
-    if missing:
-        raise ValueError(f"perplexity_scores holds no scores of scorer {step.scorer!r} for {missing} (recipe "
-                         f"{name}); re-materialize perplexity_scores so it reads the current recipes")
-    scores = pl.concat([st.read_parquet(f"{p['scorers'][step.scorer]['root']}/scores.parquet")
-                        for _, p in sorted(pointers.items())], how="diagonal_relaxed")
-    params_hash = step_params_hash("perplexity", step)
-    decisions = decide(scores, keep_fraction=step.keep_fraction, slice=step.slice, params_hash=params_hash,
-                       by_domain=step.by_domain)
-    pool = pool_samples(st, samples)
-    canary_ids = canaries.ids(pool, mammoth.planted_truth)
-    curve = {}
-    if canary_ids is not None:      # how well the same scores would do at other removal rates
-        from mm_assets.canaries import canary_report
-        for removal in CANARY_CURVE:
-            at = decide(scores, keep_fraction=1.0 - removal, params_hash=params_hash, by_domain=step.by_domain)
-            curve[f"{removal:.0%} removed"] = {k: canary_report(at, canary_ids[0])[k] for k in ("recall", "lift")}
-    return decisions_output(st, "perplexity_decisions", name, PERPLEXITY_CODE_VERSION, params_hash, decisions,
-                            canary_ids, metadata={
-                                "scorer": step.scorer, "canary_lift_by_removal": dg.MetadataValue.json(curve),
-                                "keep_rate_per_domain": dg.MetadataValue.json(
-                                    {d: round(v["keep_rate"], 4) for d, v in keep_rates_by_domain(decisions).items()})})

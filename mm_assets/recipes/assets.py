@@ -9,21 +9,8 @@ import dagster as dg
 
 from mm_assets.partitions import recipe_partitions
 from mm_assets.recipes.schema import RecipeError
-from mm_assets.recipes.sections import SECTIONS, section_versions
+from mm_assets.recipes.sections import SECTION_DOC, SECTIONS, section_versions
 from resources.recipes import RecipesResource
-
-SECTION_DOC = {
-    "semdedup_clustering": "SemDeDup clustering parameters (clusters, keep order): read by semdedup_scores",
-    "semdedup_threshold": "SemDeDup threshold (target removal fraction or eps): read by semdedup_mask",
-    "perplexity_scoring": "perplexity scorer (the reference model): read by perplexity_scores",
-    "perplexity_selection": "perplexity keep fraction or slice: read by perplexity_decisions",
-    "relevance": "image-text relevance step parameters: read by relevance_decisions",
-    "rephrase": "rephrasing step parameters: read by rephrase_decisions",
-    "mining_neighbours": "eval mining neighbour count k: read by eval_neighbours",
-    "mining": "eval mining parameters (k, up-sampling, space): read by mining_decisions",
-    "decontamination": "decontamination parameters: read by decontamination_decisions",
-    "plan": "step order and domain weights: read by curated_dataset",
-}
 
 
 def section_key(section: str) -> dg.AssetKey:

@@ -10,15 +10,20 @@ checkpoint (``LlavaForConditionalGeneration`` + its processor) on curated WebDat
   rows are grouped into micro-batches of ``batch_size`` rows and ``grad_accum`` micro-batches
   make one optimizer step. The whole plan (every epoch) is computed up front from the token
   lengths, so the total step count — and the LR schedule — is known and identical for a
-  straight and a resumed run.
+  straight and a resumed run. The length of training is ``epochs``, or ``budget_tokens``:
+  epochs follow one another (each its own permutation) until the non-padding tokens of the
+  steps so far reach the budget, so a recipe that keeps half the data sees it twice as often
+  and every recipe trains on the same number of tokens (within one step's worth).
 * loss: token-level cross entropy over the target tokens of the *whole step* (sum over all
   micro-batches divided by the step's target-token count), so gradient accumulation gives
   the gradient of the same objective as one large batch.
 * optimizer: AdamW (no weight decay on biases and norm weights), gradient clipping, LR from
   :func:`mm_assets.training.schedule.lr_at`. The vision tower is frozen (``requires_grad``
   False, kept in eval mode, not given to the optimizer); projector and language model train.
-* checkpoints: at every epoch end, every ``save_every_steps`` steps, at the last step and
-  when a run stops early (``stop_after_steps``) — ``save_pretrained`` (safetensors) +
+* checkpoints: at every epoch end (``save_each_epoch``), every ``save_every_steps`` steps, at
+  the first step reaching each of ``checkpoint_fractions`` of the token budget (so the
+  score-vs-compute curves of runs with the same budget share their x-axis), at the last step
+  and when a run stops early (``stop_after_steps``) — ``save_pretrained`` (safetensors) +
   processor, ``optimizer.pt`` (optimizer state + torch RNG state, loaded back with
   ``weights_only=True``), ``trainer_state.json`` (step, plan fingerprint, loss history), then
   :func:`mm_assets.checkpoints.seal_local_checkpoint` (manifest with file hashes, ``COMPLETE``
@@ -69,6 +74,8 @@ class TrainConfig:
     curated_versions: Any = None          # recorded in every manifest (lineage)
     model_name: str = "tiny-llava"        # manifest "model"
     epochs: int = 1
+    budget_tokens: int | None = None      # train until this many tokens (replaces `epochs`)
+    checkpoint_fractions: tuple[float, ...] = ()   # fractions of the budget that get a checkpoint
     max_steps: int | None = None          # cap on the total optimizer steps of the plan
     batch_size: int = 4                   # rows per micro-batch
     grad_accum: int = 1                   # micro-batches per optimizer step
@@ -87,12 +94,14 @@ class TrainConfig:
     save_every_steps: int | None = None
     save_each_epoch: bool = True
     stop_after_steps: int | None = None   # stop this call after so many steps (checkpointed)
+    base_model_version: str | None = None  # the content hash of the model training starts from (lineage)
+    base_model_uri: str | None = None      # where that model is stored (default: `checkpoint_in`)
     freeze_vision: bool = True
     attn_implementation: str = "sdpa"     # "sdpa" or "eager" (both take the packed 4D mask)
 
     def plan_dict(self) -> dict:
         """The fields that decide the data plan and the optimisation (not logging/saving)."""
-        keep = ("epochs", "max_steps", "batch_size", "grad_accum", "max_len", "packing", "pack_window",
+        keep = ("epochs", "budget_tokens", "max_steps", "batch_size", "grad_accum", "max_len", "packing", "pack_window",
                 "lr", "schedule", "warmup", "min_lr", "weight_decay", "betas", "adam_eps", "max_grad_norm",
                 "seed", "freeze_vision")
         d = asdict(self)
@@ -106,6 +115,8 @@ class TrainResult:
     skipped: dict = field(default_factory=dict)             # skip reason -> count
     samples: int = 0
     total_steps: int = 0
+    tokens_planned: int = 0                                 # non-padding tokens of the whole plan
+    tokens_per_epoch: int = 0                               # non-padding tokens of one pass over the data
     final_step: int = 0
     stopped_early: bool = False
 
@@ -130,15 +141,73 @@ def plan_epoch(lengths: Sequence[int], cfg: TrainConfig, epoch: int) -> list[lis
     return [micro[i:i + cfg.grad_accum] for i in range(0, len(micro), cfg.grad_accum)]
 
 
+def step_tokens(step: list, lengths: Sequence[int]) -> int:
+    """Non-padding tokens of one planned step (what the loss and the budget count)."""
+    return sum(lengths[i] for rows in step for row in rows for i in row)
+
+
+def _closest_to_budget(step: list, lengths: Sequence[int], remaining: int) -> list:
+    """The last step of a budgeted plan cut to the whole rows whose tokens come closest to the
+    `remaining` budget (none: the previous step ends the plan): runs of any data size end within
+    half a row of it."""
+    rows = [(m, row) for m, rows in enumerate(step) for row in rows]
+    best, total, best_gap = 0, 0, remaining
+    for n, (_, row) in enumerate(rows, start=1):
+        total += sum(lengths[i] for i in row)
+        gap = abs(total - remaining)
+        if gap < best_gap:
+            best, best_gap = n, gap
+    out: list[list] = [[] for _ in step]
+    for m, row in rows[:best]:
+        out[m].append(row)
+    return [rows_ for rows_ in out if rows_]
+
+
 def make_plan(lengths: Sequence[int], cfg: TrainConfig) -> list[list]:
     plan, total = [], 0
-    for e in range(cfg.epochs):
-        steps = plan_epoch(lengths, cfg, e)
-        if cfg.max_steps is not None:
-            steps = steps[:max(0, cfg.max_steps - total)]
-        plan.append(steps)
-        total += len(steps)
+    if cfg.budget_tokens is not None:
+        if sum(lengths) <= 0:
+            raise ValueError("no tokens to train on")
+        seen, e = 0, 0
+        while seen < cfg.budget_tokens:
+            steps = []
+            for step in plan_epoch(lengths, cfg, e):
+                if seen + step_tokens(step, lengths) >= cfg.budget_tokens:
+                    last = _closest_to_budget(step, lengths, cfg.budget_tokens - seen)
+                    if last:
+                        steps.append(last)
+                    seen = cfg.budget_tokens
+                    break
+                steps.append(step)
+                seen += step_tokens(step, lengths)
+            if steps:
+                plan.append(steps)
+            e += 1
+    else:
+        plan = [plan_epoch(lengths, cfg, e) for e in range(cfg.epochs)]
+    if cfg.max_steps is not None:
+        capped = []
+        for steps in plan:
+            capped.append(steps[:max(0, cfg.max_steps - total)])
+            total += len(capped[-1])
+        plan = capped
     return plan
+
+
+def budget_checkpoints(plan: list[list], lengths: Sequence[int], cfg: TrainConfig) -> tuple[list[int], dict[int, float]]:
+    """Cumulative tokens after each global step, and the steps that first reach each fraction
+    of the budget (step -> fraction)."""
+    cumulative, seen = [], 0
+    for steps in plan:
+        for step in steps:
+            seen += step_tokens(step, lengths)
+            cumulative.append(seen)
+    marks: dict[int, float] = {}
+    if cfg.budget_tokens is not None:
+        for f in sorted(cfg.checkpoint_fractions):
+            step = next((i + 1 for i, t in enumerate(cumulative) if t >= f * cfg.budget_tokens), len(cumulative))
+            marks.setdefault(step, f)
+    return cumulative, marks
 
 
 def plan_fingerprint(samples: Sequence[EncodedSample], cfg: TrainConfig) -> str:
@@ -315,12 +384,16 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
             freeze_vision_tower(model)
         optimizer = make_optimizer(model, cfg)
         fingerprint = plan_fingerprint(samples, cfg)
-        plan = make_plan([s.length for s in samples], cfg)
+        lengths = [s.length for s in samples]
+        plan = make_plan(lengths, cfg)
+        cumulative, budget_marks = budget_checkpoints(plan, lengths, cfg)
         total_steps = sum(len(e) for e in plan)
         warm = warmup_steps(total_steps, cfg.warmup)
 
-        result = TrainResult(skipped=dict(skipped), samples=len(samples), total_steps=total_steps)
-        global_step, parent, base_model = 0, str(checkpoint_in), str(checkpoint_in)
+        result = TrainResult(skipped=dict(skipped), samples=len(samples), total_steps=total_steps,
+                             tokens_planned=cumulative[-1] if cumulative else 0, tokens_per_epoch=sum(lengths))
+        base_model = cfg.base_model_uri or str(checkpoint_in)
+        global_step, parent = 0, base_model
         history: list[dict] = []
         if state is not None:
             if state["plan_fingerprint"] != fingerprint:
@@ -375,7 +448,7 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
             stopping = cfg.stop_after_steps is not None and done_this_call >= cfg.stop_after_steps
             last = global_step == total_steps
             if ((cfg.save_every_steps and global_step % cfg.save_every_steps == 0)
-                    or (epoch_end and cfg.save_each_epoch) or last or stopping):
+                    or (epoch_end and cfg.save_each_epoch) or global_step in budget_marks or last or stopping):
                 target = out_dir_fn(epoch=e + 1, step=global_step)
                 state = {"global_step": global_step, "epoch": e + 1, "step_in_epoch": k + 1,
                          "steps_in_epoch": len(steps), "total_steps": total_steps,
@@ -385,7 +458,12 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
                             "curated_versions": cfg.curated_versions, "step": global_step, "epoch": e + 1,
                             "epoch_complete": epoch_end, "parent": parent, "base_model": base_model,
                             "model": cfg.model_name, "samples": len(samples), "total_steps": total_steps,
-                            "loss": loss}
+                            "loss": loss, "tokens_seen": cumulative[global_step - 1],
+                            "budget_tokens": cfg.budget_tokens,
+                            "budget_fraction": (cumulative[global_step - 1] / cfg.budget_tokens
+                                                if cfg.budget_tokens else None),
+                            "seed": cfg.seed, **({"base_model_version": cfg.base_model_version}
+                                                 if cfg.base_model_version else {})}
                 sealed = save_checkpoint(target, model, processor, optimizer, state, manifest)
                 result.checkpoints.append({"path": str(target), "step": global_step, "epoch": e + 1,
                                            "manifest": sealed})

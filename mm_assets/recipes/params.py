@@ -1,0 +1,25 @@
+"""The base of every recipe parameter model, and the hash a ledger row carries (no Dagster).
+
+Strict: `yes`/`true` is not a number and '0.1' (a string) is not a fraction; unknown keys are
+errors. Step modules derive their parameter models from `StepParams`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mm_assets.metadata import content_digest
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
+FractionOrAll = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class StepParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def step_params_hash(kind: str, params: BaseModel) -> str:
+    """The ledger's `params_hash` of one step."""
+    return content_digest([kind, params.model_dump(mode="json")])[:12]

@@ -1,0 +1,128 @@
+"""A real `dagster dev` (webserver + daemon) on a persistent instance, every sensor as declared
+(none switched on by hand), starting from a graph filled, trained and evaluated in-process —
+what `make demo` leaves behind:
+
+1. the daemon redoes nothing: no checkpoint registered again, no eval requested or generated;
+2. a comment-only recipe edit makes nothing run;
+3. editing `ppl_top50`'s keep fraction materializes exactly its perplexity decisions, its 8
+   curated datasets, its training run, each new checkpoint, each new checkpoint's 5 eval tables
+   and the leaderboard — nothing of another recipe, no score asset. Counted from the event log.
+"""
+
+import time
+
+import dagster as dg
+import pytest
+
+from curation_graph import build_graph
+from mm_assets.taxonomy import BENCHMARKS, DOMAINS
+from resources.evaluation import CheckpointStoreResource, EvalBackendResource
+from resources.settings import REPO_ROOT
+from resources.training import TrainingResource
+from servers import dagster_dev
+
+pytestmark = pytest.mark.e2e
+
+BUDGET, FRACTIONS = 40_000, (0.5, 1.0)
+SENSORS = """query($r: RepositorySelector!) { sensorsOrError(repositorySelector: $r) { __typename
+  ... on Sensors { results { name sensorState { status ticks(limit: 50) { status timestamp } } } }
+  ... on PythonError { message } } }"""
+REPOSITORY = {"repositoryLocationName": "mm_curation", "repositoryName": "__repository__"}
+
+
+def _sensors(dev) -> dict:
+    return {s["name"]: s["sensorState"] for s in dev.graphql(SENSORS, {"r": REPOSITORY})["sensorsOrError"]["results"]}
+
+
+def _wait(predicate, timeout, what, dev):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(3)
+    raise AssertionError(f"timed out waiting for {what}\n{dev.log_tail()}")
+
+
+def _runs_by_job(instance) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for run in instance.get_runs():
+        name = run.job_name if not run.job_name.startswith("__") else "automation:" + ",".join(
+            sorted(k.to_user_string() for k in (run.asset_selection or [])))
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_else(small_data, tmp_path):
+    home = tmp_path / "home"
+    g = build_graph(home, small_data, recipes=("baseline", "semdedup10", "ppl_top50"),
+                    training=TrainingResource(budget_tokens=BUDGET, checkpoint_fractions=list(FRACTIONS)),
+                    checkpoints=CheckpointStoreResource(root=str(home / "checkpoints")),
+                    eval_backend=EvalBackendResource(batch_size=8, max_items=4))
+    assert g.fill(eval_sets=True, train=True) == {}
+    while g.sensor_tick("checkpoint_sensor"):
+        pass
+    g.run("leaderboard_job")
+    old_final = g.meta("training_run", "ppl_top50")["checkpoints"][-1]
+    env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(small_data), "MM_STORAGE_ROOT": str(home / "artifacts"),
+           "MM_RECIPES": str(g.recipes_dir), "MM_EMBEDDER_MODEL": str(home / "siglip2"), "HF_HUB_OFFLINE": "1",
+           "MM_TRAIN_BUDGET_TOKENS": str(BUDGET), "MM_TRAIN_CHECKPOINTS": ",".join(map(str, FRACTIONS)),
+           "MM_EVAL_MAX_ITEMS": "4", "MM_EVAL_BATCH_SIZE": "8"}
+    filled, runs_filled = g.counts(), _runs_by_job(g.instance)
+
+    with dagster_dev(REPO_ROOT / "workspace.yaml", home / "dagster_home", cwd=REPO_ROOT, extra_env=env) as dev:
+        # 1. every sensor RUNNING as declared; several ticks of each redo nothing of the demo's work
+        names = ("recipe_sensor", "curation_automation", "checkpoint_sensor")
+        _wait(lambda: all(len(_sensors(dev).get(n, {}).get("ticks") or []) >= 3 for n in names), 240,
+              "three ticks of every sensor", dev)
+        assert all(_sensors(dev)[n]["status"] == "RUNNING" for n in names)
+        _wait(lambda: all(r.is_finished for r in g.instance.get_runs()), 120, "the recipe observation run", dev)
+        new_runs = {k: v - runs_filled.get(k, 0) for k, v in _runs_by_job(g.instance).items()
+                    if v != runs_filled.get(k, 0)}
+        assert set(new_runs) <= {"observe_recipes_job"}, new_runs      # no registration, no eval
+        assert g.counts() == filled
+
+        # 2. a comment: no section hash changes, nothing runs
+        path = g.recipes_dir / "ppl_top50.yaml"
+        original = path.read_text()
+        path.write_text("# tuned by hand\n" + original)
+        time.sleep(30)
+        assert g.counts() == filled
+
+        # 3. the keep fraction: the recipe's chain, to the leaderboard
+        path.write_text(original.replace("keep_fraction: 0.5", "keep_fraction: 0.4"))
+
+        def trained():
+            m = g.meta("training_run", "ppl_top50")
+            return m["checkpoints"] if m["checkpoints"][-1] != old_final else None
+
+        _wait(trained, 420, "training_run[ppl_top50] on the new curated datasets", dev)
+        new_checkpoints = trained()
+        assert len(new_checkpoints) == len(FRACTIONS)
+        evals = {(b, c) for b in BENCHMARKS for c in new_checkpoints}
+
+        def leaderboard_current():
+            after = g.counts()
+            if not all(after.get(("eval_scores", f"{b}|{c}"), 0) for b, c in evals):
+                return False
+            return g.meta("leaderboard")["final_checkpoints"].get("ppl_top50", {}).get("checkpoint") == \
+                new_checkpoints[-1]
+
+        _wait(leaderboard_current, 420, "every new eval and a leaderboard that compares them", dev)
+        time.sleep(30)                      # and nothing else follows
+        after = g.counts()
+
+    delta = {k: after[k] - filled.get(k, 0) for k in after if after[k] != filled.get(k, 0)}
+    leaderboards = delta.pop(("leaderboard", None))
+    assert leaderboards >= 1
+    assert delta == {("perplexity_decisions", "ppl_top50"): 1,
+                     **{("curated_dataset", f"{d}|ppl_top50"): 1 for d in DOMAINS},
+                     ("training_run", "ppl_top50"): 1,
+                     **{("checkpoint", c): 1 for c in new_checkpoints},
+                     **{("eval_scores", f"{b}|{c}"): 1 for b, c in evals}}
+    m = g.meta("training_run", "ppl_top50")
+    assert abs(m["tokens_seen"] - BUDGET) <= 0.01 * BUDGET
+    board = g.meta("leaderboard")
+    assert "ppl_top50" in board["vs_baseline_at_equal_compute"]
+    for run in g.instance.get_runs(dg.RunsFilter(tags={"dagster/from_automation_condition": "true"})):
+        assert run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
+    print(f"leaderboard materializations after the edit: {leaderboards}")
