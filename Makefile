@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/mm-curation demo --home .demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
 
 ui: $(STAMP)
 	MM_HOME=$(CURDIR)/.demo DAGSTER_HOME=$(CURDIR)/.demo/dagster_home \

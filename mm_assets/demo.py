@@ -50,14 +50,19 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     from mm_assets.local_runner import LocalGraph
 
     graph = LocalGraph(defs, dg.DagsterInstance.get())
-    # every ablation, trained from the same base model to the same token budget
-    rejected = graph.fill(train=True)
-    runnable = [r for r in defs.resources["recipes"].partition_names() if r not in rejected]
-    _register_base_model(defs)
-    # what the daemon does: the checkpoint sensor registers every complete checkpoint in the
-    # store (the untrained base model and each budget fraction of each run) and requests its evals
-    while graph.sensor_tick("checkpoint_sensor"):
-        pass
+    # training runs and evals in two worker processes, as the daemon runs them (pool limit 2)
+    graph.start_workers(2)
+    try:
+        # every ablation, trained from the same base model to the same token budget
+        rejected = graph.fill(train=True)
+        runnable = [r for r in defs.resources["recipes"].partition_names() if r not in rejected]
+        _register_base_model(defs)
+        # what the daemon does: the checkpoint sensor registers every complete checkpoint in the
+        # store (the untrained base model and each budget fraction of each run), requests its evals
+        while graph.sensor_tick("checkpoint_sensor"):
+            pass
+    finally:
+        graph.stop_workers()
     graph.run("leaderboard_job")
     summary = _summarise(graph.instance, runnable)
     summary["recipes_rejected"] = rejected

@@ -9,7 +9,9 @@ before children — the daemon's behaviour without the daemon, for measurements 
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -20,6 +22,29 @@ from mm_assets.steps import STEPS
 from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 
 AUTOMATION_TAGS = {"dagster/from_automation_condition": "true"}   # what the daemon puts on its runs
+_WORKER_LOG_LEVEL = "WARNING"
+
+
+def _worker_init(log_level: str) -> None:
+    """A run worker: one torch thread each (the demo's runs are many small models: two
+    processes on two cores beat two threads in one), the code location from the environment."""
+    import torch
+
+    torch.set_num_threads(1)
+    global _WORKER_LOG_LEVEL
+    _WORKER_LOG_LEVEL = log_level
+
+
+def _worker_run(job: str, partition: str | None) -> tuple[str, str | None, float]:
+    import dagster as dg
+
+    from mm_assets.definitions import defs
+
+    started = time.perf_counter()
+    defs.resolve_job_def(job).execute_in_process(
+        instance=dg.DagsterInstance.get(), partition_key=partition, raise_on_error=True,
+        run_config={"loggers": {"console": {"config": {"log_level": _WORKER_LOG_LEVEL}}}})
+    return job, partition, time.perf_counter() - started
 
 
 @dataclass
@@ -30,6 +55,7 @@ class LocalGraph:
     seconds: dict[str, float] = field(default_factory=dict)
     sensor_cursors: dict[str, str | None] = field(default_factory=dict)
     log_level: str = "WARNING"      # of the console log of in-process runs (the event log keeps everything)
+    _pool: ProcessPoolExecutor | None = None
 
     @property
     def _run_config(self) -> dict:
@@ -45,6 +71,29 @@ class LocalGraph:
             instance=self.instance, partition_key=partition, raise_on_error=True, run_config=self._run_config)
         self.seconds[f"{job}[{partition}]" if partition else job] = time.perf_counter() - started
         return result
+
+    def start_workers(self, n: int) -> None:
+        """Run the jobs given to `run_all` in `n` worker processes that load the code location
+        from the environment (MM_HOME, DAGSTER_HOME…, as `dagster dev` does) — for the demo; a
+        graph built with other resources (tests) runs its jobs here, in this process."""
+        self._pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_worker_init, initargs=(self.log_level,))
+
+    def stop_workers(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def run_all(self, requests: list[tuple[str, str | None]]) -> None:
+        """Run jobs (job name, partition): in the worker processes when there are some (each run
+        records itself in the same instance), else one after the other here."""
+        if self._pool is None:
+            for job, partition in requests:
+                self.run(job, partition)
+            return
+        jobs, partitions = zip(*[(j, None if p is None else str(p)) for j, p in requests]) if requests else ((), ())
+        for job, partition, seconds in self._pool.map(_worker_run, jobs, partitions):
+            self.seconds[f"{job}[{partition}]" if partition else job] = seconds
 
     def register_recipes(self) -> tuple[list[str], dict[str, str]]:
         """What the recipe sensor does: every recipe file becomes a `recipe` partition, then one
@@ -96,8 +145,7 @@ class LocalGraph:
                 self.run("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": d}))
         if train:
             self.run("base_model_job")
-            for name in runnable:
-                self.run("training_job", name)
+            self.run_all([("training_job", name) for name in runnable])
         self.seconds["fill"] = time.perf_counter() - started
         return rejected
 
@@ -125,11 +173,9 @@ class LocalGraph:
         for req in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
         self.sensor_cursors[name] = result.cursor
-        ran = []
-        for req in result.run_requests or []:
-            self.run(req.job_name, req.partition_key)
-            ran.append(f"{req.job_name}[{req.partition_key}]")
-        return ran
+        requests = [(req.job_name, req.partition_key) for req in result.run_requests or []]
+        self.run_all(requests)
+        return [f"{job}[{partition}]" for job, partition in requests]
 
     def automation_tick(self) -> dict[str, list[str | None]]:
         """Evaluate the automation conditions once and run what they request."""

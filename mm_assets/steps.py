@@ -1,4 +1,5 @@
-"""The curation-step registry: one line per step, in the order the README lists them.
+"""The curation-step registry: one line per step (the module that declares its `STEP`), in the
+order the README lists them.
 
 Everything that needs the list of steps derives it from here: the recipe schema (which step
 keys exist and their parameters), the recipe section assets, the decisions assets, the jobs,
@@ -6,20 +7,19 @@ the automation target, the in-process runner and `curated_dataset`'s inputs. Add
 one module declaring a `CurationStep` (see `mm_assets/curation_step.py`) and one line below.
 """
 
-from mm_assets.curation_step import CurationStep
-from mm_assets.decontamination.step import STEP as decontamination
-from mm_assets.dedup.step import STEP as semdedup
-from mm_assets.mining.step import STEP as mining
-from mm_assets.perplexity.step import STEP as perplexity
-from mm_assets.relevance.step import STEP as relevance
-from mm_assets.rephrase.step import STEP as rephrase
+import importlib
 
-STEPS: tuple[CurationStep, ...] = (
-    semdedup,
-    perplexity,
-    relevance,
-    rephrase,
-    mining,
-    decontamination,
+from mm_assets.curation_step import CurationStep
+
+STEP_MODULES = (
+    "mm_assets.dedup.step",
+    "mm_assets.perplexity.step",
+    "mm_assets.relevance.step",
+    "mm_assets.rephrase.step",
+    "mm_assets.mining.step",
+    "mm_assets.decontamination.step",
+    "mm_assets.length.step",
 )
+
+STEPS: tuple[CurationStep, ...] = tuple(importlib.import_module(m).STEP for m in STEP_MODULES)
 STEP_BY_KIND: dict[str, CurationStep] = {s.kind: s for s in STEPS}

@@ -62,9 +62,9 @@ class Storage:
             # explicit setting wins.
             fs_options.setdefault("use_listings_cache", False)
         self.fs, self._root_path = url_to_fs(self.root, **fs_options)
+        # Nothing is created until something is written: a Storage over an input that does not
+        # exist (a typo in a path) must fail to read, not appear as an empty directory.
         self.is_local = self.fs.protocol in ("file", "local") or "file" in (self.fs.protocol or ())
-        if self.is_local:
-            os.makedirs(self._root_path, exist_ok=True)
 
     # -- naming -----------------------------------------------------------------------------
     def _full(self, rel: str) -> str:

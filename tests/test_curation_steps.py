@@ -86,9 +86,12 @@ def test_decontamination_removes_the_planted_leaks(small_graph):
     assert report["planted"] > 0 and report["recall"] == 1.0
 
 
-# One edit per step kind, in that step's section only (in the recipe that uses the step), that
-# changes the step's decisions on the small data.
+# One edit per registered step kind, in that step's section only (in a recipe that uses the
+# step), that changes the step's decisions on the small data. `length_only` is written by the
+# `length_recipe` fixture (no shipped recipe uses the length filter).
+LENGTH_ONLY = "steps:\n  - length: {min_answer_chars: 1, max_answer_chars: 5000}\n"
 STEP_EDITS = {
+    "length": ("length_only", "max_answer_chars: 5000", "max_answer_chars: 20"),
     "semdedup": ("semdedup10", "target_removal: 0.10", "target_removal: 0.30"),
     "perplexity": ("ppl_top50", "keep_fraction: 0.5", "keep_fraction: 0.4"),
     "relevance": ("v1", "relevance: {remove: true, max_flag_rate: 0.05}",
@@ -108,12 +111,30 @@ def _edited(small_graph, recipe: str, text: str):
     return new_materializations(before, small_graph.materializations())
 
 
+@pytest.fixture(scope="module")
+def length_recipe(small_graph):
+    small_graph.write_recipe("length_only", LENGTH_ONLY)
+    small_graph.register_recipes()
+    small_graph.run("step_decisions_job", "length_only")
+    for d in DOMAINS:
+        small_graph.run("curated_dataset_job", f"{d}|length_only")
+    small_graph.run("training_job", "length_only")
+    small_graph.settle()
+    return small_graph
+
+
+def test_every_registered_step_has_an_edit_below():
+    from mm_assets.steps import STEP_BY_KIND
+    assert set(STEP_EDITS) == set(STEP_BY_KIND)
+
+
 @pytest.mark.parametrize("kind", sorted(STEP_EDITS))
-def test_a_step_edit_recomputes_that_step_for_that_recipe_and_what_follows_only(small_graph, kind):
+def test_a_step_edit_recomputes_that_step_for_that_recipe_and_what_follows_only(length_recipe, kind):
     """Through the automation ticks: the step's decisions for that recipe, its 8 curated
     datasets and its training run — no score asset, nothing of another recipe."""
     from mm_assets.steps import STEP_BY_KIND
 
+    small_graph = length_recipe
     recipe, old, new = STEP_EDITS[kind]
     path = small_graph.recipes_dir / f"{recipe}.yaml"
     original = path.read_text()
@@ -128,7 +149,8 @@ def test_a_step_edit_recomputes_that_step_for_that_recipe_and_what_follows_only(
 
 
 @pytest.mark.parametrize("kind", sorted(STEP_EDITS))
-def test_a_comment_edit_recomputes_nothing(small_graph, kind):
+def test_a_comment_edit_recomputes_nothing(length_recipe, kind):
+    small_graph = length_recipe
     recipe, _, _ = STEP_EDITS[kind]
     path = small_graph.recipes_dir / f"{recipe}.yaml"
     original = path.read_text()

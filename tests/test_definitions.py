@@ -119,3 +119,11 @@ def test_jobs_and_the_runner_derive_from_the_step_registry():
         for section in step.decided_by:
             assert f"recipe/{section}" in {p.to_user_string()
                                            for p in graph.get(dg.AssetKey(step.decisions_asset)).parent_keys}
+
+
+def test_the_readme_shows_the_length_step_as_it_is():
+    """The README's worked example of adding a step is the shipped module, verbatim."""
+    readme = (REPO / "README.md").read_text()
+    assert (REPO / "mm_assets" / "length" / "step.py").read_text() in readme
+    assert '"mm_assets.length.step",' in readme and '"mm_assets.length.step",' in \
+        (REPO / "mm_assets" / "steps.py").read_text()

@@ -12,6 +12,9 @@ class Reason(StrEnum):
     INVALID_JSON = "invalid_json"              # the array element is not valid JSON
     TRUNCATED_JSON = "truncated_json"          # the array ends inside an element
     NON_UTF8 = "non_utf8"                      # the element's bytes are not UTF-8
+    INVALID_UNICODE = "invalid_unicode"        # valid JSON, but a \\ud800-style escape is no character
+    TOO_DEEP = "too_deep"                      # nested deeper than any record (and Python's parser)
+    ELEMENT_TOO_LARGE = "element_too_large"    # larger than the splitter keeps for one element
     NOT_AN_OBJECT = "not_an_object"            # the element is valid JSON but not an object
     MISSING_FIELD = "missing_field"            # a required field is absent or of the wrong type
     UNSUPPORTED_MULTI_IMAGE = "unsupported_multi_image"  # several images: the OV stage, not these 8 domains

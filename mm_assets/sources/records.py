@@ -48,6 +48,20 @@ def decode_element(data: bytes) -> Any | Rejection:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         return Rejection(Reason.INVALID_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:
+        return Rejection(Reason.TOO_DEEP, "nested deeper than the JSON parser allows")
+    except ValueError as exc:        # e.g. an integer of more than 4300 digits
+        return Rejection(Reason.INVALID_JSON, str(exc)[:200])
+
+
+def _unencodable(value: str) -> int | None:
+    """Index of the first lone surrogate (a `\\ud800` escape decodes to one: not a character,
+    and no UTF-8 writer accepts it), or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def _image_field(rec: dict) -> str | None | Rejection:
@@ -115,6 +129,15 @@ def validate_record(value: Any, domain_of: dict[str, str]) -> Record | Rejection
             return Rejection(Reason.IMAGE_TOKEN_MISMATCH,
                              f"{n_tokens} {IMAGE_TOKEN} placeholder(s) for {n_images} image(s)")
     raw_id = value["id"]
+    texts = {"source": source, "id": raw_id if isinstance(raw_id, str) else "", "image": image or "",
+             **{f"turn {i}": t["value"] for i, t in enumerate(turns)}}
+    for where, text in texts.items():
+        at = _unencodable(text)
+        if at is not None:
+            return Rejection(Reason.INVALID_UNICODE, f"{where}: lone surrogate U+{ord(text[at]):04X} at character "
+                                                     f"{at} (an unpaired \\u escape); not representable in UTF-8")
+    if isinstance(raw_id, (dict, list)):
+        return Rejection(Reason.MISSING_FIELD, f"`id` is a {type(raw_id).__name__}, not a string or number")
     return Record(str(raw_id), type(raw_id).__name__, source, domain, image, turns, fixes)
 
 

@@ -61,8 +61,33 @@ def load_domain_map(storage: Storage, rel: str) -> dict[str, str]:
     return mapping
 
 
+class MissingInput(FileNotFoundError):
+    """A configured input that is not there: a configuration error, raised before any work."""
+
+
+def check_inputs(specs: list[SourceSpec], domain_map_uri: str, storage_options: dict) -> None:
+    """Every configured input exists (inputs are read-only: nothing is created for them)."""
+    missing = []
+    for what, uri, kind in [("domain map", domain_map_uri, "file"),
+                            *[(f"source {s.name!r} annotations", s.annotations, "file") for s in specs],
+                            *[(f"source {s.name!r} images", s.images, "directory") for s in specs if s.images]]:
+        st, name = file_storage(uri, storage_options)
+        try:
+            info = st.info(name)
+        except FileNotFoundError:
+            missing.append(f"{what}: {uri} does not exist")
+            continue
+        if kind == "directory" and info.get("type") != "directory" and not uri.startswith("s3://"):
+            missing.append(f"{what}: {uri} is not a directory")
+        if kind == "file" and info.get("type") == "directory":
+            missing.append(f"{what}: {uri} is a directory, not a file")
+    if missing:
+        raise MissingInput("inputs not found (check MM_SOURCE_CONFIG / the source resource): " + "; ".join(missing))
+
+
 def input_fingerprint(specs: list[SourceSpec], domain_map_uri: str, storage_options: dict) -> str:
     """Cheap identity of the inputs (paths, sizes, modification stamps) for reuse checks."""
+    check_inputs(specs, domain_map_uri, storage_options)
     parts = [SCAN_CODE_VERSION]
     for uri in [domain_map_uri] + [s.annotations for s in specs]:
         st, name = file_storage(uri, storage_options)
@@ -125,9 +150,16 @@ def _scan_annotations(spec: SourceSpec, domain_of: dict[str, str], storage_optio
         for el in scanner:
             where = dict(stage="source", source_name=spec.name, annotation=spec.annotations,
                          ordinal=el.ordinal, offset=el.offset)
+            if el.unbalanced:
+                quarantine.add(**where, reason=Reason.INVALID_JSON,
+                               detail=f"not JSON: {el.problem} ({el.length} bytes up to the next element)")
+                continue
+            if el.oversized:
+                quarantine.add(**where, reason=Reason.ELEMENT_TOO_LARGE, detail=el.problem)
+                continue
             if el.truncated:
                 quarantine.add(**where, reason=Reason.TRUNCATED_JSON,
-                               detail=f"the file ends inside this element ({len(el.data)} bytes read)")
+                               detail=f"the file ends inside this element ({el.length} bytes read)")
                 continue
             value = decode_element(el.data)
             if isinstance(value, Rejection):
@@ -148,7 +180,8 @@ def _scan_annotations(spec: SourceSpec, domain_of: dict[str, str], storage_optio
                                       "image": rec.image})
             n_ok += 1
     return {"uri": spec.annotations, "sha256": scanner.sha256, "bytes": scanner.bytes_read,
-            "array_closed": scanner.closed_properly, "records_passed": n_ok}
+            "array_closed": scanner.closed_properly, "byte_order_mark": scanner.bom,
+            "resynchronised": scanner.resyncs, "records_passed": n_ok}
 
 
 def _index_images(spec: SourceSpec, storage_options: dict, members: _PartWriter,
@@ -159,6 +192,11 @@ def _index_images(spec: SourceSpec, storage_options: dict, members: _PartWriter,
     summaries = []
     for name in st.list(""):
         if not name.endswith(TARBALL_SUFFIXES):
+            continue
+        if st.info(name).get("type") != "file":
+            summaries.append({"source_name": spec.name, "tarball": name, "uri": st.uri(name), "sha256": None,
+                              "compressed_bytes": 0, "uncompressed_bytes": 0, "members": 0, "incomplete_members": 0,
+                              "truncated": False, "error": "not a regular file: skipped", "seek_points": None})
             continue
         with st.open_read(name, block_size=8 << 20) as f:
             ix = index_tarball(f, name)
@@ -203,6 +241,7 @@ def scan_sources(specs: list[SourceSpec], domain_map_uri: str, out: Storage,
                  storage_options: dict | None = None, flush_rows: int = 50_000) -> dict:
     """Run the source step into `out` and return its manifest (also written as manifest.json)."""
     storage_options = storage_options or {}
+    check_inputs(specs, domain_map_uri, storage_options)
     map_dir, map_name = file_storage(domain_map_uri, storage_options)
     map_bytes = map_dir.read_bytes(map_name)
     domain_of = load_domain_map(map_dir, map_name)

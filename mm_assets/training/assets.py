@@ -156,7 +156,9 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
     curated_versions = {d: p["version"] for d, p in sorted(curated.items())}
     budget = recipe.training.budget_tokens or training.budget_tokens
     settings = dict(training.model_dump(), budget_tokens=budget)
-    run_id = f"{recipe_name}-{content_digest([TRAINING_CODE_VERSION, curated_versions, settings, base_model['version']])[:8]}"
+    # what decides the weights (not which budget fractions get a checkpoint written)
+    trajectory = {k: v for k, v in settings.items() if k != "checkpoint_fractions"}
+    run_id = f"{recipe_name}-{content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, base_model['version']])[:8]}"
     store = checkpoints.get()
     cfg = TrainConfig(training_run=run_id, recipe=recipe_name, curated_versions=curated_versions,
                       model_name=f"tiny-llava ({training.base_model})", budget_tokens=budget,
