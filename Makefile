@@ -20,8 +20,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mm-curation demo --home .demo
 
+# The real-daemon tests (marked e2e) mostly wait on runs: they run in a second pytest, one per
+# worker, beside the rest of the suite; `make test` fails if either fails.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
+	@mkdir -p $${TMPDIR:-/tmp}/mm-e2e-tests; \
+	PYTEST_DEBUG_TEMPROOT=$${TMPDIR:-/tmp}/mm-e2e-tests \
+	$(BIN)/python -m pytest -q -m e2e -n 3 -p no:cacheprovider --durations=5 > .e2e-tests.log 2>&1 & e2e=$$!; \
+	$(BIN)/python -m pytest -q -m "not e2e" --durations=20; rest=$$?; \
+	wait $$e2e; status=$$?; echo "--- end-to-end tests (real dagster dev) ---"; cat .e2e-tests.log; \
+	test $$rest -eq 0 -a $$status -eq 0
 
 ui: $(STAMP)
 	MM_HOME=$(CURDIR)/.demo DAGSTER_HOME=$(CURDIR)/.demo/dagster_home \
@@ -29,6 +36,7 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_json_array.py
 	$(BIN)/python benchmarks/bench_semdedup.py
 	$(BIN)/python benchmarks/bench_embeddings.py
 	$(BIN)/python benchmarks/bench_recompute.py

@@ -9,8 +9,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# About two passes over the small data's baseline (≈ 128 samples): what the tests train on.
-SMALL_BUDGET_TOKENS = 40_000
+# About 1.5 passes over the small data's baseline (≈ 128 samples): what the tests train on.
+SMALL_BUDGET_TOKENS = 30_000
 
 
 @pytest.fixture(scope="session")

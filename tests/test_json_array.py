@@ -221,3 +221,14 @@ def test_one_mutated_byte_loses_at_most_its_own_element(recs, indent, draw):
     got = Counter(json.dumps(g, sort_keys=True) for g in good)
     for r, n in Counter(json.dumps(r, sort_keys=True) for j, r in enumerate(recs) if j != k).items():
         assert got[r] >= n, (r, op, i, data)
+
+
+def test_the_splitter_bench_runs_in_quick_mode():
+    """`make bench`'s splitter measurement, at 4 MB: one defect loses one record."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_json_array
+
+    r = bench_json_array.main(quick=True)
+    assert r["missing_brace"]["lost"] == 1 and r["unterminated_string"]["lost"] == 1
+    assert r["split_and_parse"]["good"] == r["records"]

@@ -404,3 +404,43 @@ def test_invalid_recipes_get_invalid_versions(tmp_path):
     assert section_versions(again.value) == va
     # and a valid recipe never looks invalid
     assert not any(x.startswith("invalid-") for x in versions(BASE).values())
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile recipe files
+# --------------------------------------------------------------------------------------------
+
+def test_a_yaml_alias_bomb_is_refused_fast_and_briefly(tmp_path):
+    import time
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    started = time.perf_counter()
+    with pytest.raises(RecipeError) as info:
+        load_recipe(tmp_path / "bomb.yaml")
+    assert time.perf_counter() - started < 1 and len(str(info.value)) < 1000
+    assert "alias" in str(info.value)
+
+
+def test_an_oversized_file_is_not_a_recipe(tmp_path):
+    (tmp_path / "huge.yaml").write_text("description: " + "x" * (100 << 10) + "\n")
+    with pytest.raises(RecipeError, match="larger than"):
+        load_recipe(tmp_path / "huge.yaml")
+
+
+def test_a_directory_named_like_a_recipe_is_rejected_alone(tmp_path):
+    (tmp_path / "x.yaml").mkdir()
+    (tmp_path / "ok.yaml").write_text(OK_STEP)
+    got = load_recipes(tmp_path)
+    assert isinstance(got["ok"], Recipe)
+    assert isinstance(got["x"], RecipeError) and "not a regular file" in str(got["x"])
+
+
+def test_only_files_named_like_recipes_become_partitions(tmp_path):
+    from resources.recipes import RecipesResource
+    for name in ("good_one", "Bad Name", "../escape", "ünïcode"):
+        (tmp_path / f"{name.replace('/', '_')}.yaml").write_text(OK_STEP)
+    res = RecipesResource(directory=str(tmp_path))
+    assert res.partition_names() == ["good_one"]
+    assert isinstance(res.load_all()["Bad Name"], RecipeError)

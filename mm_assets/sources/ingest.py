@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from collections.abc import Callable
 
-from PIL import Image
+from PIL import (BmpImagePlugin, GifImagePlugin, Image, JpegImagePlugin, MpoImagePlugin,  # noqa: F401
+                 PngImagePlugin, TiffImagePlugin, WebPImagePlugin)   # the allowed formats, registered
 
 from mm_assets.sources.quarantine import QuarantineRows, counts_by_reason
 from mm_assets.sources.reasons import Reason
@@ -28,7 +30,8 @@ from mm_assets.webdataset_io import shard_digest, validate_shard, write_shard
 INGEST_CODE_VERSION = "1"
 DEFAULT_SAMPLES_PER_SHARD = 1000
 
-_EXT_OF_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+_EXT_OF_FORMAT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
+                  "TIFF": "tiff"}
 
 
 class IngestInterrupted(RuntimeError):
@@ -48,22 +51,75 @@ def raw_shards_version(source_manifest: dict, domain: str, samples_per_shard: in
     return hashlib.sha256(canonical_json(payload)).hexdigest()[:20]
 
 
-def inspect_image(data: bytes) -> tuple[str, int, int]:
-    """Check that the image bytes are whole and decodable; (ext, width, height).
+# The formats training and evaluation read (`mm_assets.training.data.IMAGE_EXTS`); MPO is a
+# JPEG with extra frames (phones write it) and is stored as one. Anything else — PPM, EPS
+# (whose plugin would start Ghostscript), ICO… — is never opened by another plugin.
+ALLOWED_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")    # (JPEG's opener yields MPO too)
+# A real training image is a few megapixels; beyond this, decoding costs gigabytes.
+MAX_IMAGE_PIXELS = 40_000_000
 
-    JPEG has no checksums, so it is decoded (DCT-scaled to 1/8, which still reads every
-    byte). PNG carries a CRC per chunk: `verify()` checks them all without inflating pixels.
+
+# Formats recognised (by their first bytes, without opening them) so that they are reported as
+# unsupported rather than corrupt.
+_OTHER_FORMATS = ((b"%!PS", "PostScript/EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"),
+                  (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
+                  (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"qoif", "QOI"),
+                  (b"\x76\x2f\x31\x01", "OpenEXR"), (b"#?RADIANCE", "HDR"), (b"DDS ", "DDS"))
+
+
+def _other_format(data: bytes) -> str | None:
+    head = data[:16]
+    if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in b" \t\r\n":
+        return "PNM (PBM/PGM/PPM)"
+    if head[4:8] == b"ftyp":
+        return "HEIF/AVIF"
+    return next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), None)
+
+
+class UnusableImage(ValueError):
+    """Image bytes that are whole but cannot be used: an unsupported format or too many pixels."""
+
+    def __init__(self, reason: Reason, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def inspect_image(data: bytes) -> tuple[str, int, int]:
+    """Check that the image bytes are whole, decodable and usable; (ext, width, height).
+
+    Only the allowed formats are tried. The size is checked from the header before any pixel
+    is decoded. JPEG has no checksums, so it is decoded (DCT-scaled to 1/8, which still reads
+    every byte). PNG carries a CRC per chunk, but valid CRCs around an invalid deflate stream
+    still fail in training: `verify()` checks the CRCs, then the pixels are decoded.
     """
-    with Image.open(io.BytesIO(data)) as im:
+    try:
+        with warnings.catch_warnings():     # the size is refused below, with the record's name
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=ALLOWED_IMAGE_FORMATS)
+    except Image.UnidentifiedImageError:
+        other = _other_format(data)
+        if other is None:       # no image format at all: garbage or a cut-off header
+            raise
+        raise UnusableImage(Reason.UNSUPPORTED_IMAGE, f"a {other} image; the pipeline reads "
+                                                      f"{', '.join(ALLOWED_IMAGE_FORMATS)}") from None
+    except Image.DecompressionBombError as exc:
+        raise UnusableImage(Reason.IMAGE_TOO_LARGE, str(exc)) from None
+    with im:
         fmt = im.format or ""
         width, height = im.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise UnusableImage(Reason.IMAGE_TOO_LARGE, f"{width}×{height} = {width * height:,} pixels "
+                                                        f"(at most {MAX_IMAGE_PIXELS:,})")
         if fmt == "PNG":
             im.verify()
         else:
-            if fmt == "JPEG":
+            if fmt in ("JPEG", "MPO"):
                 im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             im.load()
-    return _EXT_OF_FORMAT.get(fmt, fmt.lower() or "bin"), width, height
+    if fmt == "PNG":
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as im:
+            im.load()
+    return _EXT_OF_FORMAT[fmt], width, height
 
 
 class _Readers:
@@ -165,6 +221,9 @@ def _build_shard(rows: list[dict], domain: str, readers: _Readers, seen: dict[st
                 continue
             try:
                 ext, w, h = inspect_image(data)
+            except UnusableImage as exc:
+                quarantine.add(**where, reason=exc.reason, detail=f"{rec.image!r} ({len(data)} bytes): {exc}")
+                continue
             except Exception as exc:  # PIL raises many types for bad bytes
                 quarantine.add(**where, reason=Reason.CORRUPT_IMAGE,
                                detail=f"{rec.image!r} ({len(data)} bytes) does not decode: {type(exc).__name__}: {exc}")

@@ -25,6 +25,8 @@ class Reason(StrEnum):
     MISSING_IMAGE = "missing_image"            # the image path is in no tarball
     TRUNCATED_TARBALL = "truncated_tarball"    # the image was in the lost part of a truncated tarball
     CORRUPT_IMAGE = "corrupt_image"            # the image bytes do not decode
+    UNSUPPORTED_IMAGE = "unsupported_image"    # whole, but not a format training reads (PPM, EPS, …)
+    IMAGE_TOO_LARGE = "image_too_large"        # more pixels than any training image needs
 
 
 # Fixes that ingest applies instead of quarantining; recorded per sample in `samples.fixes`.

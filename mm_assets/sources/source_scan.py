@@ -204,7 +204,8 @@ def _index_images(spec: SourceSpec, storage_options: dict, members: _PartWriter,
         if is_gzip_name(name):
             with st.open_read(name, block_size=8 << 20) as f:
                 seek_rel = f"seek_points/{spec.name}/{name}.gzidx"
-                out.write_bytes(seek_rel, build_seek_points(f))
+                # a decompression bomb is indexed only as far as the index pass read it
+                out.write_bytes(seek_rel, build_seek_points(f, up_to=ix.stopped_at))
         for path, off, size, complete in ix.members:
             members.add(spec.name, {"source_name": spec.name, "path": path, "tarball": name,
                                     "member_offset": off, "member_size": size, "complete": complete})

@@ -34,69 +34,101 @@ def normalise_member_path(path: str) -> str:
     return path.lstrip("/")
 
 
+# Images barely compress; a tarball whose stream inflates more than MAX_EXPANSION times its
+# compressed bytes, past BOMB_FLOOR, is a decompression bomb, not image data: indexing stops
+# there (what came before stays usable).
+MAX_EXPANSION = 200
+BOMB_FLOOR = 1 << 30
+
+
 class _DecompressingReader(io.RawIOBase):
     """A read-only stream of the uncompressed bytes of a (possibly multi-member) gzip file.
 
     Tracks how many uncompressed bytes were produced and whether the gzip stream ended
     cleanly; a truncated file simply runs out of input (no exception), which is how a cut
-    download looks.
+    download looks. Memory and time are linear in what is read: at most `chunk_size` bytes are
+    inflated at a time (`max_length`), however compressible the input, and the output is
+    handed out by offset, never re-sliced.
     """
 
-    def __init__(self, raw: IO[bytes], gzipped: bool, chunk_size: int = 1 << 20):
+    def __init__(self, raw: IO[bytes], gzipped: bool, chunk_size: int = 1 << 20, max_expansion: int = MAX_EXPANSION,
+                 bomb_floor: int = BOMB_FLOOR):
         self._raw = raw
         self._gzipped = gzipped
         self._chunk = chunk_size
+        self._max_expansion = max_expansion
+        self._bomb_floor = bomb_floor
         self._d = zlib.decompressobj(wbits=31) if gzipped else None
-        self._pending = b""
+        self._input = b""               # compressed bytes not inflated yet
+        self._pending = b""             # inflated bytes not handed out yet, from `_off`
+        self._off = 0
         self.hash = hashlib.sha256()
         self.compressed_bytes = 0
         self.uncompressed_bytes = 0
+        self.inflated_bytes = 0
         self.stream_complete = not gzipped
         self.corrupt: str | None = None
+        self.bomb = False
         self._input_done = False
 
     def readable(self) -> bool:
         return True
 
+    def _read_raw(self) -> bytes:
+        data = self._raw.read(self._chunk)
+        if not data:
+            self._input_done = True
+        self.hash.update(data)
+        self.compressed_bytes += len(data)
+        return data
+
     def _fill(self) -> None:
-        while not self._pending and not self._input_done:
-            data = self._raw.read(self._chunk)
-            if not data:
-                self._input_done = True
-                return
-            self.hash.update(data)
-            self.compressed_bytes += len(data)
+        while self._off >= len(self._pending) and not self._input_done:
             if not self._gzipped:
-                self._pending = data
+                self._pending, self._off = self._read_raw(), 0
                 return
+            if not self._input:
+                self._input = self._read_raw()
+                if not self._input:
+                    return
             try:
-                out = self._d.decompress(data)
-                while self._d.eof and self._d.unused_data:
-                    rest = self._d.unused_data
+                if self._d.eof:         # a further gzip member (or trailing bytes) follows
                     self._d = zlib.decompressobj(wbits=31)
-                    out += self._d.decompress(rest)
+                    self.stream_complete = False
+                out = self._d.decompress(self._input, self._chunk)
             except zlib.error as exc:
                 self.corrupt = str(exc)
                 self._input_done = True
                 return
-            self.stream_complete = self._d.eof
-            self._pending = out
+            if self._d.eof:
+                self._input = self._d.unused_data
+                self.stream_complete = True
+            else:
+                self._input = self._d.unconsumed_tail
+                self.stream_complete = False
+            self._pending, self._off = out, 0
+            self.inflated_bytes += len(out)
+            if self.inflated_bytes > max(self._max_expansion * self.compressed_bytes, self._bomb_floor):
+                self.corrupt = (f"decompression bomb: {self.inflated_bytes} bytes inflated from "
+                                f"{self.compressed_bytes} (more than {self._max_expansion}×); stopped there")
+                self.bomb = True
+                self._input_done = True
 
     def readinto(self, b) -> int:
         self._fill()
-        n = min(len(b), len(self._pending))
-        b[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        n = min(len(b), len(self._pending) - self._off)
+        b[:n] = memoryview(self._pending)[self._off:self._off + n]
+        self._off += n
         self.uncompressed_bytes += n
         return n
 
     def drain(self) -> None:
         while True:
             self._fill()
-            if not self._pending:
+            if self._off >= len(self._pending):
                 return
-            self.uncompressed_bytes += len(self._pending)
-            self._pending = b""
+            self.uncompressed_bytes += len(self._pending) - self._off
+            self._off = len(self._pending)
 
 
 @dataclass
@@ -107,13 +139,14 @@ class TarballIndex:
     uncompressed_bytes: int           # bytes of tar stream recovered
     truncated: bool                   # the file ends before its gzip/tar stream does
     error: str | None                 # what went wrong, if anything
+    stopped_at: int | None = None     # a decompression bomb: indexing stopped at this uncompressed byte
     members: list[tuple[str, int, int, bool]] = field(default_factory=list)
     # (normalised path, data offset in uncompressed stream, size, complete)
 
 
-def index_tarball(f: IO[bytes], name: str) -> TarballIndex:
+def index_tarball(f: IO[bytes], name: str, bomb_floor: int = BOMB_FLOOR) -> TarballIndex:
     """One streaming pass: list the members of a tarball and detect truncation."""
-    reader = _DecompressingReader(f, gzipped=is_gzip_name(name))
+    reader = _DecompressingReader(f, gzipped=is_gzip_name(name), bomb_floor=bomb_floor)
     members: list[tuple[str, int, int, bool]] = []
     error = None
     try:
@@ -132,14 +165,18 @@ def index_tarball(f: IO[bytes], name: str) -> TarballIndex:
         error = f"gzip stream ends early after {reader.compressed_bytes} compressed bytes"
     members = [(p, off, size, off + size <= available) for p, off, size, _ in members]
     return TarballIndex(name, reader.hash.hexdigest(), reader.compressed_bytes, available,
-                        truncated, error, members)
+                        truncated, error, available if reader.bomb else None, members)
 
 
-def build_seek_points(f: IO[bytes], spacing: int = SEEK_POINT_SPACING) -> bytes:
-    """Second pass over a gzip tarball: the exported `indexed_gzip` seek-point index."""
+def build_seek_points(f: IO[bytes], spacing: int = SEEK_POINT_SPACING, up_to: int | None = None) -> bytes:
+    """Second pass over a gzip tarball: the exported `indexed_gzip` seek-point index (of the
+    first `up_to` uncompressed bytes only, for a tarball whose index pass stopped early)."""
     g = indexed_gzip.IndexedGzipFile(fileobj=f, spacing=spacing, drop_handles=False)
     try:
-        g.build_full_index()
+        if up_to is None:
+            g.build_full_index()
+        else:
+            g.seek(up_to)
         buf = io.BytesIO()
         g.export_index(fileobj=buf)
         return buf.getvalue()
