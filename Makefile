@@ -20,15 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mm-curation demo --home .demo
 
-# The real-daemon tests (marked e2e) mostly wait on runs: they run in a second pytest, one per
-# worker, beside the rest of the suite; `make test` fails if either fails.
+# Three pytest processes side by side (see tests/run_suite.sh); fails if any fails.
 test: $(STAMP)
-	@mkdir -p $${TMPDIR:-/tmp}/mm-e2e-tests; \
-	PYTEST_DEBUG_TEMPROOT=$${TMPDIR:-/tmp}/mm-e2e-tests \
-	$(BIN)/python -m pytest -q -m e2e -n 3 -p no:cacheprovider --durations=5 > .e2e-tests.log 2>&1 & e2e=$$!; \
-	$(BIN)/python -m pytest -q -m "not e2e" --durations=20; rest=$$?; \
-	wait $$e2e; status=$$?; echo "--- end-to-end tests (real dagster dev) ---"; cat .e2e-tests.log; \
-	test $$rest -eq 0 -a $$status -eq 0
+	PYTHON=$(BIN)/python bash tests/run_suite.sh
 
 ui: $(STAMP)
 	MM_HOME=$(CURDIR)/.demo DAGSTER_HOME=$(CURDIR)/.demo/dagster_home \

@@ -6,7 +6,9 @@ Each measurement runs in a fresh subprocess so its peak RSS is its own:
    every element — reported as MB/s and as a ratio to the floor measured in the same run;
 3. the same array with one defect in element 1 — a missing closing `}` and, separately, an
    unterminated string: how many records are lost (the defective one only, if the splitter
-   resynchronises) and the peak RSS against the clean run.
+   resynchronises) and the peak RSS against the clean run;
+4. one huge element (1 GB of one string, between two good records): it is reported as too large
+   with its first bytes only, its neighbours come through, and peak RSS stays near the clean run.
 `--quick` uses a 4 MB array (seconds; what the test suite runs). Results go to stdout and
 `.bench/results/json_array.json`.
 """
@@ -48,6 +50,17 @@ def write_array(path: Path, target_bytes: int, defect: str | None = None) -> int
     return n
 
 
+def write_huge_element(path: Path, element_bytes: int) -> int:
+    """[good, {"id": .., "blob": "aaaa…"} of `element_bytes`, good]; returns 3."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("[" + RECORD % (0, 0, 0, 0, "") + ',\n{"id": "huge", "blob": "')
+        chunk = "a" * (8 << 20)
+        for _ in range(element_bytes // len(chunk)):
+            f.write(chunk)
+        f.write('"},\n' + RECORD % (2, 2, 2, 2, "") + "]")
+    return 3
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -56,7 +69,7 @@ def worker(kind: str, path: str) -> dict:
     from mm_assets.sources.json_array import JsonArrayScanner
 
     t0 = time.perf_counter()
-    good = bad = 0
+    good = bad = oversized = 0
     with open(path, "rb") as f:
         if kind == "read":
             while f.read(8 << 20):
@@ -64,6 +77,9 @@ def worker(kind: str, path: str) -> dict:
         else:
             sc = JsonArrayScanner(f)
             for el in sc:
+                if el.oversized:
+                    oversized += 1
+                    continue
                 if kind == "split":
                     good += 1
                     continue
@@ -75,7 +91,7 @@ def worker(kind: str, path: str) -> dict:
     seconds = time.perf_counter() - t0
     mb = Path(path).stat().st_size / 1e6
     return {"kind": kind, "seconds": seconds, "mb_per_s": mb / seconds, "good": good, "bad": bad,
-            "peak_rss_mb": peak_rss_mb()}
+            "oversized": oversized, "peak_rss_mb": peak_rss_mb()}
 
 
 def run_worker(kind: str, path: Path) -> dict:
@@ -100,6 +116,10 @@ def main(quick: bool) -> dict:
         path, n_defect = files[defect]
         r = run_worker("parse", path)
         results[defect] = dict(r, records=n_defect, lost=n_defect - r["good"])
+    huge = root / "huge_element.json"
+    write_huge_element(huge, (80 << 20) if quick else (1 << 30))
+    results["huge_element"] = dict(run_worker("parse", huge), element_mb=huge.stat().st_size / 1e6)
+    huge.unlink()
     floor = results["read"]["mb_per_s"]
     results["ratios"] = {"split_vs_read": results["split"]["mb_per_s"] / floor,
                          "split_and_parse_vs_read": results["split_and_parse"]["mb_per_s"] / floor,
@@ -113,6 +133,9 @@ def main(quick: bool) -> dict:
         r = results[defect]
         print(f"{defect} in element 1: {r['lost']} of {r['records']:,} records lost, {r['bad']} quarantined, "
               f"peak RSS {r['peak_rss_mb']:.0f} MB (clean: {results['split_and_parse']['peak_rss_mb']:.0f} MB)")
+    h = results["huge_element"]
+    print(f"one {h['element_mb']:,.0f} MB element between two records: {h['oversized']} reported too large, "
+          f"{h['good']} of 2 neighbours kept, {h['seconds']:.1f} s, peak RSS {h['peak_rss_mb']:.0f} MB")
     (BENCH / "results").mkdir(parents=True, exist_ok=True)
     (BENCH / "results" / f"json_array{'_quick' if quick else ''}.json").write_text(json.dumps(results, indent=2))
     return results

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,18 @@ import polars as pl
 from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
+from mm_assets.scratch import owner_tag, scratch_dir, spool_file, sweep
+
 TMP_PREFIX = ".tmp-"
+_swept: set[tuple[int, str]] = set()     # (pid, directory) whose stale temporaries are gone
+
+
+def _sweep_once(directory: str) -> None:
+    """Remove what killed writers left in `directory`, once per process."""
+    key = (os.getpid(), directory)
+    if key not in _swept:
+        sweep(directory, TMP_PREFIX)
+        _swept.add(key)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -147,7 +157,8 @@ class Storage:
         if self.is_local:
             directory = os.path.dirname(full)
             os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f"{TMP_PREFIX}{os.path.basename(full)}-{uuid.uuid4().hex[:8]}")
+            _sweep_once(directory)
+            tmp = os.path.join(directory, f"{TMP_PREFIX}{owner_tag()}-{uuid.uuid4().hex[:8]}-{os.path.basename(full)}")
             try:
                 with open(tmp, "wb") as f:
                     yield f
@@ -158,7 +169,7 @@ class Storage:
                 if os.path.exists(tmp):
                     os.remove(tmp)
         else:
-            with tempfile.NamedTemporaryFile(prefix=TMP_PREFIX, delete=False) as f:
+            with spool_file("mm-spool-") as f:
                 tmp = f.name
                 try:
                     yield f
@@ -213,7 +224,7 @@ def local_path(st: Storage, rel: str) -> Iterator[str]:
     if st.is_local:
         yield st.uri(rel)
         return
-    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
+    with scratch_dir("mm-dl-") as tmp:
         path = os.path.join(tmp, os.path.basename(rel))
         with st.open_read(rel) as src, open(path, "wb") as dst:
             while chunk := src.read(8 << 20):
@@ -227,7 +238,7 @@ def local_dir(st: Storage, rel: str) -> Iterator[str]:
     if st.is_local:
         yield st.uri(rel)
         return
-    with tempfile.TemporaryDirectory(prefix="mm-dl-") as tmp:
+    with scratch_dir("mm-dl-") as tmp:
         for name in st.walk_files(rel):
             target = Path(tmp) / name
             target.parent.mkdir(parents=True, exist_ok=True)

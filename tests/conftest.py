@@ -13,6 +13,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_BUDGET_TOKENS = 30_000
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that use the trained small graph: `make test` runs them in a process of
+    their own, so the fixture is built once and beside the other tests."""
+    for item in items:
+        if "small_graph" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.small_graph)
+
+
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
     from mm_assets.sample_data import generate_sample_data
@@ -43,16 +51,10 @@ def small_graph(small_data, tmp_path_factory):
     """The whole graph filled on the small data with every shipped recipe, each trained; training
     settings and the sensor's benchmark set sized for tests. Tests that change it restore what
     they change."""
-    from curation_graph import SHIPPED_RECIPES, build_graph
-    from resources.evaluation import CheckpointStoreResource, EvalBackendResource
-    from resources.training import TrainingResource
+    from curation_graph import SHIPPED_RECIPES, build_graph, small_graph_resources
 
     home = tmp_path_factory.mktemp("small_graph")
-    g = build_graph(home, small_data, recipes=SHIPPED_RECIPES,
-                    training=TrainingResource(budget_tokens=SMALL_BUDGET_TOKENS, checkpoint_fractions=[0.5, 1.0],
-                                              batch_size=4, max_len=384, lr=3e-3, warmup=2),
-                    checkpoints=CheckpointStoreResource(root=str(home / "checkpoints"), evaluate_on=["countbench"]),
-                    eval_backend=EvalBackendResource(batch_size=8, max_items=4))
+    g = build_graph(home, small_data, recipes=SHIPPED_RECIPES, **small_graph_resources(home, SMALL_BUDGET_TOKENS))
     rejected = g.fill(eval_sets=True, train=True)
     assert rejected == {}
     assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled

@@ -40,29 +40,44 @@ class Graph(LocalGraph):
 
 def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("baseline", "semdedup10"),
                 **overrides) -> Graph:
-    """`overrides`: further resources (e.g. training settings); the checkpoint store and MLflow
-    default to the temporary home, never to the environment's MM_HOME."""
+    """A new home: the tiny embedder, the given shipped recipes, an empty instance; then
+    `open_graph`. `overrides`: further resources (e.g. training settings); the checkpoint store
+    and MLflow default to the temporary home, never to the environment's MM_HOME."""
     from mm_assets.embeddings.model import build_tiny_siglip2, save_embedder
 
     home.mkdir(parents=True, exist_ok=True)
-    checkpoint = home / "siglip2"
-    save_embedder(*build_tiny_siglip2(seed=0), checkpoint)
-    recipes_dir = home / "recipes"
-    recipes_dir.mkdir()
+    save_embedder(*build_tiny_siglip2(seed=0), home / "siglip2")
+    (home / "recipes").mkdir()
     for name in recipes:
-        shutil.copyfile(REPO_ROOT / "recipes" / f"{name}.yaml", recipes_dir / f"{name}.yaml")
+        shutil.copyfile(REPO_ROOT / "recipes" / f"{name}.yaml", home / "recipes" / f"{name}.yaml")
+    (home / "dagster_home").mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    return open_graph(home, sample_data, **overrides)
+
+
+def open_graph(home: Path, sample_data: Path, **overrides) -> Graph:
+    """The graph of an existing home (made by `build_graph`, or a copy of one), in any process."""
     root = home / "artifacts"
     defs = build_definitions(storage=StorageResource(root=str(root)), mammoth=sample_data_source(sample_data),
-                             embedder_model=EmbedderResource(model=str(checkpoint)),
-                             recipes=RecipesResource(directory=str(recipes_dir)),
+                             embedder_model=EmbedderResource(model=str(home / "siglip2")),
+                             recipes=RecipesResource(directory=str(home / "recipes")),
                              **{"checkpoints": CheckpointStoreResource(root=str(home / "checkpoints")),
                                 "mlflow": MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
                                                          artifact_root=(home / "mlruns").as_uri()),
                                 **overrides})
-    (home / "dagster_home").mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))
-    return Graph(defs, instance, home=home, storage=Storage(str(root)), recipes_dir=recipes_dir)
+    return Graph(defs, instance, home=home, storage=Storage(str(root)), recipes_dir=home / "recipes")
+
+
+def small_graph_resources(home: Path, budget_tokens: int) -> dict:
+    """The training, checkpoint-store and evaluation settings of the tests' small graph."""
+    from resources.evaluation import EvalBackendResource
+    from resources.training import TrainingResource
+
+    return {"training": TrainingResource(budget_tokens=budget_tokens, checkpoint_fractions=[0.5, 1.0],
+                                         batch_size=4, max_len=384, lr=3e-3, warmup=2),
+            "checkpoints": CheckpointStoreResource(root=str(home / "checkpoints"), evaluate_on=["countbench"]),
+            "eval_backend": EvalBackendResource(batch_size=8, max_items=4)}
 
 
 def cold_fill(g: Graph) -> None:

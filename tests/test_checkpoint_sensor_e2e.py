@@ -36,6 +36,7 @@ def _drop_ready_checkpoints(staging):
                                 seed=i, training_run="e2e", step=i * 10)
 
 
+@pytest.mark.timeout(1200)     # the suite runs it beside two other processes
 def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_path):
     pool_limit = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["concurrency"]["pools"]["default_limit"]
     home = tmp_path / "home"

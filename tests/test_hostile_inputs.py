@@ -33,13 +33,19 @@ def record(i: int, **kw) -> dict:
     return rec
 
 
-def write_source(root, elements: list[bytes], n_images: int = 10, prefix: bytes = b""):
-    """A Mammoth-layout source: the array from raw element bytes, one tarball of images."""
+def write_source(root, elements: list[bytes], n_images: int = 10, prefix: bytes = b"",
+                 extra_members: tuple[tarfile.TarInfo, ...] = ()):
+    """A Mammoth-layout source: the array from raw element bytes, one tarball of images (plus
+    `extra_members`, whose regular files get a valid PNG as their data)."""
     (root / "images").mkdir(parents=True)
     with tarfile.open(root / "images" / "part.tar.gz", "w:gz") as t:
         for i in range(n_images):
             data = png(i)
             info = tarfile.TarInfo(f"imgs/{i}.png")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        for info in extra_members:
+            data = png(99) if info.isreg() else b""
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     (root / "data.json").write_bytes(prefix + b"[" + b",\n".join(elements) + b"]")
@@ -108,3 +114,46 @@ def test_a_wrong_input_path_is_a_configuration_error_and_creates_nothing(tmp_pat
         scan_sources([spec], mapping, Storage(str(tmp_path / "out")))
     assert not (tmp_path / "in" / "typo").exists()
     assert not (tmp_path / "out").exists()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+HOSTILE_MEMBERS = (member("imgs/sym.png", tarfile.SYMTYPE, "0.png"),
+                   member("imgs/outside.png", tarfile.SYMTYPE, "/etc/passwd"),
+                   member("imgs/hard.png", tarfile.LNKTYPE, "imgs/1.png"),
+                   member("imgs/../../escape.png"),
+                   member("imgs/dev.png", tarfile.CHRTYPE),
+                   member("/abs/b.png"))
+
+
+@pytest.mark.parametrize("image, reason, detail", [
+    ("imgs/sym.png", "refused_member", "symbolic link to '0.png'"),
+    ("imgs/outside.png", "refused_member", "symbolic link to '/etc/passwd'"),
+    ("imgs/hard.png", "refused_member", "hard link"),
+    ("imgs/../../escape.png", "unsafe_path", "leaves the source's directory"),
+    ("../escape.png", "unsafe_path", "leaves the source's directory"),
+    ("imgs/dev.png", "refused_member", "not a regular file"),
+    ("imgs/absent.png", "missing_image", "none of the source's tarballs"),
+])
+def test_a_record_naming_a_hostile_tar_member_is_quarantined_with_the_reason(tmp_path, image, reason, detail):
+    elements = list(GOOD)
+    elements[3] = enc(record(3, image=image))
+    manifest, samples, quarantine = run(tmp_path, elements, extra_members=HOSTILE_MEMBERS)
+    assert sorted(samples["original_id"].to_list()) == sorted(f"r{i}" for i in range(10) if i != 3)
+    assert quarantine["reason"].to_list() == [reason], quarantine.to_dicts()
+    assert detail in quarantine["detail"][0]
+    (tarball,) = manifest["tarballs"]
+    assert tarball["refused_members"] == 5 and tarball["error"] is None
+    assert not list(tmp_path.rglob("escape.png"))
+
+
+def test_an_absolute_member_name_is_read_relative_as_tar_itself_extracts_it(tmp_path):
+    """GNU tar and Python's `data` extraction filter strip the leading `/`; so does the index."""
+    elements = list(GOOD)
+    elements[3] = enc(record(3, image="abs/b.png"))
+    _, samples, quarantine = run(tmp_path, elements, extra_members=HOSTILE_MEMBERS)
+    assert samples.height == 10 and quarantine.height == 0

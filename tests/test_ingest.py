@@ -47,6 +47,15 @@ def test_dirty_source_every_malformed_record_quarantined_with_its_reason(dirty_i
     assert len(bad) == truth["dirty"]["malformed"]
 
 
+def test_dirty_source_repairable_records_are_repaired_and_the_repair_recorded(dirty_ingest, truth):
+    _, ingested = dirty_ingest
+    expected = {r["ordinal"]: r["fixes"] for r in truth["dirty"]["records"] if r["expected"] == "ok"}
+    got = dict(zip(ingested["ordinal"].to_list(), ingested["fixes"].to_list()))
+    assert got == expected
+    assert {fix for fixes in expected.values() for fix in fixes} == {
+        "inserted_image_token", "collapsed_image_tokens", "unwrapped_image_list"}
+
+
 def test_interrupted_ingest_resumes_to_identical_output(sample_data, tmp_path):
     src = Storage(str(tmp_path / "src"))
     manifest = scan_sources(specs(sample_data, ["main"]), str(sample_data / "source_to_domain.json"), src)

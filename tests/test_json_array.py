@@ -232,3 +232,6 @@ def test_the_splitter_bench_runs_in_quick_mode():
     r = bench_json_array.main(quick=True)
     assert r["missing_brace"]["lost"] == 1 and r["unterminated_string"]["lost"] == 1
     assert r["split_and_parse"]["good"] == r["records"]
+    assert (r["huge_element"]["oversized"], r["huge_element"]["good"]) == (1, 2)
+    # bounded by the 64 MiB kept for one element (a 1 GB element peaks the same: 162 MB in `make bench`)
+    assert r["huge_element"]["peak_rss_mb"] < r["split_and_parse"]["peak_rss_mb"] + 3 * 64

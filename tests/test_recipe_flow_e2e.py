@@ -53,6 +53,7 @@ def _runs_by_job(instance) -> dict[str, int]:
     return out
 
 
+@pytest.mark.timeout(1200)     # ~5 min alone; the suite runs it beside two other processes
 def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_else(small_data, tmp_path):
     home = tmp_path / "home"
     g = build_graph(home, small_data, recipes=("baseline", "ppl_top50"),

@@ -444,3 +444,18 @@ def test_only_files_named_like_recipes_become_partitions(tmp_path):
     res = RecipesResource(directory=str(tmp_path))
     assert res.partition_names() == ["good_one"]
     assert isinstance(res.load_all()["Bad Name"], RecipeError)
+
+
+def test_recipe_keys_and_links_cannot_reach_outside(tmp_path):
+    """Path-like keys are just unknown names; a link leaving the directory is not followed."""
+    from mm_assets.recipes.schema import load_recipes
+    (tmp_path / "step.yaml").write_text('steps:\n  - "../../etc/passwd": {}\n')
+    (tmp_path / "weights.yaml").write_text(OK_STEP + 'domain_weights: {"../chart": 1}\n')
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.txt"
+    secret.write_text("password: hunter2\n")
+    (tmp_path / "leak.yaml").symlink_to(secret)
+    (tmp_path / "alias.yaml").symlink_to(tmp_path / "weights.yaml")      # inside: followed
+    got = load_recipes(tmp_path)
+    assert "unknown step" in str(got["step"])
+    assert "unknown domain" in str(got["weights"]) and "unknown domain" in str(got["alias"])
+    assert "outside the recipes directory" in str(got["leak"]) and "hunter2" not in str(got["leak"])

@@ -2,7 +2,8 @@
 
 import pytest
 
-from mm_assets.sources.reasons import FIX_INSERTED_IMAGE_TOKEN, Reason
+from mm_assets.sources.reasons import (FIX_COLLAPSED_IMAGE_TOKENS, FIX_INSERTED_IMAGE_TOKEN,
+                                      FIX_UNWRAPPED_IMAGE_LIST, Reason)
 from mm_assets.sources.records import Record, Rejection, decode_element, mint_sample_id, validate_record
 
 DOMAINS = {"gen_chart_bar": "chart", "gen_language": "language"}
@@ -28,7 +29,14 @@ def rec(**kw):
     (rec(conversations=[{"from": "gpt", "value": "A"}, {"from": "human", "value": "<image>Q"}]), Reason.BAD_ROLE_ORDER),
     (rec(conversations=[{"from": "human", "value": "<image>Q"}, {"from": "human", "value": "Q2"}]), Reason.BAD_ROLE_ORDER),
     (rec(conversations=[{"from": "human", "value": "<image>Q"}]), Reason.BAD_ROLE_ORDER),
-    (rec(conversations=[{"from": "human", "value": "<image><image>Q"}, {"from": "gpt", "value": "A"}]), Reason.IMAGE_TOKEN_MISMATCH),
+    (rec(conversations=[{"from": "human", "value": "<image>Q<image>"}, {"from": "gpt", "value": "A"}]), Reason.IMAGE_TOKEN_MISMATCH),
+    (rec(conversations=[{"from": "human", "value": "<image> Q <image><image>"}, {"from": "gpt", "value": "A"}]),
+     Reason.IMAGE_TOKEN_MISMATCH),
+    (rec(conversations=[{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"},
+                        {"from": "human", "value": "<image>\nQ2"}, {"from": "gpt", "value": "B"}]),
+     Reason.IMAGE_TOKEN_MISMATCH),
+    (rec(image=["a.jpg"], conversations=[{"from": "human", "value": "<image>Q<image>"}, {"from": "gpt", "value": "A"}]),
+     Reason.IMAGE_TOKEN_MISMATCH),
     (rec(image=..., source="gen_language"), Reason.IMAGE_TOKEN_MISMATCH),
     (rec(image=["a.jpg", "b.jpg"]), Reason.UNSUPPORTED_MULTI_IMAGE),
     (rec(image=""), Reason.MISSING_FIELD),
@@ -45,6 +53,23 @@ def test_missing_image_token_is_inserted_and_recorded():
     assert isinstance(out, Record)
     assert out.conversations[0]["value"] == "<image>\nQ?"
     assert out.fixes == [FIX_INSERTED_IMAGE_TOKEN]
+
+
+@pytest.mark.parametrize("value,turn0,fixes", [
+    (rec(conversations=[{"from": "human", "value": "<image>\n<image>\nQ?"}, {"from": "gpt", "value": "A"}]),
+     "<image>\nQ?", [FIX_COLLAPSED_IMAGE_TOKENS]),
+    (rec(conversations=[{"from": "human", "value": "Q? <image> <image><image>"}, {"from": "gpt", "value": "A"}]),
+     "Q? <image>", [FIX_COLLAPSED_IMAGE_TOKENS]),
+    (rec(image=["a/b.jpg"]), "<image>\nQ?", [FIX_UNWRAPPED_IMAGE_LIST]),
+    (rec(image=["a/b.jpg"], conversations=[{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A"}]),
+     "<image>\nQ?", [FIX_UNWRAPPED_IMAGE_LIST, FIX_INSERTED_IMAGE_TOKEN]),
+])
+def test_repairs_with_one_reading_are_made_and_recorded(value, turn0, fixes):
+    out = validate_record(value, DOMAINS)
+    assert isinstance(out, Record), out
+    assert out.image == "a/b.jpg"
+    assert out.conversations[0]["value"] == turn0
+    assert out.fixes == fixes
 
 
 def test_text_only_and_int_ids():
@@ -68,3 +93,14 @@ def test_sample_id_is_stable_and_content_sensitive():
     c = validate_record(rec(id="1"), DOMAINS)  # same id text, different type
     assert mint_sample_id(a, "h1") != mint_sample_id(c, "h1")
     assert len(mint_sample_id(a, "h1")) == 16
+
+
+@pytest.mark.parametrize("source, what", [
+    ("gen_ch\u0430rt_bar", "U+0430 CYRILLIC SMALL LETTER A"),      # Cyrillic а
+    ("gen_chart_bar\u200b", "U+200B ZERO WIDTH SPACE"),
+    ("ｇｅｎ_chart_bar", "U+FF47 FULLWIDTH LATIN SMALL LETTER G"),
+])
+def test_a_lookalike_source_is_quarantined_and_the_detail_names_the_character(source, what):
+    out = validate_record(rec(source=source), DOMAINS)
+    assert isinstance(out, Rejection) and out.reason == Reason.UNKNOWN_SOURCE
+    assert "looks like 'gen_chart_bar'" in out.detail and what in out.detail

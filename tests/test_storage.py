@@ -374,3 +374,48 @@ def test_storage_resource_get(storage, raw):
     (mat,) = result.asset_materializations_for_node("probe")
     assert mat.metadata["uri"].value == storage.uri("probe/out.json")
     assert mat.metadata["sha256"].value == sha(raw.get("probe/out.json"))
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from mm_assets.scratch import scratch_dir
+from mm_assets.storage import Storage
+st = Storage(sys.argv[1])
+st.write_bytes("shards/a.bin", b"done")
+with scratch_dir("mm-source-") as tmp, st.open_write("shards/b.bin") as f:
+    open(os.path.join(tmp, "part.parquet"), "wb").write(b"x" * 1000)
+    f.write(b"half a shard")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_what_a_killed_writer_leaves_is_swept_by_the_next_and_a_live_ones_is_not(tmp_path, monkeypatch):
+    """SIGKILL skips every `finally`: the half-written `.tmp-*` file and the scratch directory
+    stay. The next writer in the same directory (and the next scratch directory of the same kind)
+    removes them; a temporary of a live process is left alone."""
+    import subprocess
+    import sys
+
+    from mm_assets.scratch import scratch_dir
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    root = tmp_path / "store"
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(root)], env={**os.environ, "TMPDIR": str(scratch)},
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == -9
+    leftovers = [p.name for p in (root / "shards").iterdir() if p.name.startswith(TMP_PREFIX)]
+    assert len(leftovers) == 1 and (root / "shards" / leftovers[0]).read_bytes() == b"half a shard"
+    assert [p.name[:len("mm-source-")] for p in scratch.iterdir()] == ["mm-source-"]
+    st = Storage(str(root))
+    assert st.list("shards") == ["a.bin"]                # never visible to a reader
+
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with scratch_dir("mm-source-") as live:
+        assert os.listdir(scratch) == [os.path.basename(live)]   # the dead one's directory is gone
+        with st.open_write("shards/c.bin") as f:                 # first write there this process
+            f.write(b"c")
+            inside = [p.name for p in (root / "shards").iterdir() if p.name.startswith(TMP_PREFIX)]
+            assert len(inside) == 1 and inside != leftovers         # ours (live) stays, theirs went
+    assert sorted(p.name for p in (root / "shards").iterdir()) == ["a.bin", "c.bin"]

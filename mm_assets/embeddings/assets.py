@@ -1,7 +1,6 @@
 """Dagster assets of the `embeddings` stage: the embedder checkpoint and per-domain embeddings."""
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import polars as pl
 
 from mm_assets.partitions import domain_partitions
 from mm_assets.metadata import bytes_digest, content_digest
+from mm_assets.scratch import scratch_dir
 from mm_assets.storage import Storage, local_dir, local_path
 from resources.models import EmbedderResource
 from resources.storage import StorageResource
@@ -61,7 +61,7 @@ def embedder(context: dg.AssetExecutionContext, raw_shards: dict, storage: Stora
                 raw, rels = shard_uris(st, raw_shards[d])
                 shards.extend(stack.enter_context(local_path(raw, r)) for r in rels)
             pairs = training_pairs(shards)
-        with tempfile.TemporaryDirectory(prefix="mm-embedder-") as tmp:
+        with scratch_dir("mm-embedder-") as tmp:
             result = train_tiny_siglip2(pairs, out_dir=tmp, log=context.log.info, **params)
             for p in sorted(Path(tmp).rglob("*")):
                 if p.is_file():

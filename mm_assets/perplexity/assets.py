@@ -4,7 +4,6 @@ stored scores) are the step's `decide` in `mm_assets/perplexity/step.py`.
 """
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mm_assets.embeddings.assets import load_embedder_from_pointer, shard_uris
 from mm_assets.metadata import content_digest
 from mm_assets.partitions import domain_partitions
 from mm_assets.recipes.assets import section_key
+from mm_assets.scratch import scratch_dir
 from mm_assets.storage import local_dir, local_path
 from resources.data_source import MammothSourceResource
 from resources.evaluation import CheckpointStoreResource
@@ -85,7 +85,7 @@ def reference_model(context: dg.AssetExecutionContext, config: ReferenceModelCon
     if not reused:
         pool = st.child(trusted_pool["root"])
         siglip2, _, _ = load_embedder_from_pointer(st, embedder)
-        with tempfile.TemporaryDirectory(prefix="mm-ref-") as tmp, contextlib.ExitStack() as stack:
+        with scratch_dir("mm-ref-") as tmp, contextlib.ExitStack() as stack:
             shards = [str(stack.enter_context(local_path(pool, s["tar"])))
                       for s in pool.read_json("manifest.json")["shards"]]
             model_dir = train_reference_model(shards, Path(tmp), seed=config.seed, epochs=config.epochs,

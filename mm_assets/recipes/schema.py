@@ -206,8 +206,12 @@ def recipe_files(directory: str | Path) -> dict[str, Path]:
 def load_recipes(directory: str | Path) -> dict[str, Recipe | RecipeError]:
     """Every recipe in a directory: the parsed recipe, or the error that rejects it."""
     out: dict[str, Recipe | RecipeError] = {}
+    inside = Path(directory).resolve()
     for name, path in recipe_files(directory).items():
         try:
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                # an error would quote the target's content; a recipe lives in the directory
+                raise RecipeError(path, "", "a link to a file outside the recipes directory")
             out[name] = load_recipe(path)
         except RecipeError as exc:
             out[name] = exc

@@ -11,7 +11,8 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from mm_assets.sources.reasons import Reason
+from mm_assets.sources.reasons import (FIX_COLLAPSED_IMAGE_TOKENS, FIX_INSERTED_IMAGE_TOKEN,
+                                      FIX_UNWRAPPED_IMAGE_LIST, Reason)
 
 from .canvas import Sizing
 from .conversations import IMAGE_TOKEN
@@ -36,7 +37,7 @@ class _Builder:
     def __init__(self, seed: int):
         self.seed = seed
         self.rng = rng_for(seed, "dirty", "layout")
-        self.elements: list[tuple[bytes, object, str]] = []   # (element bytes, id, expected)
+        self.elements: list[tuple[bytes, object, str, list[str]]] = []   # (bytes, id, expected, fixes)
         self.shard0: list[tuple[str, bytes]] = []
         self.counters: dict[str, int] = {}
         self.n = 0
@@ -63,11 +64,11 @@ class _Builder:
         rec["source"] = fam.source
         return rec, image
 
-    def add(self, element, expected: str, rid=None) -> None:
+    def add(self, element, expected: str, rid=None, fixes: tuple[str, ...] = ()) -> None:
         if isinstance(element, dict):
             rid = element.get("id")
             element = dumps(element).encode("utf-8")
-        self.elements.append((element, rid, expected))
+        self.elements.append((element, rid, expected, list(fixes)))
 
 
 def _lost_and_kept(gz_bytes: bytes, cut: int) -> tuple[list[str], list[str]]:
@@ -93,10 +94,19 @@ def write_dirty(dirty_dir: str | Path, seed: int) -> dict:
         rec, _ = b.draw(family)
         b.add(rec, OK)
 
-    # fixable: no <image> placeholder in an image row (ingest inserts it) -> ok
-    rec, _ = b.draw("chart_bar")
+    # fixable, each with one unambiguous repair that ingest records in the sample's fixes -> ok
+    rec, _ = b.draw("chart_bar")        # no <image> placeholder in an image row
     rec["conversations"][0]["value"] = rec["conversations"][0]["value"].replace(IMAGE_TOKEN, "").strip()
-    b.add(rec, OK)
+    b.add(rec, OK, fixes=(FIX_INSERTED_IMAGE_TOKEN,))
+    rec, _ = b.draw("general_shapes")   # the placeholder repeated at the start of the turn
+    first = rec["conversations"][0]
+    first["value"] = IMAGE_TOKEN + "\n" + IMAGE_TOKEN + "\n" + first["value"].replace(IMAGE_TOKEN, "").strip()
+    b.add(rec, OK, fixes=(FIX_COLLAPSED_IMAGE_TOKENS,))
+    rec, _ = b.draw("ocr_words")        # the image as a one-element list, placeholders doubled at the end
+    rec["image"] = [rec["image"]]
+    first = rec["conversations"][0]
+    first["value"] = first["value"].replace(IMAGE_TOKEN, "").strip() + " " + IMAGE_TOKEN + IMAGE_TOKEN
+    b.add(rec, OK, fixes=(FIX_UNWRAPPED_IMAGE_LIST, FIX_COLLAPSED_IMAGE_TOKENS))
 
     # invalid_json: balanced brackets, broken syntax
     rec, _ = b.draw("language_text_tasks")
@@ -134,11 +144,10 @@ def write_dirty(dirty_dir: str | Path, seed: int) -> dict:
     rec["conversations"] = [t[0], {"from": "human", "value": "Please answer quickly."}, t[1]]
     b.add(rec, Reason.BAD_ROLE_ORDER)
 
-    # image_token_mismatch (unfixable)
-    rec, _ = b.draw("detection_count")
+    # image_token_mismatch (unfixable: no single reading)
+    rec, _ = b.draw("detection_count")  # one image, placeholders apart: which one is the image?
     first = rec["conversations"][0]
-    first["value"] = IMAGE_TOKEN + "\n" + first["value"] if first["value"].startswith(IMAGE_TOKEN) \
-        else first["value"] + "\n" + IMAGE_TOKEN
+    first["value"] = IMAGE_TOKEN + "\n" + first["value"].replace(IMAGE_TOKEN, "").strip() + "\n" + IMAGE_TOKEN
     b.add(rec, Reason.IMAGE_TOKEN_MISMATCH)
     rec, _ = b.draw("language_word_problems")
     rec["conversations"][0]["value"] = IMAGE_TOKEN + "\n" + rec["conversations"][0]["value"]
@@ -195,12 +204,12 @@ def write_dirty(dirty_dir: str | Path, seed: int) -> dict:
     b.rng.shuffle(order)
     elements = [b.elements[i] for i in order]
     with atomic_path(dirty_dir / "mammoth_si.json") as tmp:
-        tmp.write_bytes(b"[\n" + b",\n".join(e for e, _, _ in elements) + b"\n]\n")
+        tmp.write_bytes(b"[\n" + b",\n".join(e for e, _, _, _ in elements) + b"\n]\n")
     write_tar_gz(dirty_dir / "images" / "shard_0000.tar.gz", b.shard0)
     with atomic_path(dirty_dir / "images" / "shard_0001.tar.gz") as tmp:
         tmp.write_bytes(gz[:cut])
-    records = [{"ordinal": i, "id": rid, "expected": str(expected)}
-               for i, (_, rid, expected) in enumerate(elements)]
+    records = [{"ordinal": i, "id": rid, "expected": str(expected), "fixes": fixes}
+               for i, (_, rid, expected, fixes) in enumerate(elements)]
     good = sum(r["expected"] == OK for r in records)
     return {"records": records, "good": good, "malformed": len(records) - good,
             "truncated_tarball": "dirty/images/shard_0001.tar.gz",

@@ -209,6 +209,10 @@ def _build_shard(rows: list[dict], domain: str, readers: _Readers, seen: dict[st
                 quarantine.add(**where, reason=Reason.MISSING_IMAGE,
                                detail=f"{rec.image!r} is in none of the source's tarballs")
                 continue
+            if status == "refused":
+                quarantine.add(**where, reason=Reason.REFUSED_MEMBER,
+                               detail=f"{rec.image!r} in {row['tarball']} is {row['refused']}")
+                continue
             if status == "truncated":
                 quarantine.add(**where, reason=Reason.TRUNCATED_TARBALL,
                                detail=f"{rec.image!r} lies in the lost part of truncated tarball "

@@ -24,10 +24,14 @@ class Reason(StrEnum):
     IMAGE_TOKEN_MISMATCH = "image_token_mismatch"  # <image> count cannot be reconciled with the images
     MISSING_IMAGE = "missing_image"            # the image path is in no tarball
     TRUNCATED_TARBALL = "truncated_tarball"    # the image was in the lost part of a truncated tarball
+    REFUSED_MEMBER = "refused_member"          # the tar member is a link, a device or has a `..` name
+    UNSAFE_PATH = "unsafe_path"                # the record's image path has a `..` component
     CORRUPT_IMAGE = "corrupt_image"            # the image bytes do not decode
     UNSUPPORTED_IMAGE = "unsupported_image"    # whole, but not a format training reads (PPM, EPS, …)
     IMAGE_TOO_LARGE = "image_too_large"        # more pixels than any training image needs
 
 
 # Fixes that ingest applies instead of quarantining; recorded per sample in `samples.fixes`.
-FIX_INSERTED_IMAGE_TOKEN = "inserted_image_token"
+FIX_INSERTED_IMAGE_TOKEN = "inserted_image_token"       # an image row without any <image>
+FIX_COLLAPSED_IMAGE_TOKENS = "collapsed_image_tokens"   # one image, a run of adjacent <image>s
+FIX_UNWRAPPED_IMAGE_LIST = "unwrapped_image_list"       # `image: ["a.jpg"]` -> `image: "a.jpg"`

@@ -2,18 +2,25 @@
 
 A record is `{id, image?, conversations: [{from, value}], source}`. Validation returns either
 a normalised record or a rejection with a `Reason` and a human-readable detail naming what is
-wrong. Fixable problems (an image row whose human turn lacks the `<image>` placeholder) are
-repaired and the fix is recorded, as converters of this data do.
+wrong. Problems with one unambiguous repair are repaired and the repair is recorded in the
+record's `fixes` (its lineage): an `image` given as a one-element list, an image row whose
+turns lack the `<image>` placeholder (inserted at the start of the first turn, as LLaVA's
+converters do), a run of `<image>` placeholders for a single image that are adjacent to each
+other (collapsed to one). Placeholders spread over the text, or placeholders without an
+image, have no single reading and stay quarantined.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from mm_assets.sources.reasons import FIX_INSERTED_IMAGE_TOKEN, Reason
+from mm_assets.sources.reasons import (FIX_COLLAPSED_IMAGE_TOKENS, FIX_INSERTED_IMAGE_TOKEN,
+                                      FIX_UNWRAPPED_IMAGE_LIST, Reason)
 from mm_assets.sources.tar_index import normalise_member_path
 
 IMAGE_TOKEN = "<image>"
@@ -64,7 +71,30 @@ def _unencodable(value: str) -> int | None:
     return None
 
 
-def _image_field(rec: dict) -> str | None | Rejection:
+# Letters of other scripts drawn like Latin ones (the common part of Unicode's confusables list).
+_HOMOGLYPHS = str.maketrans("аеорсухіјѕԁԛԝАВЕКМНОРСТХІЈЅαοντΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+                            "aeopcyxijsdqwABEKMHOPCTXIJSaovtABEZHIKMNOPTYX")
+
+
+def _skeleton(text: str) -> str:
+    """What a string looks like: compatibility forms folded, invisible characters dropped,
+    homoglyphs of other scripts mapped to the Latin letter they imitate."""
+    folded = unicodedata.normalize("NFKC", text).translate(_HOMOGLYPHS)
+    return "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Cc", "Zs") or c == " ").strip()
+
+
+def _unknown_source_detail(source: str, domain_of: dict[str, str]) -> str:
+    detail = f"source {source[:200]!r} is not in the source -> domain mapping"
+    skeleton = _skeleton(source)
+    twin = next((known for known in domain_of if _skeleton(known) == skeleton), None)
+    if twin is None:
+        return detail
+    odd = next(((i, c) for i, c in enumerate(source) if i >= len(twin) or c != twin[i]), (len(twin), ""))
+    what = f"U+{ord(odd[1]):04X} {unicodedata.name(odd[1], 'unnamed')}" if odd[1] else "a shorter name"
+    return f"{detail}; it looks like {twin!r} but differs at character {odd[0]} ({what}): not accepted as it"
+
+
+def _image_field(rec: dict, fixes: list[str]) -> str | None | Rejection:
     img = rec.get("image")
     if img is None:
         return None
@@ -75,9 +105,31 @@ def _image_field(rec: dict) -> str | None | Rejection:
             return Rejection(Reason.UNSUPPORTED_MULTI_IMAGE,
                              f"{len(img)} images; the 8 single-image/text domains take one image per row")
         img = img[0]
+        fixes.append(FIX_UNWRAPPED_IMAGE_LIST)
     if not isinstance(img, str) or not img.strip():
         return Rejection(Reason.MISSING_FIELD, f"`image` must be a non-empty path string, got {img!r}")
+    if ".." in img.replace("\\", "/").split("/"):
+        return Rejection(Reason.UNSAFE_PATH, f"`image` {img[:200]!r} leaves the source's directory (`..`)")
     return normalise_member_path(img.strip())
+
+
+# Two or more placeholders with nothing but whitespace between them.
+_ADJACENT_TOKENS = re.compile(rf"{re.escape(IMAGE_TOKEN)}(?:\s*{re.escape(IMAGE_TOKEN)})+")
+
+
+def _collapse_adjacent_tokens(turns: list[dict]) -> bool:
+    """One image, several placeholders: collapse them to one where they form a single run
+    (`<image>\n<image>\nQ`, `Q <image><image>`) in one turn. False where there is no single
+    reading (placeholders apart, or in several turns); the turns are then left unchanged."""
+    holders = [i for i, t in enumerate(turns) if IMAGE_TOKEN in t["value"]]
+    if len(holders) != 1:
+        return False
+    value = turns[holders[0]]["value"]
+    runs = _ADJACENT_TOKENS.findall(value)
+    if len(runs) != 1 or value.count(IMAGE_TOKEN) != runs[0].count(IMAGE_TOKEN):
+        return False
+    turns[holders[0]] = {**turns[holders[0]], "value": _ADJACENT_TOKENS.sub(IMAGE_TOKEN, value, count=1)}
+    return True
 
 
 def validate_record(value: Any, domain_of: dict[str, str]) -> Record | Rejection:
@@ -96,7 +148,7 @@ def validate_record(value: Any, domain_of: dict[str, str]) -> Record | Rejection
         return Rejection(Reason.MISSING_FIELD, f"`conversations` is a {type(convs).__name__}, not a list")
     domain = domain_of.get(source)
     if domain is None:
-        return Rejection(Reason.UNKNOWN_SOURCE, f"source {source!r} is not in the source -> domain mapping")
+        return Rejection(Reason.UNKNOWN_SOURCE, _unknown_source_detail(source, domain_of))
     if not convs:
         return Rejection(Reason.EMPTY_CONVERSATION, "`conversations` is empty")
     turns = []
@@ -115,16 +167,18 @@ def validate_record(value: Any, domain_of: dict[str, str]) -> Record | Rejection
     if len(turns) % 2:
         return Rejection(Reason.BAD_ROLE_ORDER, "the conversation ends with a human turn and no answer")
 
-    image = _image_field(value)
+    fixes: list[str] = []
+    image = _image_field(value, fixes)
     if isinstance(image, Rejection):
         return image
     n_images = 0 if image is None else 1
     n_tokens = sum(t["value"].count(IMAGE_TOKEN) for t in turns)
-    fixes: list[str] = []
     if n_tokens != n_images:
         if n_tokens == 0 and n_images == 1:
             turns[0] = {"from": HUMAN, "value": f"{IMAGE_TOKEN}\n{turns[0]['value']}"}
             fixes.append(FIX_INSERTED_IMAGE_TOKEN)
+        elif n_images == 1 and _collapse_adjacent_tokens(turns):
+            fixes.append(FIX_COLLAPSED_IMAGE_TOKENS)
         else:
             return Rejection(Reason.IMAGE_TOKEN_MISMATCH,
                              f"{n_tokens} {IMAGE_TOKEN} placeholder(s) for {n_images} image(s)")

@@ -15,12 +15,12 @@ Parquet parts every `flush_rows`, and the image join runs in Polars' streaming e
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from mm_assets.scratch import scratch_dir
 from mm_assets.sources.json_array import JsonArrayScanner
 from mm_assets.sources.quarantine import QuarantineRows, counts_by_reason
 from mm_assets.sources.reasons import Reason
@@ -29,7 +29,7 @@ from mm_assets.sources.tar_index import build_seek_points, index_tarball, is_gzi
 from mm_assets.storage import Storage, canonical_json, file_storage
 from mm_assets.taxonomy import DOMAINS
 
-SCAN_CODE_VERSION = "1"
+SCAN_CODE_VERSION = "2"
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 ELEMENT_SCHEMA = {
@@ -38,7 +38,7 @@ ELEMENT_SCHEMA = {
 }
 MEMBER_SCHEMA = {
     "source_name": pl.String, "path": pl.String, "tarball": pl.String, "member_offset": pl.Int64,
-    "member_size": pl.Int64, "complete": pl.Boolean,
+    "member_size": pl.Int64, "complete": pl.Boolean, "refused": pl.String,
 }
 
 
@@ -196,7 +196,7 @@ def _index_images(spec: SourceSpec, storage_options: dict, members: _PartWriter,
         if st.info(name).get("type") != "file":
             summaries.append({"source_name": spec.name, "tarball": name, "uri": st.uri(name), "sha256": None,
                               "compressed_bytes": 0, "uncompressed_bytes": 0, "members": 0, "incomplete_members": 0,
-                              "truncated": False, "error": "not a regular file: skipped", "seek_points": None})
+                              "refused_members": 0, "truncated": False, "error": "not a regular file: skipped", "seek_points": None})
             continue
         with st.open_read(name, block_size=8 << 20) as f:
             ix = index_tarball(f, name)
@@ -208,19 +208,26 @@ def _index_images(spec: SourceSpec, storage_options: dict, members: _PartWriter,
                 out.write_bytes(seek_rel, build_seek_points(f, up_to=ix.stopped_at))
         for path, off, size, complete in ix.members:
             members.add(spec.name, {"source_name": spec.name, "path": path, "tarball": name,
-                                    "member_offset": off, "member_size": size, "complete": complete})
+                                    "member_offset": off, "member_size": size, "complete": complete,
+                                    "refused": None})
+        for path, why in ix.refused:
+            members.add(spec.name, {"source_name": spec.name, "path": path, "tarball": name,
+                                    "member_offset": None, "member_size": None, "complete": False,
+                                    "refused": why})
         summaries.append({"source_name": spec.name, "tarball": name, "uri": st.uri(name),
                           "sha256": ix.sha256, "compressed_bytes": ix.compressed_bytes,
                           "uncompressed_bytes": ix.uncompressed_bytes, "members": len(ix.members),
                           "incomplete_members": sum(not c for *_, c in ix.members),
+                          "refused_members": len(ix.refused),
                           "truncated": ix.truncated, "error": ix.error, "seek_points": seek_rel})
     return summaries
 
 
 def _resolve_images(elements: pl.LazyFrame, members: pl.LazyFrame,
                     truncated_dirs: pl.LazyFrame) -> pl.LazyFrame:
-    """Attach each element's image location, or why it has none ("missing" / "truncated")."""
-    first_member = members.sort(["source_name", "path", "tarball"]).unique(
+    """Attach each element's image location, or why it has none ("missing" / "truncated" /
+    "refused"). A path held by several tarballs resolves to the first usable one."""
+    first_member = members.sort(["source_name", "path", pl.col("refused").is_not_null(), "tarball"]).unique(
         subset=["source_name", "path"], keep="first", maintain_order=True)
     parent = pl.col("image").str.replace(r"/[^/]*$", "")
     joined = (elements.with_columns(parent.alias("_parent"))
@@ -229,6 +236,7 @@ def _resolve_images(elements: pl.LazyFrame, members: pl.LazyFrame,
               .join(truncated_dirs, left_on=["source_name", "_parent"], right_on=["source_name", "dir"],
                     how="left"))
     status = (pl.when(pl.col("image").is_null()).then(pl.lit(None, pl.String))
+              .when(pl.col("refused").is_not_null()).then(pl.lit("refused"))
               .when(pl.col("tarball").is_not_null() & pl.col("complete")).then(pl.lit("ok"))
               .when(pl.col("tarball").is_not_null()).then(pl.lit("truncated"))
               .when(pl.col("truncated_tarball").is_not_null()).then(pl.lit("truncated"))
@@ -250,7 +258,7 @@ def scan_sources(specs: list[SourceSpec], domain_map_uri: str, out: Storage,
     if len(set(names)) != len(names):
         raise ValueError(f"source names must be unique, got {names}")
     quarantine = QuarantineRows()
-    with tempfile.TemporaryDirectory(prefix="mm-source-") as tmp:
+    with scratch_dir("mm-source-") as tmp:
         elements = _PartWriter(Path(tmp) / "elements", ELEMENT_SCHEMA, flush_rows)
         members = _PartWriter(Path(tmp) / "members", MEMBER_SCHEMA, flush_rows)
         annotations, tarballs = [], []

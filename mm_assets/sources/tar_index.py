@@ -142,17 +142,41 @@ class TarballIndex:
     stopped_at: int | None = None     # a decompression bomb: indexing stopped at this uncompressed byte
     members: list[tuple[str, int, int, bool]] = field(default_factory=list)
     # (normalised path, data offset in uncompressed stream, size, complete)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    # (normalised path, why): members that are never read as images — links, devices, `..` names
+
+
+def refusal(m: tarfile.TarInfo) -> str | None:
+    """Why a tar member is not read as an image, or None for a regular file that can be.
+
+    Nothing is ever extracted (members are read by offset), so a link or a `..` name cannot
+    write outside a directory here; they are refused all the same, so a record naming one is
+    quarantined with the reason instead of reading whatever the link's target happens to be.
+    """
+    if m.issym():
+        return f"a symbolic link to {m.linkname!r}; links are not followed"
+    if m.islnk():
+        return f"a hard link to {m.linkname!r}; links are not followed"
+    if not m.isfile():
+        return None if m.isdir() else "not a regular file (a device, FIFO or other special member)"
+    if ".." in m.name.replace("\\", "/").split("/"):
+        return "its name leaves the archive's directory (a `..` component)"
+    return None
 
 
 def index_tarball(f: IO[bytes], name: str, bomb_floor: int = BOMB_FLOOR) -> TarballIndex:
     """One streaming pass: list the members of a tarball and detect truncation."""
     reader = _DecompressingReader(f, gzipped=is_gzip_name(name), bomb_floor=bomb_floor)
     members: list[tuple[str, int, int, bool]] = []
+    refused: list[tuple[str, str]] = []
     error = None
     try:
         with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as tar:
             for m in tar:
-                if m.isfile():
+                why = refusal(m)
+                if why is not None:
+                    refused.append((normalise_member_path(m.name), why))
+                elif m.isfile():
                     members.append((normalise_member_path(m.name), m.offset_data, m.size, True))
     except (tarfile.TarError, EOFError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -165,7 +189,7 @@ def index_tarball(f: IO[bytes], name: str, bomb_floor: int = BOMB_FLOOR) -> Tarb
         error = f"gzip stream ends early after {reader.compressed_bytes} compressed bytes"
     members = [(p, off, size, off + size <= available) for p, off, size, _ in members]
     return TarballIndex(name, reader.hash.hexdigest(), reader.compressed_bytes, available,
-                        truncated, error, available if reader.bomb else None, members)
+                        truncated, error, available if reader.bomb else None, members, refused)
 
 
 def build_seek_points(f: IO[bytes], spacing: int = SEEK_POINT_SPACING, up_to: int | None = None) -> bytes:

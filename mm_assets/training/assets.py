@@ -11,7 +11,6 @@ curated datasets by data version (automation), unless the recipe says `training:
 
 import contextlib
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from mm_assets.curated.assets import BY_RECIPE
 from mm_assets.metadata import content_digest, markdown_table
 from mm_assets.partitions import recipe_domain_partitions, recipe_partitions
 from mm_assets.recipes.assets import section_key
+from mm_assets.scratch import scratch_dir
 from mm_assets.storage import Storage, local_dir
 from resources.evaluation import CheckpointStoreResource, MlflowResource
 from resources.recipes import RecipesResource
@@ -100,7 +100,7 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
         from mm_assets.vlm.tokenizer import train_bpe_tokenizer
 
         siglip2, _, _ = load_embedder_from_pointer(st, embedder)
-        with tempfile.TemporaryDirectory(prefix="mm-base-") as tmp:
+        with scratch_dir("mm-base-") as tmp:
             build_tiny_llava(tmp, train_bpe_tokenizer(_corpus_texts(st, raw_shards)), seed=training.seed,
                              vision_from=siglip2)
             seal_local_checkpoint(tmp, {"model": "tiny-llava (random init)", "training_run": None, "recipe": None,

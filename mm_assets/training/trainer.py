@@ -46,7 +46,6 @@ import hashlib
 import json
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -57,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from mm_assets.checkpoints import MARKER, seal_local_checkpoint, upload_sealed, verify_checkpoint
+from mm_assets.scratch import scratch_dir
 from mm_assets.storage import Storage, local_dir
 
 from .data import IGNORE_INDEX, EncodedSample, load_dataset
@@ -322,7 +322,7 @@ def save_checkpoint(target: str | Path, model, processor, optimizer, state: dict
     st = Storage(str(target))
     if st.exists(MARKER):
         raise FileExistsError(f"{target} is already a sealed checkpoint; resume instead of retraining into it")
-    with tempfile.TemporaryDirectory(prefix="mm-ckpt-") as tmp:
+    with scratch_dir("mm-ckpt-") as tmp:
         d = Path(tmp)
         _write_checkpoint_files(d, model, processor, optimizer, state)
         sealed = seal_local_checkpoint(d, manifest)
