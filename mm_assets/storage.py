@@ -11,11 +11,13 @@ new object, never a partial one:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,14 @@ from fsspec.utils import get_protocol
 from mm_assets.scratch import owner_tag, scratch_dir, spool_file, sweep
 
 TMP_PREFIX = ".tmp-"
+# Botocore retries transient S3 errors (500/502/503/504, throttling, dropped connections) with
+# exponential backoff and jitter; "standard" mode, 10 attempts (the default is 5, legacy mode)
+# rides out a minute-long burst of SlowDown from a busy bucket. A caller's own setting wins.
+S3_RETRIES = {"max_attempts": 10, "mode": "standard"}
+
+
+class OutOfSpace(OSError):
+    """A write failed because its file system is full (or over quota); names the artifact."""
 _swept: set[tuple[int, str]] = set()     # (pid, directory) whose stale temporaries are gone
 
 
@@ -71,6 +81,10 @@ class Storage:
             # cached directory listing would make list/walk_files/exists/size stale. Caller's
             # explicit setting wins.
             fs_options.setdefault("use_listings_cache", False)
+            if get_protocol(self.root) in ("s3", "s3a"):
+                config = dict(fs_options.get("config_kwargs") or {})
+                config.setdefault("retries", dict(S3_RETRIES))
+                fs_options["config_kwargs"] = config
         self.fs, self._root_path = url_to_fs(self.root, **fs_options)
         # Nothing is created until something is written: a Storage over an input that does not
         # exist (a typo in a path) must fail to read, not appear as an empty directory.
@@ -152,7 +166,22 @@ class Storage:
     # -- writing ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def open_write(self, rel: str) -> Iterator[IO[bytes]]:
-        """Write a file atomically. If the body raises, nothing becomes visible."""
+        """Write a file atomically. If the body raises, nothing becomes visible. A full disk is
+        an `OutOfSpace` naming the artifact (the temporary is removed, the old file kept)."""
+        try:
+            with self._open_write(rel) as f:
+                yield f
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and not isinstance(exc, OutOfSpace):
+                where = os.path.dirname(self._full(rel)) if self.is_local else tempfile.gettempdir()
+                free = shutil.disk_usage(where).free if os.path.isdir(where) else None
+                raise OutOfSpace(exc.errno, f"no space left writing {self.uri(rel)} ({os.strerror(exc.errno)}"
+                                            f"{f'; {free:,} bytes free in {where}' if free is not None else ''}); "
+                                            f"nothing was written there") from exc
+            raise
+
+    @contextlib.contextmanager
+    def _open_write(self, rel: str) -> Iterator[IO[bytes]]:
         full = self._full(rel)
         if self.is_local:
             directory = os.path.dirname(full)

@@ -13,14 +13,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_BUDGET_TOKENS = 30_000
 
 
-def pytest_collection_modifyitems(config, items):
-    """Mark the tests that use the trained small graph: `make test` runs them in a process of
-    their own, so the fixture is built once and beside the other tests."""
-    for item in items:
-        if "small_graph" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.small_graph)
-
-
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
     from mm_assets.sample_data import generate_sample_data

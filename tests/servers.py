@@ -2,6 +2,8 @@
 
 - `moto_s3_server()`: moto's S3-compatible server as a subprocess (a real HTTP endpoint, so
   s3fs/boto3 go through the network stack exactly as against a real object store).
+- `faulty_proxy(upstream)`: an HTTP proxy in front of it that fails a drawn share of requests
+  the way a busy object store does (503 SlowDown, 500 InternalError, a dropped connection).
 - `dagster_dev(...)`: a real `dagster dev` (webserver + daemon) with a GraphQL helper.
 
 Every server runs in its own session/process group (`start_new_session=True`) so that it and
@@ -209,6 +211,109 @@ def moto_s3_server(startup_timeout: float = 30.0, stop_timeout: float = 10.0) ->
         yield MotoS3Server(endpoint_url=url, pid=proc.pid)
     finally:
         _stop_process_group(proc, signal.SIGTERM, stop_timeout)
+
+
+# -- fault-injecting proxy -----------------------------------------------------------------------
+_S3_ERROR = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>injected by the test '
+             'proxy</Message><RequestId>fault</RequestId></Error>')
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "te", "upgrade"}
+
+
+@dataclass
+class FaultyProxy:
+    endpoint_url: str
+    requests: int = 0
+    faults: dict = field(default_factory=dict)     # kind -> count
+
+    def storage_options(self, server: MotoS3Server) -> dict:
+        return dict(server.storage_options(), endpoint_url=self.endpoint_url)
+
+
+@contextlib.contextmanager
+def faulty_proxy(upstream: str, fault_rate: float, seed: int = 0) -> Iterator[FaultyProxy]:
+    """Forward HTTP/1.1 requests to `upstream`, failing a share `fault_rate` of them (drawn from
+    a seeded generator): 503 SlowDown, 500 InternalError, or the connection closed without an
+    answer. Runs in a thread of this process; stopped on exit."""
+    import http.client
+    import random
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    target = urlsplit(upstream)
+    rng, lock = random.Random(seed), threading.Lock()
+    proxy = FaultyProxy(endpoint_url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                out = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    chunk = self.rfile.read(size + 2)[:size]
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return out
+                    out += chunk
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _handle(self):
+            body = self._body()
+            with lock:
+                proxy.requests += 1
+                fault = rng.choice(["slow_down", "internal_error", "dropped"]) if rng.random() < fault_rate else None
+                if fault:
+                    proxy.faults[fault] = proxy.faults.get(fault, 0) + 1
+            if fault == "dropped":
+                self.close_connection = True
+                return
+            if fault:
+                status, code = (503, "SlowDown") if fault == "slow_down" else (500, "InternalError")
+                data = _S3_ERROR.format(code=code).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                return
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                headers["Content-Length"] = str(len(body))
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)) if self.command != "HEAD"
+                                 else resp.getheader("Content-Length", "0"))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+            finally:
+                conn.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+    server.daemon_threads = True
+    proxy.endpoint_url = f"http://{LOOPBACK}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # -- dagster dev -------------------------------------------------------------------------------

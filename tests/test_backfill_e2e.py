@@ -1,11 +1,16 @@
 """A real `dagster dev` (webserver + daemon): a per-domain backfill launched the way the UI's
-Materialize button launches it (GraphQL `launchPartitionBackfill`) completes successfully."""
+Materialize button launches it (GraphQL `launchPartitionBackfill`) completes successfully; a
+run whose worker dies with nothing left to report it is marked FAILED by the daemon's run
+monitoring, not left STARTED."""
 
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 
 from servers import dagster_dev
@@ -71,6 +76,33 @@ def test_backfill_two_domains_through_graphql(sample_data, tmp_path, monkeypatch
             time.sleep(3)
         assert status and status["status"] == "COMPLETED_SUCCESS", (status, dev.log_tail())
 
+        # a run worker killed mid-run together with the code server that launched it (as an
+        # out-of-memory kill of both would): nothing is left to report the run, which Dagster's
+        # default launcher would leave STARTED for ever -> the run monitoring marks it FAILED
+        known = {r.run_id for r in instance.get_runs()}
+        assert dev.graphql(LAUNCH, {"p": {"partitionNames": ["ocr"], "assetSelection": [
+            {"path": ["raw_shards"]}, {"path": ["samples"]}], "title": "e2e: killed"}})[
+            "launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess"
+        from resources.run_launcher import run_worker
+        deadline, worker = time.time() + 180, None
+        while time.time() < deadline and worker is None:
+            runs = [r for r in instance.get_runs() if r.run_id not in known]
+            worker = run_worker(instance, runs[0].run_id) if runs else None
+            time.sleep(0.1)
+        assert worker, dev.log_tail()
+        server = psutil.Process(worker[0]).parent()
+        assert "grpc" in " ".join(server.cmdline()), server.cmdline()
+        server.kill()
+        os.kill(worker[0], signal.SIGKILL)
+        killed = time.time()
+        while time.time() < killed + 120 and instance.get_run_by_id(runs[0].run_id).status != \
+                dg.DagsterRunStatus.FAILURE:
+            time.sleep(2)
+        assert instance.get_run_by_id(runs[0].run_id).status == dg.DagsterRunStatus.FAILURE, dev.log_tail()
+        failure = [e.message for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+        assert failure and f"run worker process {worker[0]} is gone" in failure[0], failure
+        print(f"killed run worker marked FAILED after {time.time() - killed:.0f} s")
+
     for key in ("raw_shards", "samples"):
         for domain in ("chart", "language"):
             records = instance.fetch_materializations(dg.AssetRecordsFilter(
@@ -78,5 +110,5 @@ def test_backfill_two_domains_through_graphql(sample_data, tmp_path, monkeypatch
             assert records, f"{key}[{domain}] was not materialized"
             assert records[0].asset_materialization.metadata["samples" if key == "raw_shards" else "rows"].value > 0
         others = instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(key), asset_partitions=["ocr"]), limit=1).records
+            asset_key=dg.AssetKey(key), asset_partitions=["caption"]), limit=1).records
         assert not others

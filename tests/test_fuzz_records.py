@@ -93,7 +93,7 @@ def test_a_damaged_tarball_never_crashes_the_index_and_every_complete_member_rea
             reader = MemberReader(io.BytesIO(damaged), gzipped=True, seek_points=None)
             try:
                 assert reader.read(offset, size) == expected[path]
-            except OSError:
+            except (OSError, EOFError):
                 # zlib can inflate a few bytes of a cut stream that indexed_gzip will not hand
                 # back: ingest quarantines such a member as truncated_tarball with this error
                 assert damage == "cut" and ix.truncated

@@ -78,6 +78,9 @@ GOOD = [enc(record(i)) for i in range(10)]
     ("10000 levels of nesting", enc(record(3, deep=None))[:-6] + b"[" * 10_000 + b"]" * 10_000 + b"}", "too_deep"),
     ("an id of 5001 digits", enc(record(3)).replace(b'"r3"', b"9" * 5001), "invalid_json"),
     ("a lone surrogate escape", enc(record(3)).replace(b"Colour 3.", b"Colour \\ud800 3."), "invalid_unicode"),
+    # found by the fuzz test: the quarantine table itself could not be written
+    ("a rejected record with a lone surrogate in its id", enc(record(3, id="\ud800x", conversations=[])),
+     "empty_conversation"),
 ])
 def test_one_bad_record_is_quarantined_and_loses_nothing_else(tmp_path, name, bad, reason):
     elements = list(GOOD)

@@ -140,19 +140,24 @@ def test_main_source_counts_and_fixes_match_the_planted_truth(sample_data, truth
 
 @pytest.mark.s3
 def test_ingest_with_artifacts_on_s3(sample_data, tmp_path):
-    """The same ingest with artifact storage on an S3-compatible server on loopback."""
-    from servers import moto_s3_server
+    """The same ingest with artifact storage on an S3-compatible server on loopback — directly,
+    and through a proxy that fails a quarter of the requests (503 SlowDown, 500, dropped
+    connections): the storage layer retries with backoff and the result is identical."""
+    from servers import faulty_proxy, moto_s3_server
 
     local = Storage(str(tmp_path / "local"))
-    with moto_s3_server() as s3:
+    with moto_s3_server() as s3, faulty_proxy(s3.endpoint_url, fault_rate=0.25, seed=1) as proxy:
         s3.create_bucket("mm-artifacts")
         remote = Storage("s3://mm-artifacts/run", s3.storage_options("mm-artifacts"))
+        flaky = Storage("s3://mm-artifacts/flaky", proxy.storage_options(s3))
         results = {}
-        for name, st in (("local", local), ("s3", remote)):
+        for name, st in (("local", local), ("s3", remote), ("s3 behind faults", flaky)):
             manifest = scan_sources(specs(sample_data, ["main", "dirty"]), str(sample_data / "source_to_domain.json"),
                                     st.child("source"))
             m = ingest_domain(st.child("source"), manifest, "chart", st.child("raw/chart"), samples_per_shard=100)
             results[name] = (manifest["domains"]["chart"]["sha256"], [s["sha256"] for s in m["shards"]],
                              build_samples_table(st.child("raw/chart"), m).height)
-        assert results["s3"] == results["local"]
+        assert results["s3"] == results["local"] == results["s3 behind faults"]
         assert remote.child("raw/chart").exists("manifest.json")
+        assert sum(proxy.faults.values()) >= 10 and len(proxy.faults) == 3, (proxy.requests, proxy.faults)
+        print(f"through the faulty proxy: {proxy.requests} requests, faults {proxy.faults}")

@@ -419,3 +419,27 @@ def test_what_a_killed_writer_leaves_is_swept_by_the_next_and_a_live_ones_is_not
             inside = [p.name for p in (root / "shards").iterdir() if p.name.startswith(TMP_PREFIX)]
             assert len(inside) == 1 and inside != leftovers         # ours (live) stays, theirs went
     assert sorted(p.name for p in (root / "shards").iterdir()) == ["a.bin", "c.bin"]
+
+
+def test_a_full_disk_is_a_clear_error_naming_the_artifact_and_leaves_nothing_corrupt(tmp_path):
+    """A 1 MiB tmpfs as the store: a 2 MiB write fails with `OutOfSpace` naming the artifact;
+    the previous version of the file is intact and no temporary is left."""
+    import subprocess
+
+    from mm_assets.storage import OutOfSpace
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    try:
+        st = Storage(str(mnt / "store"))
+        st.write_bytes("shards/a.bin", b"previous version")
+        with pytest.raises(OutOfSpace, match=r"no space left writing .*/store/shards/a\.bin") as info:
+            st.write_bytes("shards/a.bin", os.urandom(2 << 20))
+        assert "bytes free in" in str(info.value)
+        assert st.read_bytes("shards/a.bin") == b"previous version"
+        assert os.listdir(mnt / "store" / "shards") == ["a.bin"]
+        st.write_bytes("shards/b.bin", b"small writes still work")     # nothing left taking the space
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -21,6 +21,18 @@ QUARANTINE_SCHEMA = {
 }
 
 
+def writable(text: str | None) -> str | None:
+    """Text a UTF-8 table can hold: a lone surrogate (from a `\\ud800` escape in a rejected
+    record's id or source) is written as its escape instead of failing the whole table."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class QuarantineRows:
     """Collects quarantine rows; `frame()` gives them in the fixed schema."""
 
@@ -31,9 +43,9 @@ class QuarantineRows:
             reason: Reason, detail: str, domain: str | None = None, source: str | None = None,
             original_id: str | None = None, image: str | None = None) -> None:
         self.rows.append({"stage": stage, "source_name": source_name, "annotation": annotation,
-                          "ordinal": ordinal, "offset": offset, "domain": domain, "source": source,
-                          "original_id": original_id, "image": image, "reason": str(reason),
-                          "detail": detail})
+                          "ordinal": ordinal, "offset": offset, "domain": domain, "source": writable(source),
+                          "original_id": writable(original_id), "image": writable(image),
+                          "reason": str(reason), "detail": writable(detail)})
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -1,0 +1,53 @@
+"""The run launcher of `dagster dev` and the demo's instance: Dagster's default launcher, plus a
+health check so that the daemon's run monitoring can see a dead run worker.
+
+Dagster's `DefaultRunLauncher` does not support `check_run_worker_health`, so a run whose worker
+was killed (SIGKILL, out of memory) or died writing to a full disk stays STARTED forever and
+keeps its concurrency slots. The run worker's process id is in the run's own event log (every
+event records the pid of the process that emitted it; the run-start event comes from the
+worker); the worker is gone when no process with that id exists, or the one that does was
+started after the run began (the id was reused). Such a run is marked FAILED by the daemon
+(`run_monitoring.enabled`), with the reason.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import psutil
+from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+
+_CLOCK_SLACK_S = 5.0      # between the event's timestamp and the process's start time
+
+
+def run_worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """(pid, start timestamp) of the process that started the run, from its event log."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
+    if not records or records[0].event_log_entry.dagster_event is None:
+        return None
+    entry = records[0].event_log_entry
+    return entry.dagster_event.pid, entry.timestamp
+
+
+def worker_status(pid: int, started: float) -> CheckRunHealthResult:
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
+    if created > started + _CLOCK_SLACK_S:
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone "
+                                                         f"(its id now belongs to a newer process)")
+    return CheckRunHealthResult(WorkerStatus.RUNNING)
+
+
+class MonitoredRunLauncher(DefaultRunLauncher):
+    """`DefaultRunLauncher` whose run workers the daemon's run monitoring can check."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        found = run_worker(self._instance, run.run_id)
+        if found is None or found[0] is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not recorded its worker yet")
+        return worker_status(*found)

@@ -1,0 +1,48 @@
+"""The run launcher's health check: the run worker's pid comes from the run's own event log; a
+worker that is gone (or whose pid now names a newer process) is FAILED, a live one RUNNING.
+Under a real daemon: tests/test_backfill_e2e.py kills a run worker and sees the run FAILED."""
+
+import os
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import psutil
+from dagster._core.launcher import WorkerStatus
+
+from resources.run_launcher import run_worker, worker_status
+
+
+@dg.asset
+def quick() -> int:
+    return 1
+
+
+def test_the_run_worker_is_found_in_the_event_log_and_its_death_is_seen():
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([quick], instance=instance)
+    pid, started = run_worker(instance, result.run_id)
+    assert pid == os.getpid()                       # in-process: this process ran it
+    assert worker_status(pid, started).status == WorkerStatus.RUNNING
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    gone = worker_status(child.pid, time.time())
+    assert gone.status == WorkerStatus.FAILED and f"process {child.pid} is gone" in gone.msg
+
+    reused = worker_status(os.getpid(), psutil.Process().create_time() - 60)   # started before us
+    assert reused.status == WorkerStatus.FAILED and "newer process" in reused.msg
+    assert run_worker(instance, "no-such-run") is None
+
+
+def test_the_shipped_instance_uses_it_with_run_monitoring(tmp_path):
+    import shutil
+
+    from resources.run_launcher import MonitoredRunLauncher
+    from resources.settings import REPO_ROOT
+
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    assert isinstance(instance.run_launcher, MonitoredRunLauncher)
+    assert instance.run_launcher.supports_check_run_worker_health and instance.run_monitoring_enabled
