@@ -119,7 +119,10 @@ class LocalGraph:
         """Materialize everything once; returns the recipes that were rejected, with the reason.
         The scores of a curation step (from the step registry) are computed only when some
         runnable recipe uses it; `train` also builds the base model and trains every recipe."""
+        from resources.run_launcher import release_dead_runs
+
         started = time.perf_counter()
+        release_dead_runs(self.instance)      # a killed earlier run must not hold the eval pool
         self.run("source_job")
         for d in DOMAINS:
             self.run("ingest_domain_job", d)

@@ -39,15 +39,32 @@ S3_RETRIES = {"max_attempts": 10, "mode": "standard"}
 
 class OutOfSpace(OSError):
     """A write failed because its file system is full (or over quota); names the artifact."""
-_swept: set[tuple[int, str]] = set()     # (pid, directory) whose stale temporaries are gone
 
 
-def _sweep_once(directory: str) -> None:
-    """Remove what killed writers left in `directory`, once per process."""
-    key = (os.getpid(), directory)
-    if key not in _swept:
+# (pid, directory) -> the directory's mtime when this process last swept it or wrote to it: a
+# sweep lists the directory, so it runs again only when someone else changed it since.
+_swept: dict[tuple[int, str], int | None] = {}
+
+
+def _mtime(directory: str) -> int | None:
+    try:
+        return os.stat(directory).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _sweep_if_changed(directory: str) -> None:
+    """Remove what killed writers left in `directory`, unless nothing changed there since."""
+    key, mtime = (os.getpid(), directory), _mtime(directory)
+    if mtime is not None and _swept.get(key) != mtime:
         sweep(directory, TMP_PREFIX)
-        _swept.add(key)
+        _swept[key] = _mtime(directory)
+
+
+def _note_own_write(directory: str) -> None:
+    key = (os.getpid(), directory)
+    if key in _swept:
+        _swept[key] = _mtime(directory)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -112,7 +129,12 @@ class Storage:
 
     # -- reading ----------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
-        return self.fs.exists(self._full(rel))
+        full = self._full(rel)
+        if self.is_local:
+            # an asset that finds its output complete writes nothing there: sweep on the check
+            # too, or a killed writer's temporaries next to a reused artifact would stay for ever
+            _sweep_if_changed(os.path.dirname(full))
+        return self.fs.exists(full)
 
     def info(self, rel: str) -> dict:
         """fsspec file info (size, modification time or ETag)."""
@@ -186,7 +208,7 @@ class Storage:
         if self.is_local:
             directory = os.path.dirname(full)
             os.makedirs(directory, exist_ok=True)
-            _sweep_once(directory)
+            _sweep_if_changed(directory)
             tmp = os.path.join(directory, f"{TMP_PREFIX}{owner_tag()}-{uuid.uuid4().hex[:8]}-{os.path.basename(full)}")
             try:
                 with open(tmp, "wb") as f:
@@ -194,6 +216,7 @@ class Storage:
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, full)
+                _note_own_write(directory)
             finally:
                 if os.path.exists(tmp):
                     os.remove(tmp)

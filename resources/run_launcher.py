@@ -7,7 +7,10 @@ keeps its concurrency slots. The run worker's process id is in the run's own eve
 event records the pid of the process that emitted it; the run-start event comes from the
 worker); the worker is gone when no process with that id exists, or the one that does was
 started after the run began (the id was reused). Such a run is marked FAILED by the daemon
-(`run_monitoring.enabled`), with the reason.
+(`run_monitoring.enabled`), with the reason, and the daemon frees the pool slots it held
+(`free_slots_after_run_end_seconds`) — else two killed evaluations would block the eval pool
+(limit 2) for good. Without a daemon (the demo, the in-process runner), `release_dead_runs` does
+the same when a home is opened.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import dagster as dg
 import psutil
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 _CLOCK_SLACK_S = 5.0      # between the event's timestamp and the process's start time
 
@@ -51,3 +55,27 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         if found is None or found[0] is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not recorded its worker yet")
         return worker_status(*found)
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """What the daemon's run monitoring does, for an instance used without a daemon: mark the
+    STARTED runs whose worker is gone FAILED, and free the concurrency slots still held by
+    finished runs. Returns the runs marked failed."""
+    failed = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        found = run_worker(instance, run.run_id)
+        if found is None or found[0] is None:
+            continue
+        health = worker_status(*found)
+        if health.status == WorkerStatus.FAILED:
+            instance.report_run_failed(run, f"Detected run worker status {health}; marking the run failed.")
+            failed.append(run.run_id)
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        holding = storage.get_concurrency_run_ids()
+        if holding:
+            for record in instance.get_run_records(dg.RunsFilter(run_ids=list(holding),
+                                                                 statuses=list(FINISHED_STATUSES))):
+                storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
+    return failed

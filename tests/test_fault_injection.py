@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import torch
 
@@ -36,8 +37,8 @@ TMP = ".tmp-"
 # What may differ between two complete runs: wall-clock timings (the trainer's per-step
 # `step_time_s`, the run summary's seconds), hence the checkpoint manifest's hash of
 # trainer_state.json, and `*_s`/`*_seconds` timings in info files; the MLflow run id of an
-# evaluation record; where a rerun resumed from.
-VOLATILE_KEYS = {"step_time_s", "tokens_per_s", "seconds", "mlflow_run_id", "resumed_from"}
+# evaluation record; where a rerun resumed from (a checkpoint, or shards a killed run finished).
+VOLATILE_KEYS = {"step_time_s", "tokens_per_s", "seconds", "mlflow_run_id", "resumed_from", "resumed_shards"}
 
 
 def files_under(root: Path, dirs: list[str]) -> dict[str, bytes]:
@@ -52,16 +53,24 @@ def files_under(root: Path, dirs: list[str]) -> dict[str, bytes]:
     return out
 
 
-def count_files(root: Path, names: list[str]) -> int:
-    """Files there now under the artifact directories and files `names`, temporaries included
-    (a temporary appears before its file: counting it lets a kill land mid-write)."""
+def count_files(root: Path, names: list[str], since: float = 0.0) -> int:
+    """Files written since `since` (wall clock) under the artifact directories and files
+    `names`, temporaries included (a temporary appears before its file: counting it lets a kill
+    land mid-write)."""
+    def fresh(q: Path) -> bool:
+        try:
+            return q.is_file() and q.stat().st_mtime >= since
+        except FileNotFoundError:       # a temporary renamed meanwhile
+            return False
+
     n = 0
     for name in names:
         p = root / name
         if p.is_dir():
-            n += sum(1 for q in p.rglob("*") if q.is_file())
+            n += sum(1 for q in p.rglob("*") if fresh(q))
         elif p.parent.is_dir():
-            n += sum(1 for q in p.parent.iterdir() if q.name == p.name or (q.name.startswith(TMP) and q.name.endswith(p.name)))
+            n += sum(1 for q in p.parent.iterdir()
+                     if (q.name == p.name or (q.name.startswith(TMP) and q.name.endswith(p.name))) and fresh(q))
     return n
 
 
@@ -121,7 +130,7 @@ TARGETS = [
 
 def run_child(home: Path, data: Path, job: str, partition: str, watch: tuple[Path, list[str]],
               kill: tuple[str, float]) -> tuple[str, float]:
-    """Start the run process and SIGKILL it at `kill`: ("file", k) once k of its files exist,
+    """Start the run process and SIGKILL it at `kill`: ("file", k) once it has written k files,
     ("time", s) s seconds after it is ready to run. Returns what happened and when (seconds
     after ready: the kill, or the end of a run that finished first)."""
     proc = subprocess.Popen([sys.executable, str(HERE / "fault_child.py"), str(home), str(data),
@@ -130,11 +139,12 @@ def run_child(home: Path, data: Path, job: str, partition: str, watch: tuple[Pat
                             env={**os.environ, "MM_HOME": str(home)})
     try:
         assert proc.stdout.readline().strip() == "READY"
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         kind, at = kill
         while proc.poll() is None:
             elapsed = time.monotonic() - started
-            if (kind == "time" and elapsed >= at) or (kind == "file" and count_files(*watch) >= at):
+            assert elapsed < 300, f"the run process is stuck (waiting for a pool slot?) at {kill}"
+            if (kind == "time" and elapsed >= at) or (kind == "file" and count_files(*watch, since=wall) >= at):
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
                 return (f"at {elapsed:.1f} s" if kind == "time" else f"at file {at:.0f} ({elapsed:.1f} s)"), elapsed
@@ -151,6 +161,7 @@ def test_a_killed_run_leaves_nothing_partial_and_the_rerun_equals_an_uninterrupt
         small_graph, small_data, tmp_path, asset, job, partition, pointers):
     from curation_graph import open_graph, small_graph_resources
     from fault_child import partition_key
+    from resources.run_launcher import release_dead_runs
 
     home = tmp_path / "home"
     shutil.copytree(small_graph.home, home, ignore=shutil.ignore_patterns("mlruns"))
@@ -203,13 +214,16 @@ def test_a_killed_run_leaves_nothing_partial_and_the_rerun_equals_an_uninterrupt
     rng = random.Random(f"{asset}-faults")
     watch_root, watch_dirs = (ckpts, checkpoint_dirs) if asset == "training_run" else (art, dirs + pointer_files)
     n_files = len(reference_ckpt) if asset == "training_run" else len(reference)
-    outcomes, horizon = [], None
+    outcomes, horizon, released = [], None, []
     for i in range(POINTS):
         # alternately: after a drawn number of its files (they are written mostly at the end),
         # or at a drawn moment before the first kill point's time (mostly compute)
         kill = ("file", rng.randint(1, n_files - 1)) if i % 2 == 0 or horizon is None \
             else ("time", rng.uniform(0.05, 1.0) * horizon)
         outcome, elapsed = run_child(home, small_data, job, partition, (watch_root, watch_dirs), kill)
+        # the killed run is STARTED in the instance and holds its pool slot (the eval pool has two):
+        # what the daemon's run monitoring does, done here without a daemon
+        released += release_dead_runs(g.instance)
         horizon = elapsed if horizon is None else horizon
         visible = files_under(art, dirs + pointer_files)
         visible_ckpt = files_under(ckpts, checkpoint_dirs)
@@ -232,6 +246,8 @@ def test_a_killed_run_leaves_nothing_partial_and_the_rerun_equals_an_uninterrupt
             remove_outputs()                # start the next kill point from scratch again
 
     assert any(not o.startswith(FINISHED) for o in outcomes), outcomes
+    assert not g.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])), released
+    outcomes.append(f"{len(released)} dead runs marked failed")
     run_here()
     assert not differ(files_under(art, dirs + pointer_files), reference), \
         (outcomes, differ(files_under(art, dirs + pointer_files), reference))

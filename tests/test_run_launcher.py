@@ -46,3 +46,44 @@ def test_the_shipped_instance_uses_it_with_run_monitoring(tmp_path):
     instance = dg.DagsterInstance.from_config(str(tmp_path))
     assert isinstance(instance.run_launcher, MonitoredRunLauncher)
     assert instance.run_launcher.supports_check_run_worker_health and instance.run_monitoring_enabled
+
+
+SLOW_POOLED_RUN = """
+import sys, time
+import dagster as dg
+
+@dg.asset(pool="eval")
+def slow() -> int:
+    print("RUNNING", flush=True)
+    time.sleep(60)
+    return 1
+
+instance = dg.DagsterInstance.from_config(sys.argv[1])
+dg.materialize([slow], instance=instance)
+"""
+
+
+def test_a_killed_run_without_a_daemon_is_failed_and_its_pool_slot_freed(tmp_path):
+    """The in-process runner's recovery (the demo has no daemon): a run SIGKILLed while holding
+    an eval-pool slot is marked FAILED and the slot is freed — else two such kills would block
+    every later evaluation."""
+    import shutil
+    import signal
+
+    from resources.run_launcher import release_dead_runs
+    from resources.settings import REPO_ROOT
+
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_POOLED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "RUNNING"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    (run,) = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.STARTED
+    assert instance.event_log_storage.get_concurrency_run_ids() == {run.run_id}
+
+    assert release_dead_runs(instance) == [run.run_id]
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert not instance.event_log_storage.get_concurrency_run_ids()
+    assert release_dead_runs(instance) == []

@@ -420,6 +420,14 @@ def test_what_a_killed_writer_leaves_is_swept_by_the_next_and_a_live_ones_is_not
             assert len(inside) == 1 and inside != leftovers         # ours (live) stays, theirs went
     assert sorted(p.name for p in (root / "shards").iterdir()) == ["a.bin", "c.bin"]
 
+    # killed again after this process swept there: an existence check (what a reused artifact
+    # gets instead of a write) sweeps the directory again, since it changed
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(root)], env={**os.environ, "TMPDIR": str(scratch)},
+                   cwd=Path(__file__).resolve().parents[1])
+    assert any(p.name.startswith(TMP_PREFIX) for p in (root / "shards").iterdir())
+    assert st.exists("shards/a.bin")
+    assert sorted(p.name for p in (root / "shards").iterdir()) == ["a.bin", "c.bin"]
+
 
 def test_a_full_disk_is_a_clear_error_naming_the_artifact_and_leaves_nothing_corrupt(tmp_path):
     """A 1 MiB tmpfs as the store: a 2 MiB write fails with `OutOfSpace` naming the artifact;
