@@ -87,3 +87,48 @@ def test_a_killed_run_without_a_daemon_is_failed_and_its_pool_slot_freed(tmp_pat
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     assert not instance.event_log_storage.get_concurrency_run_ids()
     assert release_dead_runs(instance) == []
+
+
+CHATTY_RUN = """
+import sys
+import dagster as dg
+
+@dg.asset
+def chatty(context) -> int:
+    for i in range(100_000):
+        context.log.info(f"event {i} " + "x" * 4000)
+    return 1
+
+dg.materialize([chatty], instance=dg.DagsterInstance.from_config(sys.argv[1]))
+"""
+
+
+def test_a_run_whose_instance_disk_filled_up_is_failed_once_space_is_back(tmp_path):
+    """The instance on a 4 MiB tmpfs: a run that fills it cannot even record its failure and is
+    left STARTED (what the issue saw). With space back, the health check the daemon runs marks
+    it FAILED with the reason."""
+    import shutil
+
+    from resources.run_launcher import release_dead_runs
+    from resources.settings import REPO_ROOT
+
+    home = tmp_path / "instance"
+    home.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(home)], capture_output=True).returncode:
+        import pytest
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    try:
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        proc = subprocess.run([sys.executable, "-c", CHATTY_RUN, str(home)], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode != 0 and ("disk" in proc.stderr or "full" in proc.stderr), proc.stderr[-500:]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(home)], check=True)
+        instance = dg.DagsterInstance.from_config(str(home))
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED          # stuck: its failure was never written
+        assert release_dead_runs(instance) == [run.run_id]
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        (failure,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert "is gone" in failure.message
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
