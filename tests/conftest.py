@@ -1,7 +1,9 @@
 """Shared fixtures: the demo-scale look-alike data, generated once per test session."""
 
+import contextlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,17 @@ def small_graph(small_data, tmp_path_factory):
     assert rejected == {}
     assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled
     return g
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str):
+    """A tmpfs of `size` (e.g. "1m") mounted at `path` for a full-disk test, unmounted after;
+    the test is skipped where mounting is not allowed (it needs root; CI runs as root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -95,7 +95,7 @@ def differing(got: dict[str, bytes], want: dict[str, bytes]) -> list[str]:
             if n not in got or n not in want or normalised(n, got[n]) != normalised(n, want[n])]
 
 
-def artifact_dirs(st_root: Path, pointer: dict) -> list[str]:
+def artifact_dirs(pointer: dict) -> list[str]:
     """Every `root` a pointer names (recursively) — the artifact directories or files it stands for."""
     found = []
     def walk(x):
@@ -109,10 +109,6 @@ def artifact_dirs(st_root: Path, pointer: dict) -> list[str]:
                 walk(v)
     walk(pointer)
     return found
-
-
-def _safe(pk: str) -> str:
-    return pk.replace("|", "__").replace("/", "_")
 
 
 # (asset id, job, partition as fault_child takes it, pointer files of the job's assets)
@@ -174,7 +170,7 @@ def test_a_killed_run_leaves_nothing_partial_and_the_rerun_equals_an_uninterrupt
         partition = partition.format(checkpoint=checkpoint)
         pointers = [p.format(checkpoint=checkpoint) for p in pointers]
     pointer_files = [f"dagster_io/{p}.json" for p in pointers]
-    dirs_of = {pf: artifact_dirs(art, json.loads((art / pf).read_text())) for pf in pointer_files}
+    dirs_of = {pf: artifact_dirs(json.loads((art / pf).read_text())) for pf in pointer_files}
     dirs = [d for pf in pointer_files for d in dirs_of[pf]]
     checkpoint_dirs = []
     if asset == "training_run":

@@ -109,15 +109,11 @@ def test_a_run_whose_instance_disk_filled_up_is_failed_once_space_is_back(tmp_pa
     it FAILED with the reason."""
     import shutil
 
+    from conftest import small_tmpfs
     from resources.run_launcher import release_dead_runs
     from resources.settings import REPO_ROOT
 
-    home = tmp_path / "instance"
-    home.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(home)], capture_output=True).returncode:
-        import pytest
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    try:
+    with small_tmpfs(tmp_path / "instance", "4m") as home:
         shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
         proc = subprocess.run([sys.executable, "-c", CHATTY_RUN, str(home)], capture_output=True, text=True,
                               timeout=300)
@@ -130,5 +126,3 @@ def test_a_run_whose_instance_disk_filled_up_is_failed_once_space_is_back(tmp_pa
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
         (failure,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         assert "is gone" in failure.message
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)

@@ -432,15 +432,10 @@ def test_what_a_killed_writer_leaves_is_swept_by_the_next_and_a_live_ones_is_not
 def test_a_full_disk_is_a_clear_error_naming_the_artifact_and_leaves_nothing_corrupt(tmp_path):
     """A 1 MiB tmpfs as the store: a 2 MiB write fails with `OutOfSpace` naming the artifact;
     the previous version of the file is intact and no temporary is left."""
-    import subprocess
-
+    from conftest import small_tmpfs
     from mm_assets.storage import OutOfSpace
 
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as mnt:
         st = Storage(str(mnt / "store"))
         st.write_bytes("shards/a.bin", b"previous version")
         with pytest.raises(OutOfSpace, match=r"no space left writing .*/store/shards/a\.bin") as info:
@@ -449,5 +444,3 @@ def test_a_full_disk_is_a_clear_error_naming_the_artifact_and_leaves_nothing_cor
         assert st.read_bytes("shards/a.bin") == b"previous version"
         assert os.listdir(mnt / "store" / "shards") == ["a.bin"]
         st.write_bytes("shards/b.bin", b"small writes still work")     # nothing left taking the space
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
