@@ -1,0 +1,194 @@
+"""Ablation-report estimators on synthetic scores with known truth
+(/work/shared/notes/study-statistics.md, section numbers in the comments)."""
+
+import json
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mm_assets.study.plot import _recipe_order, ablation_png
+from mm_assets.study.statistics import (
+    AVERAGE,
+    GAP_ESTABLISHED,
+    GAP_NOT_ESTABLISHED,
+    ablation_frame,
+    ablation_table,
+    contamination_split,
+    removal_split,
+)
+
+
+def scores_frame(by_bench: dict[str, dict[str, np.ndarray]]) -> pl.DataFrame:
+    """Long score frame from {benchmark: {recipe: (seeds x items) scores}}; seed and item ids are indices."""
+    parts = []
+    for bench, by_recipe in by_bench.items():
+        for recipe, matrix in by_recipe.items():
+            matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
+            seeds, items = np.indices(matrix.shape)
+            parts.append(pl.DataFrame({"recipe": [recipe] * matrix.size, "seed": seeds.ravel(),
+                                       "benchmark": [bench] * matrix.size, "item_id": items.ravel(),
+                                       "score": matrix.ravel()}))
+    return pl.concat(parts)
+
+
+def flipped(scores: np.ndarray, n: int, to: float) -> np.ndarray:
+    """Per seed, the first ``n`` items scoring ``1 - to`` set to ``to``: an exact shift of n / items."""
+    out = scores.copy()
+    for row in out:
+        row[np.flatnonzero(row == 1 - to)[:n]] = to
+    return out
+
+
+def row_of(result: dict, recipe: str, benchmark: str) -> dict:
+    return next(r for r in result["rows"] + result["average"] if (r["recipe"], r["benchmark"]) == (recipe, benchmark))
+
+
+@pytest.fixture(scope="module")
+def base() -> np.ndarray:
+    """Exact-match scores of 3 seeds on 500 items."""
+    return (np.random.default_rng(1).random((3, 500)) < 0.5).astype(float)
+
+
+def test_true_ten_point_gain_is_found(base):  # §2
+    result = ablation_table(scores_frame({"docvqa": {"baseline": base, "step": flipped(base, 50, 1.0)}}))
+    row = row_of(result, "step", "docvqa")
+    assert row["delta"] == pytest.approx(0.10)
+    assert 0 < row["delta_lo"] < 0.10 < row["delta_hi"]
+    assert (row["n_items"], row["n_seeds"], result["n_boot"]) == (500, 3, 2000)
+    json.dumps(result)
+
+
+def test_no_true_difference_interval_contains_zero(base):
+    no_change = flipped(flipped(base, 30, 1.0), 30, 0.0)
+    row = row_of(ablation_table(scores_frame({"docvqa": {"baseline": base, "step": no_change}})), "step", "docvqa")
+    assert row["delta"] == pytest.approx(0.0)
+    assert row["delta_lo"] < 0 < row["delta_hi"]
+
+
+def test_gap_recovered_half_way_to_oracle(base):  # §4
+    oracle = flipped(base, 100, 1.0)
+    half_way = flipped(base, 50, 1.0)  # the first 50 of the oracle's 100 gains
+    result = ablation_table(scores_frame({"chartqa": {"baseline": base, "step": half_way, "oracle": oracle}}))
+    for bench in ("chartqa", AVERAGE):
+        row = row_of(result, "step", bench)
+        assert row["gap_status"] == GAP_ESTABLISHED
+        assert row["gap_recovered"] == pytest.approx(0.5)
+        assert 0.3 < row["gap_lo"] < 0.5 < row["gap_hi"] < 0.7
+    assert row_of(result, "oracle", "chartqa")["gap_recovered"] == pytest.approx(1.0)
+    assert row_of(result, "baseline", "chartqa")["gap_recovered"] == 0.0
+
+
+def test_gap_not_established_when_oracle_equals_baseline(base):
+    result = ablation_table(scores_frame({"chartqa": {"baseline": base, "step": flipped(base, 50, 1.0),
+                                                      "oracle": base}}))
+    for row in result["rows"] + result["average"]:
+        assert row["gap_status"] == GAP_NOT_ESTABLISHED
+        assert row["gap_recovered"] is None and row["gap_lo"] is None and row["gap_hi"] is None
+
+
+def test_pairing_on_items_removes_item_difficulty():  # §2: hopeless unpaired, clear paired
+    rng = np.random.default_rng(2)
+    difficulty = rng.random(500)
+    baseline = difficulty + rng.normal(0, 0.05, 500)
+    recipe = difficulty + 0.03 + rng.normal(0, 0.05, 500)
+    row = row_of(ablation_table(scores_frame({"ocr": {"baseline": baseline, "step": recipe}})), "step", "ocr")
+    draws = np.random.default_rng(0).integers(0, 500, size=(2, 2000, 500))  # each arm its own items
+    unpaired = recipe[draws[0]].mean(axis=1) - baseline[draws[1]].mean(axis=1)
+    unpaired_lo, unpaired_hi = np.quantile(unpaired, [0.025, 0.975])
+    assert row["delta_lo"] > 0 and unpaired_lo < 0
+    assert row["delta_hi"] - row["delta_lo"] < 0.25 * (unpaired_hi - unpaired_lo)
+
+
+def test_pairing_on_seeds_removes_shared_seed_effect():
+    rng = np.random.default_rng(3)
+    seed_effect = np.array([[-0.05], [0.0], [0.05]])  # the seed fixes data order for every recipe
+    baseline = rng.random(500) + seed_effect + rng.normal(0, 0.02, (3, 500))
+    scores = scores_frame({"ocr": {"baseline": baseline, "step": baseline + 0.01}})
+    widths = {paired: row_of(ablation_table(scores, paired_seeds=paired), "step", "ocr")
+              for paired in (False, True)}
+    assert (widths[True]["delta_hi"] - widths[True]["delta_lo"]
+            < 0.2 * (widths[False]["delta_hi"] - widths[False]["delta_lo"]))
+    two_seeds = scores_frame({"ocr": {"baseline": baseline, "step": baseline[:2] + 0.01}})
+    assert row_of(ablation_table(two_seeds), "step", "ocr")["n_seeds"] == 2
+    with pytest.raises(ValueError, match="same seeds"):
+        ablation_table(two_seeds, paired_seeds=True)
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda df: df.filter(~((pl.col("recipe") == "step") & (pl.col("seed") == 2) & (pl.col("item_id") == 7))),
+    lambda df: df.with_columns(item_id=pl.when((pl.col("recipe") == "step") & (pl.col("seed") == 2)
+                                               & (pl.col("item_id") == 7)).then(999).otherwise("item_id")),
+    lambda df: pl.concat([df, df.filter((pl.col("recipe") == "step") & (pl.col("seed") == 2)).head(1)]),
+], ids=["missing", "other", "repeated"])
+def test_item_set_mismatch_names_the_run(base, spoil):
+    scores = scores_frame({"docvqa": {"baseline": base, "step": base}})
+    with pytest.raises(ValueError, match="recipe 'step' seed 2 benchmark 'docvqa'"):
+        ablation_table(spoil(scores))
+
+
+def test_average_is_equal_weight_mean_of_benchmark_deltas_with_its_own_interval():  # §3
+    rng = np.random.default_rng(4)
+    by_bench = {}
+    for k, n_items in enumerate((200, 300, 400, 500, 600)):
+        base = (rng.random(n_items) < 0.5).astype(float)[None]
+        by_bench[f"bench{k}"] = {"baseline": base, "step": flipped(base, 10 * (k + 1), 1.0)}
+    result = ablation_table(scores_frame(by_bench))
+    per_bench = [row_of(result, "step", bench) for bench in by_bench]
+    average = row_of(result, "step", AVERAGE)
+    assert average["delta"] == pytest.approx(np.mean([row["delta"] for row in per_bench]), abs=1e-12)
+    assert average["delta_lo"] < average["delta"] < average["delta_hi"]
+    # resampled together, independent benchmarks average out: narrower than averaging the endpoints
+    mean_width = np.mean([row["delta_hi"] - row["delta_lo"] for row in per_bench])
+    assert average["delta_hi"] - average["delta_lo"] < 0.7 * mean_width
+    assert average["n_items"] == 2000 and len(ablation_frame(result)) == 2 * 6
+
+
+def test_contamination_split():  # §7
+    rows = [("baseline", 0, "chartqa", "a", 1.0, True), ("baseline", 0, "chartqa", "b", 1.0, True),
+            ("baseline", 0, "chartqa", "c", 0.0, False), ("baseline", 0, "chartqa", "d", 1.0, False),
+            ("baseline", 1, "chartqa", "a", 1.0, True), ("baseline", 1, "chartqa", "b", 0.0, True),
+            ("baseline", 1, "chartqa", "c", 0.0, False), ("baseline", 1, "chartqa", "d", 0.0, False),
+            ("baseline", 0, "docvqa", "x", 0.2, False), ("baseline", 0, "docvqa", "y", 0.4, False),
+            ("v1", 0, "chartqa", "a", 0.0, True), ("v1", 0, "chartqa", "c", 1.0, False)]
+    scores = pl.DataFrame(rows, schema=["recipe", "seed", "benchmark", "item_id", "score", "leaked"], orient="row")
+    chart, doc = contamination_split(scores)
+    # per item over seeds: a=1, b=.5 (leaked); c=0, d=.5 (rest)
+    assert (chart["n_leaked"], chart["n_rest"]) == (2, 2)
+    assert (chart["mean_leaked"], chart["mean_rest"], chart["difference"]) == pytest.approx((0.75, 0.25, 0.5))
+    assert chart["difference_lo"] <= 0.5 <= chart["difference_hi"]
+    assert (doc["n_leaked"], doc["mean_leaked"], doc["difference"]) == (0, None, None)
+    assert doc["mean_rest"] == pytest.approx(0.3)
+    assert contamination_split(scores, recipe="v1")[0]["difference"] == pytest.approx(-1.0)
+
+
+def test_removal_split():
+    truth = pl.DataFrame({"sample_id": ["s1", "s2", "s3", "s4"],
+                          "defect_kind": ["duplicate", "duplicate", "irrelevant", "none"]})
+    removed = pl.DataFrame({"step": ["semdedup"] * 3 + ["relevance"], "sample_id": ["s1", "s4", "s5", "s3"]})
+    got = removal_split(removed, truth).rows()
+    assert got == [("semdedup", "duplicate", 1, 2, 0.5), ("semdedup", "irrelevant", 0, 1, 0.0),
+                   ("semdedup", "none", 2, None, None),
+                   ("relevance", "duplicate", 0, 2, 0.0), ("relevance", "irrelevant", 1, 1, 1.0),
+                   ("relevance", "none", 0, None, None)]
+
+
+def test_ablation_png(base):
+    recipes = {"oracle": flipped(base, 100, 1.0), "v1": flipped(base, 60, 1.0), "baseline": base,
+               "semdedup": flipped(base, 20, 1.0), "mining": flipped(base, 30, 1.0)}
+    result = ablation_table(scores_frame({"docvqa": recipes, "chartqa": recipes}), n_boot=200)
+    assert _recipe_order(result) == ["semdedup", "mining", "v1", "oracle"]
+    assert ablation_png(result, title="study").startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_speed_and_determinism():
+    rng = np.random.default_rng(5)
+    scores = scores_frame({f"bench{k}": {f"recipe{r}": (rng.random((3, 500)) < 0.5) for r in range(10)}
+                           for k in range(5)})
+    start = time.perf_counter()
+    result = ablation_table(scores, baseline="recipe0", n_boot=2000)
+    assert time.perf_counter() - start < 5
+    assert len(result["rows"]) == 50 and len(result["average"]) == 10
+    assert ablation_table(scores, baseline="recipe0")["rows"] == result["rows"]
+    assert ablation_table(scores, baseline="recipe0", seed=1)["rows"] != result["rows"]
