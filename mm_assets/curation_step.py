@@ -66,7 +66,7 @@ class StepInputs:
     params: StepParams
     storage: Storage
     pointers: Callable[[str], dict]           # asset name -> {partition: pointer} or pointer
-    planted_truth: str | None = None          # generated data's truth file: for reports only
+    planted_truth: str | None = None          # generated data's truth file: reports only, except the oracle's decisions
     canary_ids: Callable[[pl.DataFrame], tuple[list[str], str] | None] = lambda pool: None
     log: Callable[[str], None] = print
 
@@ -102,6 +102,7 @@ class CurationStep:
     decisions_asset: str = ""                  # default `<kind>_decisions`
     group: str = "curation_steps"
     code_version: str = "1"
+    reads_planted_truth: bool = False          # its decisions read the planted truth: an oracle, not a curation method
 
     def __post_init__(self):
         if not self.decisions_asset:

@@ -1,6 +1,7 @@
-"""The generated data's planted truth mapped onto sample ids — for quality reports and tests
-only; no curation decision reads it. Truth refs name records by (annotation file, ordinal);
-the samples table carries both (`source_name`, `ordinal`)."""
+"""The generated data's planted truth mapped onto sample ids — for quality reports, tests and
+the `oracle` step (the upper bound, the only decisions that read it; `mm_assets/oracle/`).
+Truth refs name records by (annotation file, ordinal); the samples table carries both
+(`source_name`, `ordinal`)."""
 
 from __future__ import annotations
 

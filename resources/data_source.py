@@ -28,7 +28,7 @@ class MammothSourceResource(dg.ConfigurableResource):
     storage_options: dict = Field(default_factory=dict, description="fsspec options for these inputs")
     samples_per_shard: int = Field(default=DEFAULT_SAMPLES_PER_SHARD, gt=0)
     planted_truth: str = Field(default="", description="Generated data only: the planted-truth file. "
-                               "Quality reports read it; no decision ever does.")
+                               "Quality reports read it; no decision does but the oracle's (the upper bound).")
     trusted: SourceFiles | None = Field(default=None, description="A small clean pool in the same layout: "
                                         "what the default perplexity reference model is trained on")
 

@@ -22,7 +22,7 @@ from resources.settings import REPO_ROOT, sample_data_source
 from resources.storage import StorageResource
 
 
-SHIPPED_RECIPES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1")
+SHIPPED_RECIPES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1", "oracle")
 
 
 @dataclass

@@ -15,7 +15,8 @@ from mm_assets.taxonomy import DOMAINS
 from mm_assets.webdataset_io import read_shard
 
 STEPS = {"baseline": [], "semdedup10": ["semdedup"], "ppl_top50": ["perplexity"], "rephrase": ["rephrase"],
-         "mining": ["mining"], "v1": ["decontamination", "semdedup", "relevance", "perplexity", "rephrase", "mining"]}
+         "mining": ["mining"], "v1": ["decontamination", "semdedup", "relevance", "perplexity", "rephrase", "mining"],
+         "oracle": ["oracle"]}
 
 
 def curated_members(g, recipe: str, domain: str) -> dict[str, dict[str, bytes]]:
@@ -86,6 +87,13 @@ def test_decontamination_removes_the_planted_leaks(small_graph):
     assert report["planted"] > 0 and report["recall"] == 1.0
 
 
+def test_the_oracle_drops_the_planted_defects_and_says_it_reads_the_truth(small_graph):
+    m = small_graph.meta("oracle_decisions", "oracle")
+    assert m["reads_planted_truth"] is True and m["oracle"].startswith("oracle (reads planted truth)")
+    assert m["decisions"]["drop"] == sum(m["planted_in_pool"].values()) > 0
+    assert "canary_report" not in m                  # its canary recall would be 1 by construction
+
+
 # One edit per registered step kind, in that step's section only (in a recipe that uses the
 # step), that changes the step's decisions on the small data. `length_only` is written by the
 # `length_recipe` fixture (no shipped recipe uses the length filter).
@@ -99,6 +107,7 @@ STEP_EDITS = {
     "rephrase": ("rephrase", "fraction: 0.3", "fraction: 0.6"),
     "mining": ("mining", "upsample: {countbench: 2, docvqa: 2,", "upsample: {countbench: 3, docvqa: 2,"),
     "decontamination": ("v1", "threshold: 0.99", "threshold: 0.9"),
+    "oracle": ("oracle", "oracle: {}", "oracle: {defects: [low_quality, leaked_eval_item]}"),
 }
 
 

@@ -216,8 +216,9 @@ def test_yaml_bool_is_not_a_cluster_count(tmp_path):
 # Shipped recipes
 # --------------------------------------------------------------------------------------------
 
-SHIPPED_NAMES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1")
-STEP_OF = {"ppl_top50": "perplexity", "rephrase": "rephrase", "mining": "mining", "v1": "decontamination"}
+SHIPPED_NAMES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1", "oracle")
+STEP_OF = {"ppl_top50": "perplexity", "rephrase": "rephrase", "mining": "mining", "v1": "decontamination",
+           "oracle": "oracle"}
 
 
 @pytest.mark.parametrize("name", SHIPPED_NAMES)

@@ -119,6 +119,7 @@ def build_decisions_asset(step: CurationStep) -> dg.AssetsDefinition:
         params_hash = decided.params_hash or step.params_hash(params)
         root, version = write_decisions(st, step.decisions_asset, name, step.code_version, params_hash, decided)
         metadata = {"uri": st.uri(root), "in_recipe": True, "params_hash": params_hash,
+                    **({"reads_planted_truth": True} if step.reads_planted_truth else {}),
                     "params": dg.MetadataValue.json(params.model_dump(mode="json")),
                     "seconds": time.perf_counter() - started,
                     **decisions_metadata(decided.decisions, inputs.canaries if decided.canaries else None),
