@@ -29,7 +29,7 @@ SHOWN_METADATA = {
     "curated_dataset": ("uri", "samples_in", "samples_out", "shard_sha256"),
     "checkpoint": ("uri", "model", "lineage"),
     "base_model": ("uri", "version", "files"),
-    "training_run": ("training_run", "budget_tokens", "tokens_seen", "base_model_version"),
+    "training_run": ("training_run", "seeds", "budget_tokens", "tokens_seen", "base_model_version"),
     "eval_scores": ("score", "ci95_low", "ci95_high", "model_id", "prompt_version", "metric_version", "mlflow_run_id"),
     "samples": ("uri", "rows"),
 }

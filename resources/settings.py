@@ -99,13 +99,16 @@ def mlflow_resource():
 
 def training_resource():
     """`MM_TRAIN_BASE_MODEL` (LLaVA-format path, default "tiny"), `MM_TRAIN_BUDGET_TOKENS` (the
-    training budget of every recipe), `MM_TRAIN_CHECKPOINTS` (comma-separated budget fractions)."""
+    training budget of every recipe), `MM_TRAIN_CHECKPOINTS` (comma-separated budget fractions),
+    `MM_TRAIN_SEEDS` (comma-separated training seeds, one run per seed; default 0)."""
     from resources.training import TrainingResource
     fields = {"base_model": os.environ.get("MM_TRAIN_BASE_MODEL", "tiny")}
     if os.environ.get("MM_TRAIN_BUDGET_TOKENS"):
         fields["budget_tokens"] = int(os.environ["MM_TRAIN_BUDGET_TOKENS"])
     if os.environ.get("MM_TRAIN_CHECKPOINTS"):
         fields["checkpoint_fractions"] = [float(f) for f in os.environ["MM_TRAIN_CHECKPOINTS"].split(",")]
+    if os.environ.get("MM_TRAIN_SEEDS"):
+        fields["seeds"] = [int(s) for s in os.environ["MM_TRAIN_SEEDS"].split(",")]
     return TrainingResource(**fields)
 
 

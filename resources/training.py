@@ -1,7 +1,9 @@
 """The training resource: base model and optimisation settings of `training_run[recipe]`."""
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from mm_assets.recipes.schema import check_seeds
 
 # A quarter, half, three quarters and all of the budget: every recipe's checkpoints sit at the
 # same points of its score-vs-compute curve.
@@ -12,7 +14,10 @@ class TrainingResource(dg.ConfigurableResource):
     """`base_model`: a LLaVA-format checkpoint path (production), or "tiny": a tiny LLaVA built
     here around the embedder's SigLIP2 vision tower, with a BPE tokenizer trained on the corpus.
     `budget_tokens`: every recipe trains on this many (non-padding) tokens unless its recipe
-    says otherwise (`training: {budget_tokens: N}`) — equal compute, whatever the curated size."""
+    says otherwise (`training: {budget_tokens: N}`) — equal compute, whatever the curated size.
+    `seeds`: the training seeds; each is one training run of every recipe (data order, torch
+    RNG), all from the same base model, unless its recipe says otherwise (`training: {seeds:
+    [0, 1, 2]}`). `seed`: the init seed of the tiny base model — one base model for all seeds."""
 
     base_model: str = Field(default="tiny", description='LLaVA-format checkpoint path, or "tiny"')
     budget_tokens: int = Field(default=300_000, ge=1000, description="training tokens per run (non-padding)")
@@ -25,4 +30,10 @@ class TrainingResource(dg.ConfigurableResource):
     grad_accum: int = Field(default=1, gt=0)
     max_len: int = Field(default=512, gt=16, description="packed row length in tokens")
     packing: bool = True
-    seed: int = 0
+    seeds: list[int] = Field(default=[0], description="training seeds: one training run per seed and recipe")
+    seed: int = Field(default=0, description='init seed of the "tiny" base model (not a training seed)')
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_listed_once(cls, seeds: list[int]) -> list[int]:
+        return check_seeds(seeds)

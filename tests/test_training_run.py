@@ -36,6 +36,8 @@ def test_checkpoints_at_fixed_fractions_of_the_budget_from_the_base_model(traine
     assert m["loss_last_10pct"] < m["loss_first_10pct"]
     names = m["checkpoints"]
     assert len(names) == len(FRACTIONS) and all(n.startswith(m["training_run"]) for n in names)
+    assert m["training_run"].startswith("baseline-seed0-") and m["seeds"] == [0]    # the resource's one seed
+    assert [(r["seed"], r["training_run"], r["final"]) for r in m["runs"]] == [(0, m["training_run"], names[-1])]
     store = trained.defs.resources["checkpoints"].get()
     manifests = [verify_checkpoint(store, n) for n in names]
     curated = {d: trained.meta("curated_dataset", f"{d}|baseline")["version"] for d in DOMAINS}
@@ -45,6 +47,7 @@ def test_checkpoints_at_fixed_fractions_of_the_budget_from_the_base_model(traine
         assert man["budget_tokens"] == SMALL_BUDGET_TOKENS
         assert man["tokens_seen"] >= fraction * SMALL_BUDGET_TOKENS - 0.01 * SMALL_BUDGET_TOKENS
         assert man["base_model_version"] == base["version"] and man["base_model"] == base["uri"]
+        assert man["seed"] == 0
     assert manifests[0]["parent"] == base["uri"]
     assert manifests[1]["parent"].endswith(names[0])      # each checkpoint continues the previous one
 

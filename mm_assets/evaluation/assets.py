@@ -26,10 +26,13 @@ from mm_assets.evaluation.leaderboard import leaderboard_table, plot_scores_by_t
 from mm_assets.evaluation.runner import MAX_NEW_TOKENS, evaluate, summarize
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.partitions import benchmark_partitions, checkpoint_benchmark_partitions, checkpoint_partitions
+from mm_assets.steps import reads_planted_truth, recipe_label
 from mm_assets.taxonomy import BENCHMARKS
+from mm_assets.training.assets import first_seed_final
 from mm_assets.storage import local_dir, parquet_bytes
 from resources.json_io_manager import mapped_pointer
 from resources.evaluation import CheckpointStoreResource, EvalBackendResource, MlflowResource
+from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 
 EVAL_POOL = "eval_checkpoint_load"
@@ -186,7 +189,7 @@ def _record_and_log(context, name: str, ck: dict, items_ptr: dict, bench, st, ro
                       "same eval items with a bootstrap 95% interval, marked when it excludes 0. Refreshed when "
                       "eval tables change.")
 def leaderboard(context: dg.AssetExecutionContext, eval_scores: dict, training_run: dict,
-                storage: StorageResource) -> dg.Output[dict]:
+                storage: StorageResource, recipes: RecipesResource) -> dg.Output[dict]:
     st = storage.get()
     summaries, roots = [], {}
     for key, pointer in eval_scores.items():
@@ -197,14 +200,17 @@ def leaderboard(context: dg.AssetExecutionContext, eval_scores: dict, training_r
         summaries.append(st.read_json(pointer["summary"]))
         roots[(dims["checkpoint"], dims["benchmark"])] = pointer["root"]
     table = leaderboard_table(summaries)
-    final = {recipe: {"checkpoint": run["checkpoints"][-1], "tokens_seen": run.get("tokens_seen")}
-             for recipe, run in sorted(training_run.items()) if run.get("checkpoints")}
+    # each recipe's first training seed (multi-seed comparisons belong to the ablation report)
+    final = {recipe: first_seed_final(run) for recipe, run in sorted(training_run.items()) if run.get("checkpoints")}
 
     def predictions(ck: str, bench: str):
         root = roots.get((ck, bench))
         return st.read_parquet(f"{root}/predictions.parquet") if root else None
 
     comparison = compare_to_baseline(final, predictions, list(BENCHMARKS))
+    shown = recipes.valid()          # an oracle's row says it reads the planted truth
+    labels = {name: recipe_label(r) for name, r in shown.items()}
+    oracles = sorted(name for name, r in shown.items() if reads_planted_truth(r))
     png = io.BytesIO()
     plot_scores_by_tokens(table, png)
     data, comparison_data = parquet_bytes(table), parquet_bytes(comparison)
@@ -220,9 +226,12 @@ def leaderboard(context: dg.AssetExecutionContext, eval_scores: dict, training_r
         metadata={"uri": st.uri(root), "rows": table.height,
                   "leaderboard": dg.MetadataValue.md(markdown_table(wide)),
                   "vs_baseline_at_equal_compute": dg.MetadataValue.md(
-                      markdown_table(format_comparison(comparison)) +
+                      markdown_table(format_comparison(comparison, labels)) +
                       f"\n\nPaired difference to baseline's final checkpoint on the same items (n = {n_items}), "
-                      "bootstrap 95% interval over items (2000 resamples); * = the interval excludes 0."),
+                      "bootstrap 95% interval over items (2000 resamples); * = the interval excludes 0." +
+                      (" A recipe that reads planted truth is an oracle: an upper bound, not a curation method."
+                       if oracles else "")),
+                  "reads_planted_truth": dg.MetadataValue.json(oracles),
                   "significant": comparison.filter(pl.col("excludes_zero")).height if comparison.height else 0,
                   "final_checkpoints": dg.MetadataValue.json(final),
                   "score_vs_tokens": dg.MetadataValue.md(

@@ -16,7 +16,8 @@ that drops it). The step keys and their parameters come from the step registry
 errors that name the file, the key and the reason — a recipe is never half-applied.
 
 ```yaml
-training: {auto: true, budget_tokens: 400000}   # optional: retrain on change; the token budget
+training: {auto: true, budget_tokens: 400000, seeds: [0, 1, 2]}   # optional: retrain on change; the
+                                                                  # token budget; one run per seed
 ```
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mm_assets.recipes.params import StepParams
 from mm_assets.taxonomy import DOMAINS
@@ -45,11 +46,32 @@ class RecipeError(ValueError):
         super().__init__(f"{path}: {key}: {reason}" if key else f"{path}: {reason}")
 
 
+def check_seeds(seeds: list[int]) -> list[int]:
+    """Training seeds: at least one, each a non-negative integer below 2**32, each listed once
+    (each seed is one training run)."""
+    if not seeds:
+        raise ValueError("at least one seed: a list of distinct non-negative integers, e.g. [0, 1, 2]")
+    bad = next((s for s in seeds if not 0 <= s < 2**32), None)
+    if bad is not None:
+        raise ValueError(f"seed {bad} is not a non-negative integer below 2**32")
+    twice = next((s for s in seeds if seeds.count(s) > 1), None)
+    if twice is not None:
+        raise ValueError(f"seed {twice} is listed twice; each seed is one training run")
+    return seeds
+
+
 class TrainingParams(StepParams):
-    """`training:` — whether a changed curated dataset retrains automatically, and the training
-    budget in tokens (default: the training resource's, the same for every recipe)."""
+    """`training:` — whether a changed curated dataset retrains automatically, the training
+    budget in tokens and the training seeds, one run per seed (defaults: the training
+    resource's, the same for every recipe)."""
     auto: bool = True
     budget_tokens: Annotated[int, Field(ge=1000, le=10**15)] | None = None
+    seeds: list[int] | None = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_listed_once(cls, seeds: list[int] | None) -> list[int] | None:
+        return None if seeds is None else check_seeds(seeds)
 
 
 def _step_models() -> dict[str, type[StepParams]]:

@@ -17,7 +17,7 @@ from mm_assets.steps import STEPS
 
 RECIPE_SECTIONS = {
     "plan": "step order and domain weights: read by curated_dataset",
-    "training": "automatic retraining and the token budget: read by training_run",
+    "training": "automatic retraining, the token budget and the training seeds: read by training_run",
 }
 SECTION_DOC = {**{s.name: s.doc for step in STEPS for s in step.sections}, **RECIPE_SECTIONS}
 SECTIONS = tuple(SECTION_DOC)

@@ -1,12 +1,15 @@
 """`base_model` and `training_run[recipe]`: every recipe trains from the same base model to
 the same token budget, writing sealed checkpoints at fixed fractions of that budget.
 
-Checkpoints go to the checkpoint store (`MM_CHECKPOINTS`, local or `s3://`) as
-`<recipe>-<run id>-e<epoch>-s<step>`; the checkpoint sensor registers each complete one and
-requests its evals. The run id is a hash of the curated versions, the base model's version,
-the budget and the settings, so re-materializing with the same inputs resumes from the last
-checkpoint (or reuses the finished run) instead of starting over. `training_run` follows its
-curated datasets by data version (automation), unless the recipe says `training: {auto: false}`.
+Each training seed (`seeds`: the training resource's, or the recipe's `training: {seeds: [...]}`)
+is one training run from the same base model to the same budget; the seed fixes the data order
+and the torch RNG. Checkpoints go to the checkpoint store (`MM_CHECKPOINTS`, local or `s3://`)
+as `<run id>-e<epoch>-s<step>`, the run id being `<recipe>-seed<seed>-<digest>`; the checkpoint
+sensor registers each complete one and requests its evals. The digest is a hash of the curated
+versions, the base model's version, the budget, the settings and the seed, so re-materializing
+with the same inputs resumes each run from its last checkpoint (or reuses the finished run)
+instead of starting over. `training_run` follows its curated datasets by data version
+(automation), unless the recipe says `training: {auto: false}`.
 """
 
 import contextlib
@@ -32,7 +35,7 @@ from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 from resources.training import TrainingResource
 
-TRAINING_CODE_VERSION = "2"
+TRAINING_CODE_VERSION = "3"
 BASE_MODEL_CODE_VERSION = "1"
 AUTOMATION_TAG = "dagster/from_automation_condition"
 
@@ -136,13 +139,13 @@ def _base_model_dir(st: Storage, pointer: dict):
           deps=[section_key("training")],
           description="A LLaVA-style model (frozen SigLIP2 vision tower, projector, language model) trained from the "
                       "base model on every curated domain of the recipe, to the recipe's token budget (the same "
-                      "for every recipe unless it says otherwise); sealed checkpoints at fixed fractions of the "
-                      "budget in the checkpoint store. Follows its curated datasets automatically unless the "
-                      "recipe says `training: {auto: false}`.")
+                      "for every recipe unless it says otherwise), one run per training seed; sealed checkpoints "
+                      "at fixed fractions of the budget in the checkpoint store. Follows its curated datasets "
+                      "automatically unless the recipe says `training: {auto: false}`.")
 def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_model: dict, storage: StorageResource,
                  checkpoints: CheckpointStoreResource, training: TrainingResource, mlflow: MlflowResource,
                  recipes: RecipesResource):
-    from mm_assets.training.trainer import TrainConfig, latest_resumable, train
+    from mm_assets.training.trainer import TrainConfig
 
     recipe_name = context.partition_key
     recipe = recipes.get(recipe_name)
@@ -155,89 +158,130 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
                for k, v in curated_dataset.items()}
     curated_versions = {d: p["version"] for d, p in sorted(curated.items())}
     budget = recipe.training.budget_tokens or training.budget_tokens
-    settings = dict(training.model_dump(), budget_tokens=budget)
-    # what decides the weights (not which budget fractions get a checkpoint written)
-    trajectory = {k: v for k, v in settings.items() if k != "checkpoint_fractions"}
-    run_id = f"{recipe_name}-{content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, base_model['version']])[:8]}"
+    seeds = recipe.training.seeds or training.seeds
+    settings = dict(training.model_dump(), budget_tokens=budget, seeds=seeds)
+    # what decides the weights (not which budget fractions get a checkpoint written, nor which
+    # other seeds are trained); the run's own seed is added per run
+    trajectory = {k: v for k, v in settings.items() if k not in ("checkpoint_fractions", "seeds")}
     store = checkpoints.get()
-    cfg = TrainConfig(training_run=run_id, recipe=recipe_name, curated_versions=curated_versions,
-                      model_name=f"tiny-llava ({training.base_model})", budget_tokens=budget,
-                      checkpoint_fractions=tuple(training.checkpoint_fractions), save_each_epoch=False,
-                      lr=training.lr, schedule=training.schedule, warmup=training.warmup,
-                      batch_size=training.batch_size, grad_accum=training.grad_accum, max_len=training.max_len,
-                      packing=training.packing, seed=training.seed, base_model_version=base_model["version"],
-                      base_model_uri=base_model["uri"])
-    history: list[dict] = []
+    started = time.perf_counter()
+    runs, curves = [], []
+    with contextlib.ExitStack() as stack:
+        shard_dirs = [stack.enter_context(local_dir(st, p["root"])) for _, p in sorted(curated.items())]
+        shard_paths = [str(t) for d in shard_dirs for t in sorted(Path(d).glob("*.tar"))]
+        base_dir = stack.enter_context(_base_model_dir(st, base_model))
+        for seed in seeds:
+            digest = content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, base_model["version"], seed])
+            run_id = f"{recipe_name}-seed{seed}-{digest[:8]}"
+            cfg = TrainConfig(training_run=run_id, recipe=recipe_name, curated_versions=curated_versions,
+                              model_name=f"tiny-llava ({training.base_model})", budget_tokens=budget,
+                              checkpoint_fractions=tuple(training.checkpoint_fractions), save_each_epoch=False,
+                              lr=training.lr, schedule=training.schedule, warmup=training.warmup,
+                              batch_size=training.batch_size, grad_accum=training.grad_accum,
+                              max_len=training.max_len, packing=training.packing, seed=seed,
+                              base_model_version=base_model["version"], base_model_uri=base_model["uri"])
+            summary, curve = _train_one(context, cfg, settings, store, base_dir, shard_paths)
+            _log_training_mlflow(mlflow, context.run_id, summary, curve)
+            st.write_json(f"training_runs/{run_id}/summary.json", summary)
+            runs.append(summary)
+            curves.append(curve)
+    seconds = time.perf_counter() - started
+    out_runs = [{"seed": r["seed"], "training_run": r["training_run"], "checkpoints": r["checkpoints"],
+                 "final": r["checkpoints"][-1], "tokens_seen": r["tokens_seen"], "steps": r["steps"],
+                 "epochs_seen": r["epochs_seen"], "root": f"training_runs/{r['training_run']}"} for r in runs]
+    names = [n for r in runs for n in r["checkpoints"]]
+    first = runs[0]
+    version = content_digest([[r["training_run"] for r in runs], names])
+    sampled = [h["step"] for h in curves[0]["history"][:: max(1, len(curves[0]["history"]) // 12)]]
+    losses = [{h["step"]: round(h["loss"], 4) for h in c["history"]} for c in curves]
+    yield dg.Output(
+        {"root": out_runs[0]["root"], "version": version, "training_run": first["training_run"], "checkpoints": names,
+         "budget_tokens": budget, "tokens_seen": first["tokens_seen"], "runs": out_runs},
+        data_version=dg.DataVersion(version),
+        # single figures are the first seed's run (as before seeds), `seconds` the whole materialization
+        metadata={"training_run": first["training_run"], "checkpoints": dg.MetadataValue.json(names),
+                  "seeds": dg.MetadataValue.json(seeds), "runs": dg.MetadataValue.json(out_runs),
+                  "runs_table": dg.MetadataValue.md(markdown_table(pl.DataFrame(
+                      [{"seed": r["seed"], "training_run": r["training_run"], "tokens_seen": r["tokens_seen"],
+                        "steps": r["steps"], "epochs_seen": round(r["epochs_seen"], 3),
+                        "loss_first_10pct": round(r["loss_first_10pct"], 4),
+                        "loss_last_10pct": round(r["loss_last_10pct"], 4)} for r in runs]))),
+                  "steps": first["steps"], "samples": first["samples"], "budget_tokens": budget,
+                  "tokens_seen": first["tokens_seen"], "epochs_seen": round(first["epochs_seen"], 3),
+                  "loss_first_10pct": first["loss_first_10pct"], "loss_last_10pct": first["loss_last_10pct"],
+                  "tokens_per_s": first["tokens_per_s"], "seconds": seconds,
+                  "base_model_version": base_model["version"],
+                  "curated_versions": dg.MetadataValue.json(curated_versions),
+                  "loss_curve": dg.MetadataValue.md(markdown_table(pl.DataFrame(
+                      [{"step": step, **{f"seed {r['seed']}": loss.get(step) for r, loss in zip(runs, losses)}}
+                       for step in sampled])))},
+    )
+
+
+def first_seed_final(run: dict) -> dict:
+    """The first seed's run of a `training_run` output or materialization metadata: its final
+    checkpoint and tokens. Comparisons across recipes use this one run; comparisons over seeds
+    belong to the ablation report. An output stored before seeds has one run, its last checkpoint."""
+    if "runs" in run:
+        return {"checkpoint": run["runs"][0]["final"], "tokens_seen": run["runs"][0]["tokens_seen"]}
+    return {"checkpoint": run["checkpoints"][-1], "tokens_seen": run.get("tokens_seen")}
+
+
+def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: Storage, base_dir: str,
+               shard_paths: list[str]) -> tuple[dict, dict]:
+    """One seed's training run, resumed from its own latest checkpoint if there is one: its
+    summary and loss curves (`history`: every step, resumed ones included; `this_call`: the
+    steps run now, with their throughput)."""
+    from mm_assets.training.trainer import latest_resumable, train
+
+    run_id = cfg.training_run
+    this_call: list[dict] = []
 
     def log(row: dict) -> None:
-        history.append(row)
+        this_call.append(row)
         if row["step"] % 20 == 0:
             context.log.info(f"{run_id} step {row['step']}/{row['total_steps']} epoch {row['epoch']}: loss "
                              f"{row['loss']:.4f} lr {row['lr']:.2e} {row['tokens_per_s']:.0f} tok/s")
 
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        shard_dirs = [stack.enter_context(local_dir(st, p["root"])) for _, p in sorted(curated.items())]
-        shard_paths = [str(t) for d in shard_dirs for t in sorted(Path(d).glob("*.tar"))]
-        resume = latest_resumable(store.uri(""), prefix=f"{run_id}-")
-        if resume:
-            context.log.info(f"{run_id}: resuming from {resume}")
-        base_dir = stack.enter_context(_base_model_dir(st, base_model))
-        result = train(cfg, base_dir, shard_paths,
-                       out_dir_fn=lambda epoch, step: store.uri(f"{run_id}-e{epoch}-s{step}"),
-                       log_fn=log, resume_from=resume)
-    seconds = time.perf_counter() - started
+    resume = latest_resumable(store.uri(""), prefix=f"{run_id}-")
+    if resume:
+        context.log.info(f"{run_id}: resuming from {resume}")
+    result = train(cfg, base_dir, shard_paths, out_dir_fn=lambda epoch, step: store.uri(f"{run_id}-e{epoch}-s{step}"),
+                   log_fn=log, resume_from=resume)
     names = sorted((n for n in store.list("") if n.startswith(f"{run_id}-") and store.exists(f"{n}/COMPLETE")),
                    key=lambda n: int(n.rsplit("-s", 1)[1]))
     losses = np.array([h["loss"] for h in result.history])
     tenth = max(1, len(losses) // 10)
     tokens = int(sum(h["tokens"] for h in result.history))
-    summary = {"training_run": run_id, "recipe": recipe_name, "checkpoints": names, "steps": result.total_steps,
-               "samples": result.samples, "skipped": result.skipped, "budget_tokens": budget, "tokens_seen": tokens,
+    summary = {"training_run": run_id, "recipe": cfg.recipe, "seed": cfg.seed, "checkpoints": names,
+               "steps": result.total_steps, "samples": result.samples, "skipped": result.skipped,
+               "budget_tokens": cfg.budget_tokens, "tokens_seen": tokens,
                "epochs_seen": tokens / max(1, result.tokens_per_epoch),
                "loss_first_10pct": float(losses[:tenth].mean()), "loss_last_10pct": float(losses[-tenth:].mean()),
-               "tokens_per_s": float(np.mean([h["tokens_per_s"] for h in history])) if history else None,
-               "seconds": seconds, "resumed_from": str(resume) if resume else None,
-               "curated_versions": curated_versions, "base_model": {"version": base_model["version"],
-                                                                     "uri": base_model["uri"]},
-               "settings": settings}
-    _log_training_mlflow(mlflow, context.run_id, summary, result.history, history)
-    version = content_digest([run_id, names])
-    st.write_json(f"training_runs/{run_id}/summary.json", summary)
-    yield dg.Output(
-        {"root": f"training_runs/{run_id}", "version": version, "training_run": run_id, "checkpoints": names,
-         "budget_tokens": budget, "tokens_seen": tokens},
-        data_version=dg.DataVersion(version),
-        metadata={"training_run": run_id, "checkpoints": dg.MetadataValue.json(names), "steps": result.total_steps,
-                  "samples": result.samples, "budget_tokens": budget, "tokens_seen": tokens,
-                  "epochs_seen": round(summary["epochs_seen"], 3),
-                  "loss_first_10pct": summary["loss_first_10pct"], "loss_last_10pct": summary["loss_last_10pct"],
-                  "tokens_per_s": summary["tokens_per_s"], "seconds": seconds,
-                  "base_model_version": base_model["version"],
-                  "curated_versions": dg.MetadataValue.json(curated_versions),
-                  "loss_curve": dg.MetadataValue.md(markdown_table(pl.DataFrame(
-                      [{"step": h["step"], "epoch": h["epoch"], "loss": round(h["loss"], 4)}
-                       for h in result.history[:: max(1, len(result.history) // 12)]])))},
-    )
+               "tokens_per_s": float(np.mean([h["tokens_per_s"] for h in this_call])) if this_call else None,
+               "seconds": time.perf_counter() - started, "resumed_from": str(resume) if resume else None,
+               "curated_versions": cfg.curated_versions,
+               "base_model": {"version": cfg.base_model_version, "uri": cfg.base_model_uri}, "settings": settings}
+    return summary, {"history": result.history, "this_call": this_call}
 
 
-def _log_training_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, summary: dict, curve: list[dict],
-                         this_call: list[dict]) -> None:
-    """One MLflow run per materialization: the whole loss curve (a resumed run includes the steps
-    before its resume point, restored from the checkpoint), throughput of the steps it ran."""
+def _log_training_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, summary: dict, curves: dict) -> None:
+    """One MLflow run per seed and materialization: the whole loss curve (a resumed run includes
+    the steps before its resume point, restored from the checkpoint), throughput of the steps it ran."""
     import mlflow
 
     with mlflow_res.session("mm-curation-training") as experiment_id, \
             mlflow.start_run(experiment_id=experiment_id, run_name=summary["training_run"],
                              tags={"dagster/run_id": dagster_run_id, "mm/recipe": summary["recipe"],
-                                   "mm/training_run": summary["training_run"],
+                                   "mm/training_run": summary["training_run"], "mm/seed": str(summary["seed"]),
                                    "mm/resumed_from": summary["resumed_from"] or "",
                                    "mm/lineage/base_model": summary["base_model"]["version"],
                                    "mm/lineage/curated_versions": json.dumps(summary["curated_versions"])}):
-        mlflow.log_params({k: v for k, v in summary["settings"].items()})
-        for h in curve:
+        mlflow.log_params(dict(summary["settings"], training_seed=summary["seed"]))
+        for h in curves["history"]:
             mlflow.log_metrics({"loss": h["loss"], "lr": h["lr"]}, step=h["step"])
-        for h in this_call:
+        for h in curves["this_call"]:
             mlflow.log_metrics({"tokens_per_s": h["tokens_per_s"]}, step=h["step"])
         mlflow.log_metrics({"loss_first_10pct": summary["loss_first_10pct"],
                             "loss_last_10pct": summary["loss_last_10pct"], "tokens_seen": summary["tokens_seen"]})
