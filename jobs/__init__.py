@@ -30,6 +30,8 @@ _CORE_JOBS = {
     "checkpoint_job": (["checkpoint"], "Verify and register one complete checkpoint."),
     "eval_job": (["eval_scores"], "Evaluate one checkpoint on one benchmark (capped by the eval pool)."),
     "leaderboard_job": (["leaderboard"], "Collect every eval table into the leaderboard and compare recipes."),
+    "ablation_report_job": (["ablation_report"], "Compare every recipe to baseline and the oracle over seeds, "
+                                                 "paired on the eval items, with intervals."),
 }
 
 

@@ -9,6 +9,7 @@ from mm_assets.embeddings.assets import embedder, embeddings
 from mm_assets.evaluation.assets import checkpoint, eval_scores, leaderboard
 from mm_assets.recipes.assets import RECIPE_SECTION_ASSETS
 from mm_assets.sources.assets import eval_sets, quarantine, raw_shards, samples, source
+from mm_assets.study.assets import ablation_report
 from mm_assets.training.assets import base_model, training_run
 from resources.json_io_manager import JsonPointerIOManager
 from resources.settings import default_resources
@@ -22,6 +23,7 @@ ASSETS = [
     curated_dataset,                                      # curated
     base_model, training_run,                             # training
     checkpoint, eval_scores, leaderboard,                 # evaluation
+    ablation_report,                                      # the curation study
 ]
 SENSORS = build_sensors(ASSETS)
 

@@ -160,6 +160,7 @@ TRUTH_READERS = {
     "resources/settings.py": "the generated data source names its truth file",
     "mm_assets/sample_data/generate.py": "writes the truth",
     "mm_assets/demo.py": "reuses generated data of the same scale and seed",
+    "mm_assets/study/assets.py": "report: baseline on leaked eval items vs the rest; removals by planted defect kind",
 }
 
 

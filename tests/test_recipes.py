@@ -216,8 +216,10 @@ def test_yaml_bool_is_not_a_cluster_count(tmp_path):
 # Shipped recipes
 # --------------------------------------------------------------------------------------------
 
-SHIPPED_NAMES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1", "oracle")
+SHIPPED_NAMES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "decontamination", "relevance", "v1",
+                 "oracle")
 STEP_OF = {"ppl_top50": "perplexity", "rephrase": "rephrase", "mining": "mining", "v1": "decontamination",
+           "decontamination": "decontamination", "relevance": "relevance",
            "oracle": "oracle"}
 
 
