@@ -451,6 +451,79 @@ def test_point_answers_use_molmo_format(records):
     assert any(a.startswith("<point ") for a in matched) and any(a.startswith("<points ") for a in matched)
 
 
+# ------------------------------------------------------------------------------------ eval-style instructions
+
+def _turns(record):
+    conv = record["conversations"]
+    for k in range(0, len(conv), 2):
+        q = conv[k]["value"].replace("<image>\n", "", 1).replace("\n<image>", "", 1)
+        yield q, conv[k + 1]["value"]
+
+
+def _bare(answer: str, max_words: int) -> bool:
+    words = answer.split()
+    return "\n" not in answer and 0 < len(words) <= max_words and not (answer.endswith(".") and len(words) > 2)
+
+
+def test_instruction_strings_are_the_eval_prompts(demo):
+    from mm_assets.evaluation.benchmarks import chartqa, countbench, docvqa, pixmo_points
+    from mm_assets.sample_data import instructions as ins
+    assert ins.DOCVQA_SUFFIX == docvqa.POST_PROMPT
+    assert ins.CHARTQA_SUFFIX == chartqa.POST_PROMPT
+    assert ins.COUNTBENCH_PREFIX == countbench.PRE_PROMPT
+    assert ins.POINT_TEMPLATE == pixmo_points.TEMPLATE
+    rwqa = pq.read_table(demo[0] / "eval" / "realworldqa.parquet").to_pylist()
+    assert all(r["question"].endswith(ins.REALWORLD_MC_SUFFIX if r["answer"] in "ABCD" else ins.REALWORLD_SHORT_SUFFIX)
+               for r in rwqa)
+
+
+def test_training_covers_eval_prompt_instructions(records, truth):
+    """Each eval prompt's instruction occurs in training turns, followed by the bare short answer."""
+    from mm_assets.sample_data import instructions as ins
+    low_quality = {x["ref"]["ordinal"] for x in truth["low_quality"]}
+    point_tail = ins.POINT_TEMPLATE.split("{label}")[1]
+    checks = {   # family: (does the question carry it, is the answer in the instructed form)
+        "docvqa": (lambda q: q.endswith(ins.DOCVQA_SUFFIX), lambda a: _bare(a, 6)),
+        "chartqa": (lambda q: q.endswith(ins.CHARTQA_SUFFIX), lambda a: _bare(a, 2)),
+        "countbench": (lambda q: q.startswith(ins.COUNTBENCH_PREFIX), str.isdigit),
+        "realworldqa_choice": (lambda q: q.endswith(ins.REALWORLD_MC_SUFFIX) and "\nA. " in q and "\nB. " in q,
+                               lambda a: a in ("A", "B", "C", "D")),
+        "realworldqa_short": (lambda q: q.endswith(ins.REALWORLD_SHORT_SUFFIX), lambda a: _bare(a, 2)),
+        "pixmo_points": (lambda q: q.startswith("Point to ") and q.endswith(point_tail),
+                         lambda a: a == ins.NOT_IN_IMAGE or re.fullmatch(r"<points? .*</points?>", a) is not None),
+    }
+    seen = collections.Counter()
+    bad = []
+    declined = 0
+    for i, r in enumerate(records):
+        for q, a in _turns(r):
+            for name, (asks, follows) in checks.items():
+                if asks(q):
+                    seen[name] += 1
+                    if i not in low_quality and not follows(a):
+                        bad.append((name, i, q[-60:], a[:60]))
+            declined += a == ins.NOT_IN_IMAGE
+    assert not bad, bad[:10]
+    assert all(seen[name] >= 30 for name in checks), seen
+    assert declined >= 1                                    # negatives under Molmo's template ...
+    assert any(a == "There are none." for r in records for _, a in _turns(r))   # ... and the older answer
+
+
+def test_instructed_share_is_moderate(records):
+    """About a third of the records carry an instruction; captions, code/maths and language none."""
+    from mm_assets.sample_data import instructions as ins
+    marks = ins.INSTRUCTION_SUFFIXES + ins.INSTRUCTION_PREFIXES
+    has = [any(m in q for q, _ in _turns(r) for m in marks) for r in records]
+    assert 0.2 <= sum(has) / len(records) <= 0.5
+    untouched = ("gen_caption_", "gen_code_math_", "gen_language_")
+    assert not any(h for h, r in zip(has, records) if r["source"].startswith(untouched))
+
+
+def test_truth_and_summary_record_the_mix(demo, truth):
+    from mm_assets.sample_data.scales import PlantedMix
+    assert truth["mix"] == demo[1]["mix"] == PlantedMix().as_dict()
+
+
 # ------------------------------------------------------------------------------------ reproducibility
 
 def _digests(root: Path) -> dict[str, str]:

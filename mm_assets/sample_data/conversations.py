@@ -19,6 +19,12 @@ class QA:
     golds: tuple[str, ...] = ()       # accepted answer variants (eval sets)
     tag: str = ""                     # question type (eval sets)
     extra: dict = field(default_factory=dict)
+    # what `instructions.instruct` needs to ask for the answer in an eval's short format:
+    short: str | None = None          # the bare answer as an eval gold is written (word, number, phrase)
+    short_wrong: str | None = None    # a plausible wrong answer in that form (default: `wrong` when
+                                      # `answer` is already the short form)
+    form: str = ""                    # "short", "count" (an object count) or "point" (a pointing query)
+    options: tuple[str, ...] = ()     # candidate answers, the right one included (multiple choice)
 
 
 def n_turns(rng: random.Random, available: int) -> int:
@@ -74,17 +80,25 @@ def reword(question: str, rng: random.Random, text_only: bool = False) -> str:
     return out
 
 
+def _reword_keeping_instruction(question: str, rng: random.Random, text_only: bool) -> str:
+    """Reword the question itself; an answer instruction and multiple-choice options stay verbatim."""
+    from .instructions import split_instruction
+    prefix, body, tail = split_instruction(question)
+    return prefix + reword(body, rng, text_only) + tail
+
+
 def reword_first_question(conv: list[dict], rng: random.Random, text_only: bool) -> list[dict]:
     conv = [dict(t) for t in conv]
     value = conv[0]["value"]
     if IMAGE_TOKEN in value:
         before, _, after = value.partition(IMAGE_TOKEN)
         if before.strip():   # placeholder at the end
-            conv[0]["value"] = reword(before.rstrip("\n"), rng, text_only) + "\n" + IMAGE_TOKEN + after
+            conv[0]["value"] = _reword_keeping_instruction(before.rstrip("\n"), rng, text_only) + "\n" \
+                + IMAGE_TOKEN + after
         else:
-            conv[0]["value"] = IMAGE_TOKEN + "\n" + reword(after.lstrip("\n"), rng, text_only)
+            conv[0]["value"] = IMAGE_TOKEN + "\n" + _reword_keeping_instruction(after.lstrip("\n"), rng, text_only)
     else:
-        conv[0]["value"] = reword(value, rng, text_only)
+        conv[0]["value"] = _reword_keeping_instruction(value, rng, text_only)
     return conv
 
 
@@ -152,7 +166,7 @@ def corrupt(conv: list[dict], qas: list[QA], kind: str, rng: random.Random,
     """Apply one planted low-quality kind to a conversation built from `qas`.
 
     Returns the new conversation and the kind actually applied: a row with no answer that
-    can be made plausibly wrong gets a garbled answer instead.
+    can be made plausibly wrong, or whose answer is too short to cut, gets a garbled answer.
     """
     conv = [dict(t) for t in conv]
     answers = list(range(1, len(conv), 2))
@@ -167,10 +181,14 @@ def corrupt(conv: list[dict], qas: list[QA], kind: str, rng: random.Random,
                 return conv, kind
         kind = "garbled_answer"
     longest = max(answers, key=lambda k: len(conv[k]["value"]))
+    if kind == "truncated_answer":
+        cut = truncate(conv[longest]["value"], rng)
+        if cut != conv[longest]["value"]:
+            conv[longest]["value"] = cut
+            return conv, kind
+        kind = "garbled_answer"     # a bare one-character answer ("7", "B") cannot be cut short
     if kind == "garbled_answer":
         conv[longest]["value"] = garble(conv[longest]["value"], rng)
-    elif kind == "truncated_answer":
-        conv[longest]["value"] = truncate(conv[longest]["value"], rng)
     else:
         raise ValueError(kind)
     return conv, kind

@@ -14,12 +14,12 @@ from .dirty import write_dirty
 from .families import DOMAINS, FAMILIES
 from .plan import Plan, build_plan
 from .render import render_chunk
-from .scales import resolve_scale
+from .scales import PlantedMix, resolve_scale
 from .sources import source_to_domain
 from .trusted import write_trusted_pool
 from .writer import JsonArrayWriter, write_json, write_tar_gz
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"   # 2: answer-format instructions (instructions.py), planted mix in the truth
 MAIN_JSON = "main/mammoth_si.json"
 
 
@@ -71,6 +71,7 @@ def _truth(plan: Plan, lq_applied: dict[int, str], dirty: dict) -> dict:
     n_dup = sum(len(v) for v in members.values())
     return {
         "seed": plan.seed, "scale": plan.scale.name, "generator_version": GENERATOR_VERSION,
+        "mix": plan.scale.mix.as_dict(),
         "main": {"records": len(units), "per_domain": per_domain, "shards": plan.n_shards},
         "near_duplicate_groups": groups,
         "near_duplicate_rate": n_dup / len(units),
@@ -85,15 +86,16 @@ def _truth(plan: Plan, lq_applied: dict[int, str], dirty: dict) -> dict:
 
 
 def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0,
-                         workers: int | None = None, *, _records_per_domain: int | None = None,
-                         _eval_items: int | None = None) -> dict:
+                         workers: int | None = None, *, mix: PlantedMix | dict | None = None,
+                         _records_per_domain: int | None = None, _eval_items: int | None = None) -> dict:
     """Write the Mammoth-layout look-alike data set under `out_dir`; return a summary.
 
-    The output depends only on (scale, seed): the same seed gives byte-identical files for any
-    `workers`. `_records_per_domain` and `_eval_items` shrink a scale (tests only).
+    The output depends only on (scale, mix, seed): the same seed gives byte-identical files for
+    any `workers`. `mix` overrides the scale's planted mix: a whole `PlantedMix` or a dict of the
+    fields to change. `_records_per_domain` and `_eval_items` shrink a scale (tests only).
     """
     t0 = time.perf_counter()
-    cfg = resolve_scale(scale, _records_per_domain, _eval_items)
+    cfg = resolve_scale(scale, _records_per_domain, _eval_items, mix)
     workers = max(1, workers or os.cpu_count() or 1)
     out = Path(out_dir)
     for sub in ("main/images", "dirty/images", "eval/pixmo_points_images", "truth"):
@@ -135,7 +137,7 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
     truth = _truth(plan, lq_applied, dirty)
     write_json(out / "truth" / "planted_truth.json", truth)
     return {
-        "out_dir": str(out), "scale": cfg.name, "seed": seed, "workers": workers,
+        "out_dir": str(out), "scale": cfg.name, "seed": seed, "workers": workers, "mix": cfg.mix.as_dict(),
         "records": len(plan.units), "per_domain": truth["main"]["per_domain"],
         "images": sum(plan.shard_sizes), "shards": plan.n_shards,
         "near_duplicates": sum(len(g["duplicates"]) for g in truth["near_duplicate_groups"]),

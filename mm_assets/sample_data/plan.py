@@ -13,19 +13,19 @@ from . import eval_sets
 from .canvas import EXT
 from .families import DOMAINS, FAMILIES, families_of
 from .rng import rng_for
-from .scales import Scale
+from .scales import PlantedMix, Scale
 
-NEAR_DUP_RATE = 0.12
-LOW_QUALITY_RATE = 0.05
-FIXABLE_RATE = 0.01
-LEAK_RATE = 0.02
+# the default planted mix (kept as names for readers; the plan reads `scale.mix`)
+NEAR_DUP_RATE = PlantedMix.near_duplicate_rate
+LOW_QUALITY_RATE = PlantedMix.low_quality_rate
+FIXABLE_RATE = PlantedMix.fixable_rate
+LEAK_RATE = PlantedMix.leak_rate
 
 IMAGE_DUP_KINDS = ("exact_copy", "reencoded_jpeg", "crop_resize", "reworded_question")
 TEXT_DUP_KINDS = ("text_copy", "text_reworded")
+# the chart domain's kinds come from PlantedMix.chart_low_quality_kinds (the unrelated-question share)
 LOW_QUALITY_KINDS = {
     "general": ("wrong_answer", "garbled_answer", "truncated_answer"),
-    "chart": ("unrelated_question", "unrelated_question", "unrelated_question", "wrong_answer",
-              "garbled_answer", "truncated_answer"),
     "ocr": ("wrong_answer", "garbled_answer", "truncated_answer"),
     "caption": ("truncated_answer", "garbled_answer", "wrong_answer"),
     "domain_specific": ("wrong_answer", "garbled_answer", "truncated_answer"),
@@ -78,7 +78,8 @@ def leak_items(scale: Scale, seed: int) -> dict[str, list[int]]:
     out = {}
     for bench in eval_sets.BENCHMARKS:
         candidates = [i for i in range(scale.eval_items) if eval_sets.can_leak(bench, i)]
-        n = max(1, round(LEAK_RATE * scale.eval_items))
+        rate = scale.mix.leak_rate
+        n = max(1, round(rate * scale.eval_items)) if rate > 0 else 0
         out[bench] = sorted(rng_for(seed, "plan", "leak", bench).sample(candidates, min(n, len(candidates))))
     return out
 
@@ -93,7 +94,12 @@ def make_id(style: str, source: str, n: int, seed: int) -> int | str:
     return hashlib.sha256(f"{seed}/{source}/{n}".encode()).hexdigest()[:12]
 
 
+def low_quality_kinds(domain: str, mix: PlantedMix) -> tuple[str, ...]:
+    return mix.chart_low_quality_kinds() if domain == "chart" else LOW_QUALITY_KINDS[domain]
+
+
 def build_plan(scale: Scale, seed: int) -> Plan:
+    mix = scale.mix
     leaks = leak_items(scale, seed)
     units: list[Unit] = []
     groups: list[tuple[int, str]] = []
@@ -103,8 +109,16 @@ def build_plan(scale: Scale, seed: int) -> Plan:
         domain_leaks = [(b, i) for b, items in leaks.items() if eval_sets.BENCH_DOMAIN[b] == domain
                         for i in items]
         total = scale.records_per_domain
-        n_dup = round(NEAR_DUP_RATE * total)
+        n_dup = round(mix.near_duplicate_rate * total)
         n_base = total - n_dup - len(domain_leaks)
+        n_lq = round(mix.low_quality_rate * total)
+        n_fix = 0 if text_only or mix.fixable_rate == 0 else max(1, round(mix.fixable_rate * total))
+        if n_base < 0 or n_dup + n_lq + n_fix > n_base:   # a group original may take one each
+            raise ValueError(
+                f"planted mix {mix} needs up to {n_dup} near-duplicate originals + {n_lq} low-quality "
+                f"+ {n_fix} fixable distinct base records in domain {domain!r}, which has only "
+                f"{n_base} base records ({total} records, {n_dup} duplicates, {len(domain_leaks)} "
+                f"leaks); lower near_duplicate_rate / low_quality_rate / fixable_rate")
         base = []
         for i in range(n_base):
             fam = weighted_family(rng_for(seed, "plan", "family", domain, i), fams)
@@ -125,16 +139,16 @@ def build_plan(scale: Scale, seed: int) -> Plan:
             for k in range(size):
                 units.append(Unit(domain, orig.family, "dup", orig.index, dup_kind=kind, dup_no=k, group=gid))
             remaining -= size
-        for _ in range(round(LOW_QUALITY_RATE * total)):
+        kinds = low_quality_kinds(domain, mix)
+        for _ in range(n_lq):
             u = base[order[pos]]
             pos += 1
-            u.lq = rng.choice(LOW_QUALITY_KINDS[domain])
+            u.lq = rng.choice(kinds)
             if u.lq == "unrelated_question" and domain != "chart":
                 u.lq = "wrong_answer"
-        if not text_only:
-            for _ in range(max(1, round(FIXABLE_RATE * total))):
-                base[order[pos]].no_image_token = True
-                pos += 1
+        for _ in range(n_fix):
+            base[order[pos]].no_image_token = True
+            pos += 1
         units.extend(base)
         for bench, item in domain_leaks:
             units.append(Unit(domain, eval_sets.bench_family(bench, item), "leak", item, bench=bench,

@@ -10,6 +10,7 @@ from . import conversations as conv_mod
 from . import eval_sets
 from .canvas import Sizing, decode, encode
 from .families import FAMILIES
+from .instructions import instruct
 from .plan import Unit
 from .rng import rng_for
 
@@ -28,6 +29,7 @@ def draw_base(domain: str, index: int, family: str, seed: int, sizing: Sizing, s
     drawn = fam.draw(rng_for(seed, stream, domain, index), sizing)
     crng = rng_for(seed, stream, domain, index, "conv")
     qas = drawn.qas[: conv_mod.n_turns(crng, len(drawn.qas))]
+    qas = instruct(family, domain, qas, drawn.spec, rng_for(seed, stream, domain, index, "instr"))
     conv = conv_mod.build(qas, fam.fmt is not None, crng)
     image = None if drawn.image is None else encode(drawn.image, fam.fmt, quality=crng.randint(78, 95))
     return image, conv, qas

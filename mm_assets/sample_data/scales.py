@@ -1,8 +1,75 @@
-"""Size presets for the generated data set."""
+"""Size presets for the generated data set, and the mix of planted defects."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class PlantedMix:
+    """How many defects the generator plants (the defaults are the shipped demo's mix).
+
+    `near_duplicate_rate`, `low_quality_rate` and `fixable_rate` are shares of each domain's main
+    records; `leak_rate` is the share of each benchmark's eval items copied into the main data
+    (at least one item per benchmark while it is above 0); `unrelated_chart_share` is the share
+    of chart-domain low-quality records that are unrelated questions (an invented data table);
+    the rest of the chart ones, like every other domain's, are wrong, garbled or truncated answers.
+    """
+    near_duplicate_rate: float = 0.12
+    low_quality_rate: float = 0.05
+    fixable_rate: float = 0.01
+    leak_rate: float = 0.02
+    unrelated_chart_share: float = 0.5
+
+    MAIN_SHARES = ("near_duplicate_rate", "low_quality_rate", "fixable_rate")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"PlantedMix.{f.name} must be a finite number, got {v!r}")
+            if v < 0:
+                raise ValueError(f"PlantedMix.{f.name} must be >= 0, got {v!r}")
+        for name in ("leak_rate", "unrelated_chart_share"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"PlantedMix.{name} is a share and must be <= 1, got {getattr(self, name)!r}")
+        total = sum(getattr(self, name) for name in self.MAIN_SHARES)
+        if total >= 0.9:
+            raise ValueError(
+                "PlantedMix: the shares of main records "
+                + " + ".join(f"{n}={getattr(self, n)!r}" for n in self.MAIN_SHARES)
+                + f" = {total:.4g} must stay below 0.9")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def chart_low_quality_kinds(self) -> tuple[str, ...]:
+        """Kinds to draw a chart record's low-quality kind from, uniformly.
+
+        The share s = p/q (to 1/1000) becomes 3p unrelated questions and q - p of each other
+        kind, so the default 1/2 gives the six-entry tuple the generator has always drawn from.
+        """
+        share = Fraction(self.unrelated_chart_share).limit_denominator(1000)
+        p, q = share.numerator, share.denominator
+        return ("unrelated_question",) * (3 * p) + \
+            ("wrong_answer",) * (q - p) + ("garbled_answer",) * (q - p) + ("truncated_answer",) * (q - p)
+
+
+def planted_mix(base: PlantedMix, override: PlantedMix | dict | None) -> PlantedMix:
+    """`override` as a whole mix, or a dict of fields replacing those of `base`."""
+    if override is None:
+        return base
+    if isinstance(override, PlantedMix):
+        return override
+    if isinstance(override, dict):
+        unknown = set(override) - {f.name for f in fields(PlantedMix)}
+        if unknown:
+            raise ValueError(f"unknown PlantedMix field(s) {sorted(unknown)}; expected "
+                             f"{[f.name for f in fields(PlantedMix)]}")
+        return replace(base, **override)
+    raise TypeError(f"mix must be a PlantedMix or a dict, got {type(override).__name__}")
 
 
 @dataclass(frozen=True)
@@ -15,16 +82,23 @@ class Scale:
     images_per_shard: int     # target number of images per main tarball
     chunk_size: int           # records per worker task
     gzip_level: int
+    mix: PlantedMix = field(default_factory=PlantedMix)
 
 
 SCALES: dict[str, Scale] = {
     "demo": Scale("demo", 300, 100, 192, 448, 1000, 40, 6),
+    # for the study: ~17x demo, demo's image sizes and gzip level; ~35k images in 14 tarballs
+    "study": Scale("study", 5_000, 500, 192, 448, 2500, 200, 6),
     "bench": Scale("bench", 12_500, 100, 128, 256, 5000, 500, 1),
 }
 
 
 def resolve_scale(name: str, records_per_domain: int | None = None,
-                  eval_items: int | None = None) -> Scale:
+                  eval_items: int | None = None, mix: PlantedMix | dict | None = None) -> Scale:
+    """A preset, optionally shrunk (records, eval items) and with another planted mix.
+
+    `mix` is a whole `PlantedMix` or a dict of the fields to change, e.g. {"low_quality_rate": 0.1}.
+    """
     if name not in SCALES:
         raise ValueError(f"unknown scale {name!r}; expected one of {sorted(SCALES)}")
     scale = SCALES[name]
@@ -35,4 +109,6 @@ def resolve_scale(name: str, records_per_domain: int | None = None,
                                                     records_per_domain * 7 // 3)))
     if eval_items is not None:
         scale = replace(scale, eval_items=eval_items)
+    if mix is not None:
+        scale = replace(scale, mix=planted_mix(scale.mix, mix))
     return scale

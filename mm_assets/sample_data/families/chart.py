@@ -67,17 +67,18 @@ def category_qas(rng: random.Random, labels: list[str], values: list[float], met
     i = rng.randrange(len(labels))
     what = "percentage" if pct else f"{metric.lower()}"
     qas.append(QA(f"What is the {what} of {labels[i]}?", shown[i],
-                  wrong=fmt_num(values[(i + 1) % len(values)]) + u))
+                  wrong=fmt_num(values[(i + 1) % len(values)]) + u, short=shown[i], form="short"))
     hi, lo = max(values), min(values)
     if values.count(hi) == 1:
         j = values.index(hi)
         ans = labels[j] if rng.random() < 0.6 else f"{labels[j]} has the highest value, {shown[j]}."
         qas.append(QA(f"Which {noun} has the highest {'share' if pct else metric.lower()}?", ans,
-                      wrong=labels[values.index(lo)]))
+                      wrong=labels[values.index(lo)], short=labels[j], short_wrong=labels[values.index(lo)],
+                      form="short", options=tuple(labels)))
     if values.count(lo) == 1:
         j = values.index(lo)
         qas.append(QA(f"Which {noun} has the lowest {'share' if pct else metric.lower()}?", labels[j],
-                      wrong=labels[values.index(hi)]))
+                      wrong=labels[values.index(hi)], short=labels[j], form="short", options=tuple(labels)))
     a, b = rng.sample(range(len(labels)), 2)
     if values[a] < values[b]:
         a, b = b, a
@@ -85,19 +86,20 @@ def category_qas(rng: random.Random, labels: list[str], values: list[float], met
     ans = diff if rng.random() < 0.5 else \
         f"{labels[a]} is {shown[a]} and {labels[b]} is {shown[b]}, so the difference is " \
         f"{fmt_num(values[a])} - {fmt_num(values[b])} = {diff}."
-    qas.append(QA(f"What is the difference between {labels[a]} and {labels[b]}?", ans))
+    qas.append(QA(f"What is the difference between {labels[a]} and {labels[b]}?", ans, short=diff, form="short"))
     a, b = rng.sample(range(len(labels)), 2)
     total = fmt_num(round(values[a] + values[b], 2))
     qas.append(QA(f"What is the {'combined share' if pct else 'sum'} of {labels[a]} and {labels[b]}?",
-                  total + u))
+                  total + u, short=total + u, form="short"))
     if not pct:
         avg = fmt_num(round(sum(values) / len(values), 2))
         qas.append(QA(f"What is the average {metric.lower()} across all {noun} categories? "
-                      f"Round to two decimals.", avg))
+                      f"Round to two decimals.", avg, short=avg, form="short"))
         a, b = rng.sample(range(len(labels)), 2)
         yes = values[a] > values[b]
         qas.append(QA(f"Is the value of {labels[a]} greater than that of {labels[b]}?",
-                      "Yes" if yes else "No", wrong="No" if yes else "Yes"))
+                      "Yes" if yes else "No", wrong="No" if yes else "Yes", short="Yes" if yes else "No",
+                      form="short"))
     rng.shuffle(qas)
     return qas
 
@@ -153,7 +155,7 @@ def draw_bar(rng: random.Random, sizing: Sizing) -> Drawn:
             draw.text((left - 4 - lf.getlength(lab), cy - lf.size / 2 - 1), lab, fill=ink, font=lf)
     img = lighting(img, rng, (8, 45))
     qas = category_qas(rng, labels, values, metric, noun)
-    qas.append(QA("How many bars are there in the chart?", str(k), wrong=str(k + 1)))
+    qas.append(QA("How many bars are there in the chart?", str(k), wrong=str(k + 1), short=str(k), form="short"))
     return Drawn(img, qas, {"kind": "bar", "labels": labels, "values": values, "metric": metric})
 
 
@@ -202,25 +204,28 @@ def draw_line(rng: random.Random, sizing: Sizing) -> Drawn:
     qas: list[QA] = []
     i = rng.randrange(k)
     qas.append(QA(f"What was the {metric.lower()}{of} in {years[i]}?", fmt_num(vals[i]),
-                  wrong=fmt_num(vals[(i + 1) % k])))
+                  wrong=fmt_num(vals[(i + 1) % k]), short=fmt_num(vals[i]), form="short"))
     j = vals.index(max(vals))
     qas.append(QA(f"In which year was the {metric.lower()}{of} the highest?", years[j],
-                  wrong=years[vals.index(min(vals))]))
+                  wrong=years[vals.index(min(vals))], short=years[j], form="short", options=tuple(years)))
     a, b = sorted(rng.sample(range(k), 2))
     trend = "increase" if vals[b] > vals[a] else "decrease"
     qas.append(QA(f"Did the {metric.lower()}{of} increase or decrease from {years[a]} to {years[b]}?",
                   f"It {trend}d from {fmt_num(vals[a])} to {fmt_num(vals[b])}.",
-                  wrong=f"It {'decrease' if trend == 'increase' else 'increase'}d."))
+                  wrong=f"It {'decrease' if trend == 'increase' else 'increase'}d.",
+                  short=f"{trend.capitalize()}d",
+                  short_wrong=f"{'Decrease' if trend == 'increase' else 'Increase'}d", form="short"))
     diff = fmt_num(round(abs(vals[b] - vals[a]), 2))
     qas.append(QA(f"What is the difference in {metric.lower()}{of} between {years[a]} and {years[b]}?",
-                  diff))
+                  diff, short=diff, form="short"))
     if n_series == 2:
         i = rng.randrange(k)
         if series[0][i] != series[1][i]:
             win = names[0] if series[0][i] > series[1][i] else names[1]
             qas.append(QA(f"Which series had the higher value in {years[i]}?", win,
-                          wrong=names[1] if win == names[0] else names[0]))
-    qas.append(QA("How many years are shown on the x-axis?", str(k), wrong=str(k - 1)))
+                          wrong=names[1] if win == names[0] else names[0], short=win, form="short",
+                          options=tuple(names)))
+    qas.append(QA("How many years are shown on the x-axis?", str(k), wrong=str(k - 1), short=str(k), form="short"))
     rng.shuffle(qas)
     return Drawn(img, qas, {"kind": "line", "years": years, "series": dict(zip(names, series))})
 

@@ -87,9 +87,11 @@ def draw_count(rng: random.Random, sizing: Sizing, count: int | None = None) -> 
                     f"Count the {plural}."])
     ans = str(count) if rng.random() < 0.6 else \
         f"There {'is' if count == 1 else 'are'} {count} {label if count == 1 else plural}."
-    qas = [QA(q, ans, wrong=str(count + rng.choice([-1, 1, 2]) if count > 1 else count + 1))]
-    qas.append(QA("How many objects are there in total?", str(len(targets) + len(others)),
-                  wrong=str(len(targets) + len(others) + 1)))
+    wrong = str(count + rng.choice([-1, 1, 2]) if count > 1 else count + 1)
+    qas = [QA(q, ans, wrong=wrong, short=str(count), short_wrong=wrong, form="count")]
+    total = len(targets) + len(others)
+    qas.append(QA("How many objects are there in total?", str(total), wrong=str(total + 1), short=str(total),
+                  form="count"))
     spec = {"w": w, "h": h, "label": label, "plural": plural, "count": count, "targets": targets,
             "others": others, "shape": shape, "colour": colour, "by_colour": by_colour}
     return Drawn(img, qas, spec)
@@ -111,7 +113,7 @@ def draw_points(rng: random.Random, sizing: Sizing, count: int | None = None) ->
                     f"Locate every {label}.", f"Point to all the {plural}."])
     answer = molmo_points(pts, alt)
     wrong_pts = [((x + 17.3) % 100, (y + 23.9) % 100) for x, y in pts] or [(50.0, 50.0)]
-    qas = [QA(q, answer, wrong=molmo_points(wrong_pts, alt))]
+    qas = [QA(q, answer, wrong=molmo_points(wrong_pts, alt), form="point")]
     if n >= 2:
         qas.append(QA(f"Count the {plural} by pointing.",
                       f"Counting the {molmo_points(pts, plural)} shows a total of {n}.",

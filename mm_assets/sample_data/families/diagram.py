@@ -95,13 +95,18 @@ def draw_cycle(rng: random.Random, sizing: Sizing) -> Drawn:
             _arrow(draw, (x0 + ux * s0, y0 + uy * s0), (x1 - ux * s1, y1 - uy * s1), ink, width, head)
     i = rng.randrange(k)
     nxt, prv = stages[(i + 1) % k], stages[i - 1]
+    other = rng.choice([c for c in CYCLES if c != name])
+    options = tuple(stages)
     qas = [
-        QA(f"According to the diagram, what stage comes after {stages[i]}?", nxt, wrong=prv),
-        QA(f"Which label does the arrow from {stages[i]} point to?", nxt, wrong=prv),
-        QA(f"What label is connected to {stages[i]} by an incoming arrow?", prv, wrong=nxt),
-        QA("How many stages are shown in the diagram?", str(k), wrong=str(k + 1)),
-        QA("What process does this diagram show?", f"The {name}.",
-           wrong=f"The {rng.choice([c for c in CYCLES if c != name])}."),
+        QA(f"According to the diagram, what stage comes after {stages[i]}?", nxt, wrong=prv, short=nxt,
+           form="short", options=options),
+        QA(f"Which label does the arrow from {stages[i]} point to?", nxt, wrong=prv, short=nxt, form="short",
+           options=options),
+        QA(f"What label is connected to {stages[i]} by an incoming arrow?", prv, wrong=nxt, short=prv,
+           form="short", options=options),
+        QA("How many stages are shown in the diagram?", str(k), wrong=str(k + 1), short=str(k), form="short"),
+        QA("What process does this diagram show?", f"The {name}.", wrong=f"The {other}.", short=name,
+           short_wrong=other, form="short", options=tuple(CYCLES)),
     ]
     j = rng.randrange(k)
     qas.append(QA(f"What label is connected to {stages[j]}?",
@@ -160,15 +165,21 @@ def draw_parts(rng: random.Random, sizing: Sizing) -> Drawn:
         anchors.append((ax, ay))
     i = rng.randrange(k)
     other = parts[(i + 1) % k]
+    other_name = rng.choice([p for p in PARTS if p != name])
     qas = [QA("What type of diagram is this?", f"A labelled diagram of a {name}.",
-              wrong=f"A labelled diagram of a {rng.choice([p for p in PARTS if p != name])}.")]
+              wrong=f"A labelled diagram of a {other_name}.", short=name, short_wrong=other_name,
+              form="short", options=tuple(PARTS))]
     if show_names:
         qas += [
-            QA(f"Which letter marks the {parts[i].lower()}?", letters[i], wrong=letters[(i + 1) % k]),
-            QA(f"What part is labelled {letters[i]}?", parts[i], wrong=other),
-            QA(f"What label is connected to the line marked {letters[i]}?", parts[i], wrong=other),
+            QA(f"Which letter marks the {parts[i].lower()}?", letters[i], wrong=letters[(i + 1) % k],
+               short=letters[i], form="short", options=tuple(letters[:k])),
+            QA(f"What part is labelled {letters[i]}?", parts[i], wrong=other, short=parts[i], form="short",
+               options=tuple(parts)),
+            QA(f"What label is connected to the line marked {letters[i]}?", parts[i], wrong=other,
+               short=parts[i], form="short", options=tuple(parts)),
         ]
-    qas.append(QA("How many parts are labelled in the diagram?", str(k), wrong=str(k + 1)))
+    qas.append(QA("How many parts are labelled in the diagram?", str(k), wrong=str(k + 1), short=str(k),
+                  form="short"))
     rng.shuffle(qas)
     img = lighting(img, rng, (8, 45))
     return Drawn(img, qas, {"object": name, "parts": parts, "show_names": show_names})

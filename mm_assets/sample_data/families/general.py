@@ -46,12 +46,14 @@ def shape_qas(objs: list[Obj], rng: random.Random) -> list[QA]:
     if unique:
         o = rng.choice(unique)
         ans = o.colour if rng.random() < 0.7 else f"The {o.shape} is {o.colour}."
-        qas.append(QA(f"What colour is the {o.shape}?", ans,
-                      wrong=_other(rng, OBJECT_COLOURS, o.colour)))
+        wrong = _other(rng, OBJECT_COLOURS, o.colour)
+        qas.append(QA(f"What colour is the {o.shape}?", ans, wrong=wrong, short=o.colour, short_wrong=wrong,
+                      form="short", options=OBJECT_COLOURS))
     o = rng.choice(objs)
-    qas.append(QA(f"What shape is the {o.colour} object?",
-                  o.shape if rng.random() < 0.6 else f"It is a {o.shape}.",
-                  wrong=_other(rng, SHAPES, o.shape)))
+    ans = o.shape if rng.random() < 0.6 else f"It is a {o.shape}."
+    wrong = _other(rng, SHAPES, o.shape)
+    qas.append(QA(f"What shape is the {o.colour} object?", ans, wrong=wrong, short=o.shape, short_wrong=wrong,
+                  form="short", options=SHAPES))
     pairs = [(a, b) for a in objs for b in objs if a is not b]
     rng.shuffle(pairs)
     for a, b in pairs:
@@ -61,23 +63,31 @@ def shape_qas(objs: list[Obj], rng: random.Random) -> list[QA]:
                 f"The {a.name} is to the {side} of the {b.name}."
             wrong_side = "right" if side == "left" else "left"
             qas.append(QA(f"Is the {a.name} to the left or to the right of the {b.name}?", ans,
-                          wrong=wrong_side.capitalize()))
+                          wrong=wrong_side.capitalize(), short=side.capitalize(),
+                          short_wrong=wrong_side.capitalize(), form="short", options=("Left", "Right")))
             break
     for a, b in pairs:
         if abs(a.cy - b.cy) > a.r + b.r:
             rel = "above" if a.cy < b.cy else "below"
+            other_rel = "below" if rel == "above" else "above"
             qas.append(QA(f"Is the {a.name} above or below the {b.name}?",
                           f"It is {rel} the {b.name}.",
-                          wrong=f"It is {'below' if rel == 'above' else 'above'} the {b.name}."))
+                          wrong=f"It is {other_rel} the {b.name}.", short=rel.capitalize(),
+                          short_wrong=other_rel.capitalize(), form="short", options=("Above", "Below")))
             break
     top = min(objs, key=lambda o: o.cy - o.r)
+    not_top = _other(rng, objs, top) if len(objs) > 1 else None
     qas.append(QA("Which object is closest to the top of the image?", f"The {top.name}.",
-                  wrong=f"The {_other(rng, objs, top).name}." if len(objs) > 1 else None))
+                  wrong=f"The {not_top.name}." if not_top else None, short=top.name,
+                  short_wrong=not_top.name if not_top else None, form="short",
+                  options=tuple(o.name for o in objs)))
     n = len(objs)
     names = ", ".join(f"a {o.name}" for o in sorted(objs, key=lambda o: o.cx))
     ans = str(n) if rng.random() < 0.5 else \
         f"There are {NUMBER_WORDS[n]} shapes. From left to right: {names}."
-    qas.append(QA("How many shapes are there in the image?", ans, wrong=str(n + rng.choice([-1, 1]))))
+    wrong = str(n + rng.choice([-1, 1]))
+    qas.append(QA("How many shapes are there in the image?", ans, wrong=wrong, short=str(n), short_wrong=wrong,
+                  form="count"))
     rng.shuffle(qas)
     return qas
 
@@ -114,17 +124,21 @@ def draw_tiles(rng: random.Random, sizing: Sizing) -> Drawn:
     r, c = rng.randrange(rows), rng.randrange(cols)
     qas.append(QA(f"What colour is the tile in row {r + 1}, column {c + 1}? Rows are counted from "
                   f"the top and columns from the left.", grid[r][c],
-                  wrong=_other(rng, palette, grid[r][c])))
+                  wrong=_other(rng, palette, grid[r][c]), short=grid[r][c], form="short",
+                  options=tuple(palette)))
     colour = rng.choice(palette)
     count = sum(row.count(colour) for row in grid)
-    qas.append(QA(f"How many {colour} tiles are there?", str(count), wrong=str(count + 1)))
+    qas.append(QA(f"How many {colour} tiles are there?", str(count), wrong=str(count + 1), short=str(count),
+                  form="count"))
     counts = {p: sum(row.count(p) for row in grid) for p in palette}
     best = max(counts.values())
     winners = [p for p, v in counts.items() if v == best]
     if len(winners) == 1:
+        loser = _other(rng, palette, winners[0])
         qas.append(QA("Which colour appears on the most tiles?",
                       f"{winners[0].capitalize()}, on {best} of the {rows * cols} tiles.",
-                      wrong=_other(rng, palette, winners[0]).capitalize()))
+                      wrong=loser.capitalize(), short=winners[0], short_wrong=loser, form="short",
+                      options=tuple(palette)))
     qas.append(QA("How many rows and columns does the grid have?",
                   f"{rows} rows and {cols} columns.", wrong=f"{cols} rows and {rows + 1} columns."))
     r = rng.randrange(rows)

@@ -72,12 +72,13 @@ def draw_words(rng: random.Random, sizing: Sizing) -> Drawn:
     other = rng.choice([wd for wd in OCR_WORDS if wd not in words])
     qas.append(QA(rng.choice(["What does the text say?", "What is written in the image?",
                               "Read the text in the image."]), text,
-                  wrong=text.replace(words[-1], other)))
+                  wrong=text.replace(words[-1], other), short=text, form="short"))
     i = rng.randrange(len(words))
-    qas.append(QA(f"What is the {ORDINALS[i]} word?", words[i], wrong=words[i - 1] if i else other))
-    qas.append(QA("What is the last word?", words[-1], wrong=words[0]))
+    qas.append(QA(f"What is the {ORDINALS[i]} word?", words[i], wrong=words[i - 1] if i else other,
+                  short=words[i], form="short"))
+    qas.append(QA("What is the last word?", words[-1], wrong=words[0], short=words[-1], form="short"))
     qas.append(QA("How many words are written in the image?", str(len(words)),
-                  wrong=str(len(words) + 1)))
+                  wrong=str(len(words) + 1), short=str(len(words)), form="short"))
     rng.shuffle(qas)
     return Drawn(img, qas, {"words": words, "lines": lines})
 
@@ -91,7 +92,8 @@ def draw_lines(rng: random.Random, sizing: Sizing) -> Drawn:
     img = _render_block(rng, sizing, lines, fmt_panel=rng.random() < 0.5)
     qas: list[QA] = []
     i = rng.randrange(len(lines))
-    qas.append(QA(f"What does the {ORDINALS[i]} line say?", lines[i], wrong=lines[i - 1]))
+    qas.append(QA(f"What does the {ORDINALS[i]} line say?", lines[i], wrong=lines[i - 1], short=lines[i],
+                  form="short"))
     qas.append(QA("Transcribe all the text in the image, line by line.", "\n".join(lines),
                   wrong="\n".join(reversed(lines))))
     qas.append(QA("What does the text say?", " ".join(lines)))
@@ -100,7 +102,8 @@ def draw_lines(rng: random.Random, sizing: Sizing) -> Drawn:
     if sum(word in ln.split() for ln in lines) == 1:
         qas.append(QA(f"Which line contains the word \"{word}\"?", f"The {ORDINALS[i]} line.",
                       wrong=f"The {ORDINALS[(i + 1) % len(lines)]} line."))
-    qas.append(QA("How many lines of text are there?", str(len(lines)), wrong=str(len(lines) + 1)))
+    qas.append(QA("How many lines of text are there?", str(len(lines)), wrong=str(len(lines) + 1),
+                  short=str(len(lines)), form="short"))
     rng.shuffle(qas)
     return Drawn(img, qas, {"lines": lines})
 
@@ -226,4 +229,5 @@ def draw_document(rng: random.Random, sizing: Sizing, min_side: int | None = Non
     for qa in qas:
         if not qa.wrong:
             qa.wrong = _person(rng) if any(qa.answer == p for p in (person, other)) else None
+        qa.short, qa.form = qa.answer, "short"     # every answer is a string printed on the page
     return Drawn(img, qas, {"kind": kind, "company": company})
