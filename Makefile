@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test ui bench install
+.PHONY: demo test ui bench study install
 
 install: $(STAMP)
 
@@ -24,9 +24,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	PYTHON=$(BIN)/python bash tests/run_suite.sh
 
+# `make ui` opens the demo's home; `make ui MM_HOME=$(CURDIR)/.study` the study's.
+MM_HOME ?= $(CURDIR)/.demo
 ui: $(STAMP)
-	MM_HOME=$(CURDIR)/.demo DAGSTER_HOME=$(CURDIR)/.demo/dagster_home \
+	MM_HOME=$(MM_HOME) DAGSTER_HOME=$(MM_HOME)/dagster_home \
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Optional, like `make bench`: the curation study (every recipe over three seeds, ablation report).
+study: $(STAMP)
+	$(BIN)/mm-curation study --home .study
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py

@@ -8,9 +8,23 @@ import sys
 from pathlib import Path
 
 
+def _mix_overrides(pairs: list[str] | None) -> dict | None:
+    """`--mix low_quality_rate=0.1 --mix leak_rate=0.05` -> {"low_quality_rate": 0.1, ...}."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--mix expects FIELD=VALUE, got {pair!r}")
+        out[key.strip()] = float(value)
+    return out
+
+
 def _sample_data(args: argparse.Namespace) -> int:
     from mm_assets.sample_data import generate_sample_data
-    summary = generate_sample_data(Path(args.out), scale=args.scale, seed=args.seed, workers=args.workers)
+    summary = generate_sample_data(Path(args.out), scale=args.scale, seed=args.seed, workers=args.workers,
+                                   mix=_mix_overrides(args.mix))
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -32,6 +46,25 @@ def _demo(args: argparse.Namespace) -> int:
           "\n  mm-curation why SAMPLE_ID --recipe semdedup10"
           "\n  mm-curation lineage 'curated_dataset[semdedup10/chart]'"
           "\n  mm-curation lineage CHECKPOINT      (any name from the leaderboard: down to raw shard hashes)")
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    import warnings
+
+    from dagster import BetaWarning
+
+    from mm_assets.demo import run_study
+    warnings.filterwarnings("ignore", message=r"Parameter `data_version`", category=BetaWarning)
+    summary = run_study(Path(args.home), seed=args.seed)
+    for key in ("mean_score", "delta_points", "gap_recovered_percent", "contamination", "removals_by_defect_kind"):
+        if summary.get(key):
+            print(f"\n## {key}\n\n{summary[key]}")
+    print("\n" + json.dumps({k: summary[k] for k in ("recipes", "report", "recipes_rejected", "seconds")},
+                            indent=2, default=str))
+    home = Path(args.home).resolve()
+    print(f"\nThe study's graph is in the Dagster instance at {home / 'dagster_home'}; open it with"
+          f"\n  make ui MM_HOME={home}")
     return 0
 
 
@@ -73,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sd = sub.add_parser("sample-data", help="write Mammoth-layout look-alike data with planted truth")
     sd.add_argument("--out", required=True, help="output directory")
-    sd.add_argument("--scale", choices=["demo", "bench"], default="demo")
+    sd.add_argument("--scale", choices=["demo", "study", "bench"], default="demo")
     sd.add_argument("--seed", type=int, default=0)
     sd.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sd.add_argument("--mix", action="append", metavar="FIELD=VALUE",
+                    help="override a planted-mix rate (repeatable), e.g. low_quality_rate=0.1")
     sd.set_defaults(func=_sample_data)
 
     demo = sub.add_parser("demo", help="generate data and materialize the graph into a persistent instance")
@@ -83,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", choices=["demo", "bench"], default="demo")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    study = sub.add_parser("study", help="the curation study: every recipe over three seeds at the study scale, "
+                                         "then the ablation report (about an hour on 2 cores)")
+    study.add_argument("--home", default=".study", help="study home: data, artifacts, DAGSTER_HOME, settings")
+    study.add_argument("--seed", type=int, default=0, help="data generation seed")
+    study.set_defaults(func=_study)
 
     why = sub.add_parser("why", help="a sample's path through every step of a recipe (from the decision ledger)")
     why.add_argument("sample_id")

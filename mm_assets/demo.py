@@ -1,5 +1,11 @@
-"""`mm-curation demo`: generate the look-alike data and materialize the graph into a
-persistent Dagster instance, so `make ui` shows every materialization."""
+"""`mm-curation demo` and `mm-curation study`: generate the look-alike data and materialize the
+graph into a persistent Dagster instance, so `make ui` shows every materialization.
+
+The study is the demo's graph at the `study` scale with the study's settings (three training
+seeds per recipe, eval sets of 500 items, checkpoints at half and all of the budget), ending in
+the ablation report; the settings are written to the home's `settings.json`, so the UI opened
+on that home shows the same graph with the same settings.
+"""
 
 from __future__ import annotations
 
@@ -11,38 +17,80 @@ from pathlib import Path
 
 from resources.settings import REPO_ROOT
 
+# What the study changes from the defaults (environment-variable names, see resources/settings.py).
+STUDY_SETTINGS = {"MM_TRAIN_SEEDS": "0,1,2", "MM_TRAIN_CHECKPOINTS": "0.5,1"}
 
 
-def prepare_home(home: Path) -> Path:
-    """Point MM_HOME and DAGSTER_HOME at the demo's directories; install dagster.yaml."""
+def prepare_home(home: Path, settings: dict[str, str] | None = None) -> Path:
+    """Point MM_HOME and DAGSTER_HOME at the home's directories; install dagster.yaml; write the
+    home's settings (none: remove stale ones)."""
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    path = home / "settings.json"
+    if settings:
+        path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    else:
+        path.unlink(missing_ok=True)
     os.environ["MM_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 
 
 def ensure_sample_data(root: Path, scale: str, seed: int) -> None:
+    """Generate the look-alike data unless `root` holds the same scale, seed, planted mix and
+    generator version."""
+    from mm_assets.sample_data import generate_sample_data
+    from mm_assets.sample_data.generate import GENERATOR_VERSION
+    from mm_assets.sample_data.scales import resolve_scale
+
     truth = root / "truth" / "planted_truth.json"
     if truth.exists() and (root / "trusted" / "mammoth_si.json").exists():
         t = json.loads(truth.read_text())
-        if t.get("scale") == scale and t.get("seed") == seed:
+        wanted = {"scale": scale, "seed": seed, "generator_version": GENERATOR_VERSION,
+                  "mix": resolve_scale(scale).mix.as_dict()}
+        if all(t.get(k) == v for k, v in wanted.items()):
             print(f"sample data: reusing {root} (scale={scale}, seed={seed})")
             return
         shutil.rmtree(root)
-    from mm_assets.sample_data import generate_sample_data
     started = time.perf_counter()
-    summary = generate_sample_data(root, scale=scale, seed=seed)
+    summary = generate_sample_data(root, scale=scale, seed=seed, workers=2)
     print(f"sample data: generated {root} in {time.perf_counter() - started:.1f}s "
           f"({summary.get('records', '?')} records)")
 
 
 def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
+    graph, runnable, rejected = materialize(home, scale, seed)
+    from mm_assets.steps import recipe_label
+    labels = {name: recipe_label(r) for name, r in graph.defs.resources["recipes"].valid().items()}
+    summary = _summarise(graph.instance, runnable, labels)
+    summary["recipes_rejected"] = rejected
+    summary["seconds"] = {k: round(v, 2) for k, v in graph.seconds.items()}
+    return summary
+
+
+def run_study(home: Path, seed: int = 0) -> dict:
+    """The curation study: every recipe over three training seeds at the study scale, then the
+    ablation report. Returns the report's tables and where the time went."""
+    graph, runnable, rejected = materialize(home, "study", seed, STUDY_SETTINGS)
+    m = graph.meta("ablation_report")
+    stages = {"sample data": graph.seconds.get("sample_data", 0.0), "curation and training": graph.seconds["fill"],
+              "checkpoint evals": graph.seconds["evals"], "leaderboard and report": graph.seconds["report"]}
+    return {"recipes": m["recipes"], "mean_score": m["mean_score"], "delta_points": m["delta_points"],
+            "gap_recovered_percent": m["gap_recovered_percent"], "contamination": m.get("contamination"),
+            "removals_by_defect_kind": m.get("removals_by_defect_kind"), "report": m["uri"],
+            "recipes_rejected": rejected, "seconds": {k: round(v, 1) for k, v in stages.items()}}
+
+
+def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | None = None):
+    """Generate (or reuse) the data and materialize everything, as the daemon would: every recipe
+    trained, every checkpoint evaluated, the leaderboard and the ablation report."""
     home = home.resolve()
-    prepare_home(home)
+    prepare_home(home, settings)
     from resources.settings import sample_data_dir
+    started = time.perf_counter()
     ensure_sample_data(sample_data_dir(), scale, seed)
+    generated = time.perf_counter() - started
 
     import dagster as dg
 
@@ -59,17 +107,18 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
         _register_base_model(defs)
         # what the daemon does: the checkpoint sensor registers every complete checkpoint in the
         # store (the untrained base model and each budget fraction of each run), requests its evals
+        started = time.perf_counter()
         while graph.sensor_tick("checkpoint_sensor"):
             pass
+        graph.seconds["evals"] = time.perf_counter() - started
     finally:
         graph.stop_workers()
+    started = time.perf_counter()
     graph.run("leaderboard_job")
-    from mm_assets.steps import recipe_label
-    labels = {name: recipe_label(r) for name, r in defs.resources["recipes"].valid().items()}
-    summary = _summarise(graph.instance, runnable, labels)
-    summary["recipes_rejected"] = rejected
-    summary["seconds"] = {k: round(v, 2) for k, v in graph.seconds.items()}
-    return summary
+    graph.run("ablation_report_job")
+    graph.seconds["report"] = time.perf_counter() - started
+    graph.seconds["sample_data"] = generated
+    return graph, runnable, rejected
 
 
 def _register_base_model(defs) -> str | None:

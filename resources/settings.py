@@ -5,6 +5,10 @@
 - `MM_STORAGE_ROOT` / `MM_STORAGE_OPTIONS` (JSON): artifact storage, e.g. `s3://bucket/prefix`.
 - `MM_SOURCE_CONFIG`: a YAML file with the `MammothSourceResource` fields (real data; see README).
 - `MM_RECIPES` (default `<repo>/recipes`): the directory of curation recipe files.
+
+A home may carry its own defaults for any of these variables in `MM_HOME/settings.json`
+(`{"MM_TRAIN_SEEDS": "0,1,2", ...}`; `mm-curation study` writes one), so the UI and the
+command line opened on that home use the settings it was built with; the environment wins.
 """
 
 from __future__ import annotations
@@ -27,13 +31,24 @@ def mm_home() -> Path:
     return Path(os.environ.get("MM_HOME", REPO_ROOT / ".demo")).resolve()
 
 
+def home_settings() -> dict[str, str]:
+    path = mm_home() / "settings.json"
+    return {k: str(v) for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+
+
+def setting(name: str, default: str | None = None) -> str | None:
+    """An environment variable, else the home's `settings.json`, else `default`."""
+    value = os.environ.get(name)
+    return value if value is not None else home_settings().get(name, default)
+
+
 def sample_data_dir() -> Path:
-    return Path(os.environ.get("MM_SAMPLE_DATA", mm_home() / "sample_data")).resolve()
+    return Path(setting("MM_SAMPLE_DATA", mm_home() / "sample_data")).resolve()
 
 
 def storage_resource() -> StorageResource:
-    root = os.environ.get("MM_STORAGE_ROOT", str(mm_home() / "artifacts"))
-    options = json.loads(os.environ.get("MM_STORAGE_OPTIONS", "{}"))
+    root = setting("MM_STORAGE_ROOT", str(mm_home() / "artifacts"))
+    options = json.loads(setting("MM_STORAGE_OPTIONS", "{}"))
     return StorageResource(root=root, storage_options=options)
 
 
@@ -46,7 +61,7 @@ def sample_data_source(root: Path) -> MammothSourceResource:
                              images=str(root / "dirty" / "images"))],
         domain_map=str(root / "source_to_domain.json"),
         eval_dir=str(root / "eval"),
-        samples_per_shard=int(os.environ.get("MM_SAMPLES_PER_SHARD", "250")),
+        samples_per_shard=int(setting("MM_SAMPLES_PER_SHARD", "250")),
         planted_truth=str(root / "truth" / "planted_truth.json"),
         trusted=SourceFiles(name="trusted", annotations=str(root / "trusted" / "mammoth_si.json"),
                             images=str(root / "trusted" / "images")),
@@ -54,7 +69,7 @@ def sample_data_source(root: Path) -> MammothSourceResource:
 
 
 def source_resource() -> MammothSourceResource:
-    config = os.environ.get("MM_SOURCE_CONFIG")
+    config = setting("MM_SOURCE_CONFIG")
     if not config:
         return sample_data_source(sample_data_dir())
     with open(config) as f:
@@ -64,30 +79,30 @@ def source_resource() -> MammothSourceResource:
 
 def embedder_resource() -> EmbedderResource:
     """`MM_EMBEDDER_MODEL`: a SigLIP2 checkpoint path/id; default "tiny" (built and trained locally)."""
-    return EmbedderResource(model=os.environ.get("MM_EMBEDDER_MODEL", "tiny"),
-                            train_steps=int(os.environ.get("MM_EMBEDDER_TRAIN_STEPS", "240")))
+    return EmbedderResource(model=setting("MM_EMBEDDER_MODEL", "tiny"),
+                            train_steps=int(setting("MM_EMBEDDER_TRAIN_STEPS", "240")))
 
 
 def recipes_resource() -> RecipesResource:
-    return RecipesResource(directory=os.environ.get("MM_RECIPES", str(REPO_ROOT / "recipes")))
+    return RecipesResource(directory=setting("MM_RECIPES", str(REPO_ROOT / "recipes")))
 
 
 def checkpoint_store_resource():
     """`MM_CHECKPOINTS` (default `MM_HOME/checkpoints`): a directory or an s3:// prefix;
     `MM_EVAL_ON_REGISTER`: comma-separated benchmarks each new checkpoint is evaluated on (default all)."""
     from resources.evaluation import CheckpointStoreResource
-    options = json.loads(os.environ.get("MM_CHECKPOINTS_OPTIONS", os.environ.get("MM_STORAGE_OPTIONS", "{}")))
-    return CheckpointStoreResource(root=os.environ.get("MM_CHECKPOINTS", str(mm_home() / "checkpoints")),
+    options = json.loads(setting("MM_CHECKPOINTS_OPTIONS", setting("MM_STORAGE_OPTIONS", "{}")))
+    return CheckpointStoreResource(root=setting("MM_CHECKPOINTS", str(mm_home() / "checkpoints")),
                                    storage_options=options,
-                                   evaluate_on=[b for b in os.environ.get("MM_EVAL_ON_REGISTER", "").split(",") if b])
+                                   evaluate_on=[b for b in setting("MM_EVAL_ON_REGISTER", "").split(",") if b])
 
 
 def eval_backend_resource():
     """`MM_EVAL_BACKEND` = hf (default) | vllm; `MM_EVAL_BATCH_SIZE`, `MM_EVAL_MAX_ITEMS`."""
     from resources.evaluation import EvalBackendResource
-    return EvalBackendResource(kind=os.environ.get("MM_EVAL_BACKEND", "hf"),
-                               batch_size=int(os.environ.get("MM_EVAL_BATCH_SIZE", "16")),
-                               max_items=int(os.environ.get("MM_EVAL_MAX_ITEMS", "0")))
+    return EvalBackendResource(kind=setting("MM_EVAL_BACKEND", "hf"),
+                               batch_size=int(setting("MM_EVAL_BATCH_SIZE", "16")),
+                               max_items=int(setting("MM_EVAL_MAX_ITEMS", "0")))
 
 
 def mlflow_resource():
@@ -102,20 +117,20 @@ def training_resource():
     training budget of every recipe), `MM_TRAIN_CHECKPOINTS` (comma-separated budget fractions),
     `MM_TRAIN_SEEDS` (comma-separated training seeds, one run per seed; default 0)."""
     from resources.training import TrainingResource
-    fields = {"base_model": os.environ.get("MM_TRAIN_BASE_MODEL", "tiny")}
-    if os.environ.get("MM_TRAIN_BUDGET_TOKENS"):
-        fields["budget_tokens"] = int(os.environ["MM_TRAIN_BUDGET_TOKENS"])
-    if os.environ.get("MM_TRAIN_CHECKPOINTS"):
-        fields["checkpoint_fractions"] = [float(f) for f in os.environ["MM_TRAIN_CHECKPOINTS"].split(",")]
-    if os.environ.get("MM_TRAIN_SEEDS"):
-        fields["seeds"] = [int(s) for s in os.environ["MM_TRAIN_SEEDS"].split(",")]
+    fields = {"base_model": setting("MM_TRAIN_BASE_MODEL", "tiny")}
+    if setting("MM_TRAIN_BUDGET_TOKENS"):
+        fields["budget_tokens"] = int(setting("MM_TRAIN_BUDGET_TOKENS"))
+    if setting("MM_TRAIN_CHECKPOINTS"):
+        fields["checkpoint_fractions"] = [float(f) for f in setting("MM_TRAIN_CHECKPOINTS").split(",")]
+    if setting("MM_TRAIN_SEEDS"):
+        fields["seeds"] = [int(s) for s in setting("MM_TRAIN_SEEDS").split(",")]
     return TrainingResource(**fields)
 
 
 def canaries_resource():
     """`MM_CANARIES`: a canary file (one sample_id per line); unset = the planted truth of generated data."""
     from resources.canaries import CanariesResource
-    return CanariesResource(path=os.environ.get("MM_CANARIES", ""))
+    return CanariesResource(path=setting("MM_CANARIES", ""))
 
 
 def default_resources() -> dict:
