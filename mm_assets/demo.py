@@ -18,7 +18,10 @@ from pathlib import Path
 from resources.settings import REPO_ROOT
 
 # What the study changes from the defaults (environment-variable names, see resources/settings.py).
-STUDY_SETTINGS = {"MM_TRAIN_SEEDS": "0,1,2", "MM_TRAIN_CHECKPOINTS": "0.5,1"}
+# The budget is what 27 runs (9 recipes x 3 seeds) afford in about half of the hour on 2 cores;
+# only final checkpoints are evaluated (the evals of 28 checkpoints x 2 500 items are the other
+# big cost).
+STUDY_SETTINGS = {"MM_TRAIN_SEEDS": "0,1,2", "MM_TRAIN_CHECKPOINTS": "1", "MM_TRAIN_BUDGET_TOKENS": "1000000"}
 
 
 def prepare_home(home: Path, settings: dict[str, str] | None = None) -> Path:
@@ -216,6 +219,8 @@ def _summarise(instance, recipes: list[str], labels: dict[str, str] | None = Non
         "leaderboard (final checkpoint of each recipe)": side_by_side(),
         "vs baseline at equal compute (paired on eval items, 95% bootstrap interval; * excludes 0)":
             latest("leaderboard")["vs_baseline_at_equal_compute"],
+        "ablation report (delta to baseline in points, one seed here; `make study` runs three)":
+            latest("ablation_report").get("delta_points", "waiting for baseline's evals"),
         "evals": {c: {b: _score(latest("eval_scores", dg.MultiPartitionKey({"checkpoint": c, "benchmark": b})))
                       for b in BENCHMARKS}
                   for c in sorted(instance.get_dynamic_partitions("checkpoint"))},

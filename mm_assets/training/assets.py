@@ -94,7 +94,7 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
                          metadata={"uri": training.base_model, "version": version, "files": len(files),
                                    "seconds": time.perf_counter() - started})
     inputs = content_digest([BASE_MODEL_CODE_VERSION, {d: p["version"] for d, p in sorted(raw_shards.items())},
-                             embedder["version"], training.seed])
+                             embedder["version"], training.seed, training.image_size])
     model = st.child(f"base_model/{inputs}/model")
     reused = model.exists("COMPLETE")
     if not reused:
@@ -105,7 +105,7 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
         siglip2, _, _ = load_embedder_from_pointer(st, embedder)
         with scratch_dir("mm-base-") as tmp:
             build_tiny_llava(tmp, train_bpe_tokenizer(_corpus_texts(st, raw_shards)), seed=training.seed,
-                             vision_from=siglip2)
+                             image_size=training.image_size, vision_from=siglip2)
             seal_local_checkpoint(tmp, {"model": "tiny-llava (random init)", "training_run": None, "recipe": None,
                                         "curated_versions": None, "step": 0, "epoch": 0, "parent": None,
                                         "tokens_seen": 0, "seed": training.seed, "built_from": inputs})
