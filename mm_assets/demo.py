@@ -75,7 +75,7 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
 def run_study(home: Path, seed: int = 0) -> dict:
     """The curation study: every recipe over three training seeds at the study scale, then the
     ablation report. Returns the report's tables and where the time went."""
-    graph, runnable, rejected = materialize(home, "study", seed, STUDY_SETTINGS)
+    graph, _, rejected = materialize(home, "study", seed, STUDY_SETTINGS)
     m = graph.meta("ablation_report")
     stages = {"sample data": graph.seconds.get("sample_data", 0.0), "curation and training": graph.seconds["fill"],
               "checkpoint evals": graph.seconds["evals"], "leaderboard and report": graph.seconds["report"]}

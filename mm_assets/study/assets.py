@@ -17,14 +17,27 @@ import polars as pl
 from mm_assets.automation import ON_CHANGED_EVALS
 from mm_assets.metadata import content_digest, markdown_table
 from mm_assets.oracle import planted_defects
-from mm_assets.partitions import checkpoint_benchmark_partitions, recipe_domain_partitions
+from mm_assets.partitions import (
+    checkpoint_benchmark_partitions,
+    recipe_domain_partitions,
+)
 from mm_assets.planted import load_truth
 from mm_assets.steps import reads_planted_truth, recipe_label
 from mm_assets.storage import parquet_bytes
-from mm_assets.study.collect import (collect_scores, complete_runs, final_checkpoints, mark_leaked,
-                                     removed_by_step)
+from mm_assets.study.collect import (
+    collect_scores,
+    complete_runs,
+    final_checkpoints,
+    mark_leaked,
+    removed_by_step,
+)
 from mm_assets.study.plot import ablation_png
-from mm_assets.study.statistics import ablation_frame, ablation_table, contamination_split, removal_split
+from mm_assets.study.statistics import (
+    ablation_frame,
+    ablation_table,
+    contamination_split,
+    removal_split,
+)
 from mm_assets.taxonomy import BENCHMARKS
 from resources.data_source import MammothSourceResource
 from resources.evaluation import MlflowResource

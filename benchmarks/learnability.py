@@ -1,0 +1,155 @@
+"""Can the tiny LLaVA learn a benchmark's look-alike task at all? (the measurements behind the
+training defaults; README, "The curation study").
+
+Trains the project's tiny LLaVA (tokenizer, model, packing and loss of `mm_assets`) directly on
+look-alike items in the benchmark's own prompt and answer format — drawn by the eval-set
+generator with another seed, so never an eval item — then scores it with the project's eval
+runner on the eval set of seed 0. No curation, no Dagster: it isolates the model and the
+optimisation from the data pipeline.
+
+    python benchmarks/learnability.py --bench countbench --n 4000 --epochs 3 --lr 1e-3 \\
+        --image-size 128 --tower .demo/artifacts/embedder/<version> --freeze
+
+`--tower`: a SigLIP2 embedder directory (the demo's `embedder` asset) whose vision tower the
+model uses, or `random` (a random SigLIP tower with `--patch`). Prints the loss every tenth of
+the run, then the score per benchmark with the untrained model's for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mm_assets.evaluation.backends.hf import HFBackend  # noqa: E402
+from mm_assets.evaluation.benchmarks import BENCHMARKS, get  # noqa: E402
+from mm_assets.evaluation.runner import evaluate  # noqa: E402
+from mm_assets.sample_data import eval_sets  # noqa: E402
+from mm_assets.sources.eval_sets import load_eval_set  # noqa: E402
+from mm_assets.storage import Storage  # noqa: E402
+from mm_assets.training.data import encode_conversation  # noqa: E402
+from mm_assets.training.packing import collate_packed, first_fit  # noqa: E402
+from mm_assets.training.schedule import lr_at  # noqa: E402
+from mm_assets.training.trainer import accumulate_gradients  # noqa: E402
+from mm_assets.vlm.tiny_llava import (  # noqa: E402
+    TinyLlavaSpec,
+    build_tiny_llava,
+    load_llava,
+    save_llava,
+)
+from mm_assets.vlm.tokenizer import train_bpe_tokenizer  # noqa: E402
+
+TRAIN_SEED = 1000   # the eval sets use seed 0: other draws
+
+
+def training_pairs(bench: str, n: int) -> list[tuple[str, str, bytes]]:
+    """(prompt as the benchmark writes it, the answer, image) for `n` look-alike items."""
+    b = get(bench)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        eval_sets.write_eval_set(bench, n, TRAIN_SEED, tmp)
+        items, _ = load_eval_set(Storage(tmp), bench)
+        for row, item in enumerate(items.to_dicts()):
+            if bench == "pixmo_points":   # Molmo's point format; "not in the image" for no target
+                drawn = eval_sets.eval_item(bench, row, TRAIN_SEED)
+                answer = drawn.answer if drawn.row["points"] else "This isn't in the image."
+            elif bench == "countbench":
+                answer = str(item["number"])
+            else:
+                answer = str(item["answers"][0])
+            out.append((b.doc_to_text(item), answer, bytes(item["image"])))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bench", default=",".join(BENCHMARKS), help="comma-separated benchmarks")
+    p.add_argument("--n", type=int, default=4000, help="training items per benchmark")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--patch", type=int, default=16, help="random tower only")
+    p.add_argument("--tower", default="random", help="'random' or a SigLIP2 embedder directory")
+    p.add_argument("--freeze", action="store_true", help="freeze the vision tower")
+    p.add_argument("--eval-items", type=int, default=200)
+    p.add_argument("--rows", type=int, default=8, help="packed rows of 512 tokens per step")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    benches = args.bench.split(",")
+    rng = random.Random(0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pairs = [x for b in benches for x in training_pairs(b, args.n)]
+        tokenizer = train_bpe_tokenizer([f"{q} {a}" for q, a, _ in pairs[:5000]])
+        vision_from = None
+        if args.tower != "random":
+            from mm_assets.embeddings.model import load_embedder
+            vision_from = load_embedder(args.tower)[0]
+        spec = TinyLlavaSpec(image_size=args.image_size, patch_size=args.patch)
+        build_tiny_llava(tmp / "init", tokenizer, seed=0, spec=spec, vision_from=vision_from)
+        model, processor = load_llava(tmp / "init")
+        samples = [encode_conversation(processor, [{"from": "human", "value": f"<image>\n{q}"},
+                                                   {"from": "gpt", "value": a}],
+                                       [Image.open(io.BytesIO(img)).convert("RGB")], sample_id=str(k))
+                   for k, (q, a, img) in enumerate(pairs)]
+        if args.freeze:
+            for param in model.model.vision_tower.parameters():
+                param.requires_grad_(False)
+        model.train()
+        optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=args.lr)
+        order = []
+        for _ in range(args.epochs):
+            epoch = list(range(len(samples)))
+            rng.shuffle(epoch)
+            order += epoch
+        rows = first_fit([samples[i].length for i in order], 512, 256)
+        steps = [rows[i:i + args.rows] for i in range(0, len(rows), args.rows)]
+        curve, tokens, started = [], 0, time.perf_counter()
+        for s, step_rows in enumerate(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(s, len(steps), args.lr, "cosine", max(1, len(steps) // 20), 0.0)
+            batch = collate_packed([[samples[order[i]] for i in row] for row in step_rows],
+                                   processor.tokenizer.pad_token_id, 512)
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = accumulate_gradients(model, [batch])
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            tokens += batch.n_tokens
+            if (s + 1) % max(1, len(steps) // 10) == 0 or s == len(steps) - 1:
+                curve.append({"step": s + 1, "tokens": tokens, "loss": round(loss, 3)})
+                print(json.dumps(curve[-1]), flush=True)
+        seconds = time.perf_counter() - started
+        model.eval()
+        save_llava(model, processor, tmp / "final")
+
+        scores = {}
+        eval_dir = tmp / "eval"
+        eval_dir.mkdir()
+        for name in ("init", "final"):
+            backend = HFBackend(str(tmp / name), batch_size=32)
+            for b in benches:
+                if not (eval_dir / f"{b}.parquet").exists():
+                    eval_sets.write_eval_set(b, args.eval_items, 0, eval_dir)
+                items, _ = load_eval_set(Storage(str(eval_dir)), b)
+                scores.setdefault(b, {})[name] = round(float(evaluate(backend, get(b), items, 32)["score"].mean()), 3)
+            backend.close()
+    print(json.dumps({"settings": vars(args), "train_seconds": round(seconds, 1), "tokens": tokens,
+                      "tokens_per_s": round(tokens / seconds), "scores (untrained, trained)": scores}))
+
+
+if __name__ == "__main__":
+    main()

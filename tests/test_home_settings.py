@@ -1,0 +1,29 @@
+"""A home carries its settings: what `mm-curation study` writes to `MM_HOME/settings.json` is what
+the resources read there (so `make ui MM_HOME=...` shows the study's graph with the study's
+settings); the environment still wins, and a home without settings uses the defaults."""
+
+import json
+
+from mm_assets.demo import STUDY_SETTINGS, prepare_home
+from resources.settings import training_resource
+from resources.training import TrainingResource
+
+
+def test_the_study_home_settings_reach_the_training_resource(tmp_path, monkeypatch):
+    monkeypatch.delenv("MM_HOME", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    for name in STUDY_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    prepare_home(tmp_path, STUDY_SETTINGS)
+    assert json.loads((tmp_path / "settings.json").read_text()) == STUDY_SETTINGS
+    training = training_resource()
+    assert training.seeds == [0, 1, 2] and training.checkpoint_fractions == [1.0]
+    assert training.budget_tokens == int(STUDY_SETTINGS["MM_TRAIN_BUDGET_TOKENS"])
+
+    monkeypatch.setenv("MM_TRAIN_SEEDS", "7")                 # the environment wins
+    assert training_resource().seeds == [7]
+    monkeypatch.delenv("MM_TRAIN_SEEDS")
+
+    prepare_home(tmp_path)                                     # the demo: no settings, defaults
+    assert not (tmp_path / "settings.json").exists()
+    assert training_resource().seeds == TrainingResource().seeds
