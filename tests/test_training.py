@@ -96,6 +96,23 @@ def test_dataset_reads_every_sample(env):
     assert all(s.pixel_values.shape == (1, 3, 64, 64) for s in env["samples"] if s.pixel_values is not None)
 
 
+def test_images_are_held_as_8_bit_levels_and_give_back_the_processors_values(env):
+    """The encoded dataset lives in memory: images as uint8 levels (a quarter of float32), the
+    processor's normalised values recomputed on use, equal to float rounding."""
+    from PIL import Image
+
+    from mm_assets.training.data import StoredPixels, store_pixels
+
+    image_rows = [s for s in env["samples"] if s.pixels is not None]
+    assert image_rows and all(isinstance(s.pixels, StoredPixels) and s.pixels.levels.dtype == torch.uint8
+                              for s in image_rows)
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 90, 3), dtype=np.uint8))
+    ip = env["processor"].image_processor
+    exact = torch.from_numpy(np.stack([np.asarray(p) for p in ip(images=[rgb])["pixel_values"]])).float()
+    assert (store_pixels(exact, ip).floats() - exact).abs().max() < 1e-6
+    assert isinstance(store_pixels(exact * 0.3, ip), torch.Tensor)      # not 8-bit levels: kept as floats
+
+
 def test_labels_only_assistant_tokens_image_masked_bos_once(env):
     from PIL import Image
 

@@ -105,7 +105,7 @@ def block_causal_mask(segment_ids: torch.Tensor, dtype: torch.dtype = torch.floa
 
 
 def _cat_pixels(samples: Sequence[EncodedSample]) -> torch.Tensor | None:
-    pv = [s.pixel_values for s in samples if s.pixel_values is not None]
+    pv = [s.pixel_values for s in samples if s.pixels is not None]
     return torch.cat(pv, dim=0) if pv else None
 
 
