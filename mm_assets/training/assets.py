@@ -145,7 +145,7 @@ def _base_model_dir(st: Storage, pointer: dict):
 def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_model: dict, storage: StorageResource,
                  checkpoints: CheckpointStoreResource, training: TrainingResource, mlflow: MlflowResource,
                  recipes: RecipesResource):
-    from mm_assets.training.trainer import TrainConfig
+    from mm_assets.training.trainer import TrainConfig, encode_shards
 
     recipe_name = context.partition_key
     recipe = recipes.get(recipe_name)
@@ -170,6 +170,9 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
         shard_dirs = [stack.enter_context(local_dir(st, p["root"])) for _, p in sorted(curated.items())]
         shard_paths = [str(t) for d in shard_dirs for t in sorted(Path(d).glob("*.tar"))]
         base_dir = stack.enter_context(_base_model_dir(st, base_model))
+        # every seed trains on the same shards with the base model's processor: encoded once
+        dataset = encode_shards(base_dir, shard_paths, training.max_len)
+        context.log.info(f"{recipe_name}: {len(dataset[0])} samples encoded in {time.perf_counter() - started:.0f} s")
         for seed in seeds:
             digest = content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, base_model["version"], seed])
             run_id = f"{recipe_name}-seed{seed}-{digest[:8]}"
@@ -180,7 +183,7 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
                               batch_size=training.batch_size, grad_accum=training.grad_accum,
                               max_len=training.max_len, packing=training.packing, seed=seed,
                               base_model_version=base_model["version"], base_model_uri=base_model["uri"])
-            summary, curve = _train_one(context, cfg, settings, store, base_dir, shard_paths)
+            summary, curve = _train_one(context, cfg, settings, store, base_dir, shard_paths, dataset)
             _log_training_mlflow(mlflow, context.run_id, summary, curve)
             st.write_json(f"training_runs/{run_id}/summary.json", summary)
             runs.append(summary)
@@ -228,7 +231,7 @@ def first_seed_final(run: dict) -> dict:
 
 
 def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: Storage, base_dir: str,
-               shard_paths: list[str]) -> tuple[dict, dict]:
+               shard_paths: list[str], dataset) -> tuple[dict, dict]:
     """One seed's training run, resumed from its own latest checkpoint if there is one: its
     summary and loss curves (`history`: every step, resumed ones included; `this_call`: the
     steps run now, with their throughput)."""
@@ -248,7 +251,7 @@ def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: St
     if resume:
         context.log.info(f"{run_id}: resuming from {resume}")
     result = train(cfg, base_dir, shard_paths, out_dir_fn=lambda epoch, step: store.uri(f"{run_id}-e{epoch}-s{step}"),
-                   log_fn=log, resume_from=resume)
+                   log_fn=log, resume_from=resume, dataset=dataset)
     names = sorted((n for n in store.list("") if n.startswith(f"{run_id}-") and store.exists(f"{n}/COMPLETE")),
                    key=lambda n: int(n.rsplit("-s", 1)[1]))
     losses = np.array([h["loss"] for h in result.history])

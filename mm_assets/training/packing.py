@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import IGNORE_INDEX, EncodedSample
+from .data import IGNORE_INDEX, EncodedSample, StoredPixels
 
 
 @dataclass
@@ -105,8 +105,13 @@ def block_causal_mask(segment_ids: torch.Tensor, dtype: torch.dtype = torch.floa
 
 
 def _cat_pixels(samples: Sequence[EncodedSample]) -> torch.Tensor | None:
-    pv = [s.pixel_values for s in samples if s.pixels is not None]
-    return torch.cat(pv, dim=0) if pv else None
+    stored = [s.pixels for s in samples if s.pixels is not None]
+    if not stored:
+        return None
+    if all(isinstance(p, StoredPixels) and p.same_map(stored[0]) for p in stored):
+        # one conversion for the batch, not one per image
+        return StoredPixels(torch.cat([p.levels for p in stored]), stored[0].scale, stored[0].offset).floats()
+    return torch.cat([s.pixel_values for s in samples if s.pixels is not None], dim=0)
 
 
 def collate_packed(rows: Sequence[Sequence[EncodedSample]], pad_id: int, max_len: int | None = None,

@@ -47,6 +47,7 @@ import json
 import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -235,6 +236,16 @@ def load_model_and_processor(path: str | Path, attn_implementation: str = "sdpa"
     return model, processor
 
 
+def encode_shards(checkpoint: str | Path, shard_paths: Iterable[str | Path],
+                  max_len: int | None) -> tuple[list[EncodedSample], Counter]:
+    """The shards encoded with `checkpoint`'s processor, for :func:`train`'s ``dataset``."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(checkpoint), trust_remote_code=False,
+                                              local_files_only=Path(str(checkpoint)).is_dir())
+    return load_dataset(shard_paths, processor, max_len=max_len)
+
+
 def vision_tower(model):
     return model.model.vision_tower
 
@@ -356,12 +367,15 @@ def latest_resumable(root: str | Path, prefix: str = "") -> str | None:
 
 def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[str | Path],
           out_dir_fn: Callable[..., str | Path], log_fn: Callable[[dict], None] | None = None,
-          resume_from: str | Path | None = None) -> TrainResult:
+          resume_from: str | Path | None = None,
+          dataset: tuple[list[EncodedSample], Counter] | None = None) -> TrainResult:
     """Train ``checkpoint_in`` on the curated shards; see the module docstring.
 
     ``out_dir_fn(epoch=, step=)`` returns where the checkpoint taken after optimizer step
     ``step`` (1-based, global) in epoch ``epoch`` (1-based) goes. ``resume_from``: a complete
-    checkpoint of an earlier call with the same config and data.
+    checkpoint of an earlier call with the same config and data. ``dataset``: the shards already
+    encoded by :func:`encode_shards` with this model's processor (training several seeds on the
+    same shards encodes them once; at the study's scale encoding costs more than training).
     """
     cfg = config
     log_fn = log_fn or (lambda _d: None)
@@ -374,7 +388,7 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
         else:
             state = None
             model, processor = load_model_and_processor(checkpoint_in, cfg.attn_implementation)
-        samples, skipped = load_dataset(shard_paths, processor, max_len=cfg.max_len)
+        samples, skipped = dataset or load_dataset(shard_paths, processor, max_len=cfg.max_len)
         if not samples:
             raise ValueError(f"no trainable samples in the shards (skipped: {dict(skipped)})")
         pad_id = processor.tokenizer.pad_token_id
