@@ -13,15 +13,21 @@ AC = dg.AutomationCondition
 ON_CHANGED_DATA = AC.eager().replace(
     "any_deps_updated", AC.any_deps_match(AC.data_version_changed() | AC.will_be_requested()))
 
-# The leaderboard follows the eval tables: requested once their data versions changed and no
-# eval (or training run) it reads is still in progress, so a burst of evals from one new run
-# refreshes it once they are done, not once per eval. A new training run alone (its checkpoints
-# not evaluated yet) does not request it; nor does a missing eval partition block it (`eager`
-# would wait for every checkpoint × benchmark to exist).
-ON_CHANGED_EVALS = (
-    AC.in_latest_time_window()
-    & AC.any_deps_match(AC.data_version_changed() | AC.will_be_requested())
-    .ignore(dg.AssetSelection.keys("training_run")).since_last_handled()
-    & ~AC.any_deps_in_progress()
-    & ~AC.in_progress()
-).with_label("eval tables changed")
+def on_changed_evals(*also_read: str) -> dg.AutomationCondition:
+    """The leaderboard and the ablation report follow the eval tables: requested once their data
+    versions changed and no eval (or training run) they read is still in progress, so a burst of
+    evals from one new run refreshes them once they are done, not once per eval. A new training
+    run alone (its checkpoints not evaluated yet) does not request them, nor does anything else
+    they read (`also_read`: curated datasets, samples tables — new curation counts once its
+    model is evaluated); a missing eval partition does not block them (`eager` would wait for
+    every checkpoint × benchmark to exist)."""
+    return (
+        AC.in_latest_time_window()
+        & AC.any_deps_match(AC.data_version_changed() | AC.will_be_requested())
+        .ignore(dg.AssetSelection.keys("training_run", *also_read)).since_last_handled()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("eval tables changed")
+
+
+ON_CHANGED_EVALS = on_changed_evals()

@@ -177,11 +177,11 @@ def test_scores_depend_on_the_image(reference):
     model, proc = reference["model"], reference["processor"]
 
     def shuffle_images(encoded):
-        idx = [i for i, s in enumerate(encoded) if s.pixel_values is not None]
+        idx = [i for i, s in enumerate(encoded) if s.pixels is not None]
         perm = idx[1:] + idx[:1]            # a derangement: every image row gets another's image
-        pixels = [encoded[j].pixel_values for j in perm]
+        pixels = [encoded[j].pixels for j in perm]
         for i, p in zip(idx, pixels):
-            encoded[i].pixel_values = p
+            encoded[i].pixels = p
         return encoded
 
     plain = score_with_model(model, proc, reference["pool"])

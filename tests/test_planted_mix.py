@@ -23,7 +23,9 @@ def test_default_mix_is_the_historical_one():
     # the draw the generator always made for chart low-quality kinds (keeps the demo byte-identical)
     assert mix.chart_low_quality_kinds() == ("unrelated_question", "unrelated_question", "unrelated_question",
                                              "wrong_answer", "garbled_answer", "truncated_answer")
-    assert all(s.mix == mix for s in SCALES.values())
+    assert SCALES["demo"].mix == mix and SCALES["bench"].mix == mix
+    # the study plants more (a fifth low-quality, a fifth near-duplicates): see its comment
+    assert SCALES["study"].mix == PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.2)
 
 
 @pytest.mark.parametrize("share", [0.0, 0.25, 0.6, 1.0])

@@ -7,7 +7,8 @@ what `make demo` leaves behind:
    nothing run either;
 2. editing `ppl_top50`'s keep fraction materializes exactly its perplexity decisions, its 8
    curated datasets, its training run, each new checkpoint, each new checkpoint's 5 eval tables
-   and the leaderboard — nothing of another recipe, no score asset. Counted from the event log.
+   and the leaderboard and the ablation report — nothing of another recipe, no score asset. Counted
+   from the event log.
 """
 
 import time
@@ -64,6 +65,7 @@ def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_e
     while g.sensor_tick("checkpoint_sensor"):
         pass
     g.run("leaderboard_job")
+    g.run("ablation_report_job")
     old_final = g.meta("training_run", "ppl_top50")["checkpoints"][-1]
     env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(small_data), "MM_STORAGE_ROOT": str(home / "artifacts"),
            "MM_RECIPES": str(g.recipes_dir), "MM_EMBEDDER_MODEL": str(home / "siglip2"), "HF_HUB_OFFLINE": "1",
@@ -109,12 +111,15 @@ def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_e
 
         _wait(leaderboard_current, 420, "every new eval and a leaderboard that compares them", dev)
         print(f"edit -> evals and leaderboard: {time.time() - edited:.0f} s")
+        # the ablation report follows the eval tables too
+        _wait(lambda: g.counts().get(("ablation_report", None), 0) > filled.get(("ablation_report", None), 0),
+              180, "an ablation report after the new evals", dev)
         time.sleep(20)                      # and nothing else follows
         after = g.counts()
 
     delta = {k: after[k] - filled.get(k, 0) for k in after if after[k] != filled.get(k, 0)}
     leaderboards = delta.pop(("leaderboard", None))
-    assert leaderboards >= 1
+    assert leaderboards >= 1 and delta.pop(("ablation_report", None)) >= 1
     assert delta == {("perplexity_decisions", "ppl_top50"): 1,
                      **{("curated_dataset", f"{d}|ppl_top50"): 1 for d in DOMAINS},
                      ("training_run", "ppl_top50"): 1,

@@ -14,7 +14,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from mm_assets.automation import ON_CHANGED_EVALS
+from mm_assets.automation import on_changed_evals
 from mm_assets.metadata import content_digest, markdown_table
 from mm_assets.oracle import planted_defects
 from mm_assets.partitions import (
@@ -71,7 +71,7 @@ def report_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
     return wide(delta), wide(gap)
 
 
-@dg.asset(group_name="evaluation", kinds={"parquet", "png"}, automation_condition=ON_CHANGED_EVALS,
+@dg.asset(group_name="evaluation", kinds={"parquet", "png"}, automation_condition=on_changed_evals("curated_dataset", "samples"),
           ins={"eval_scores": dg.AssetIn(**ALL), "training_run": dg.AssetIn(**ALL),
                "curated_dataset": dg.AssetIn(**ALL), "samples": dg.AssetIn(**ALL)},
           description="The curation study's answer: per recipe × benchmark, the mean over seeds of the final "

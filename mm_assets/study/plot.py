@@ -51,7 +51,7 @@ def ablation_png(result: dict, title: str = "Delta to baseline") -> bytes:
         ax.grid(True, axis="y", alpha=0.3)
     seed_counts = "/".join(str(n) for n in sorted(set(result["n_seeds"].values())))
     fig.suptitle(f"{title}: {result['level']:.0%} paired bootstrap intervals, B={result['n_boot']}, "
-                 f"{seed_counts} seeds per recipe", fontsize=11)
+                 f"seeds per recipe: {seed_counts}", fontsize=11)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
