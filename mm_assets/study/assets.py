@@ -111,13 +111,13 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
     result = ablation_table(scores, baseline="baseline", oracle=oracle, n_boot=N_BOOT)
     contamination = contamination_split(scores, "baseline", n_boot=N_BOOT) if truth else []
 
-    ledgers = {}
-    for key, pointer in curated_dataset.items():
-        recipe = recipe_domain_partitions.get_partition_key_from_str(key).keys_by_dimension["recipe"]
-        ledger = st.read_parquet(f"{pointer['root']}/ledger.parquet")
-        ledgers[recipe] = pl.concat([ledgers[recipe], ledger]) if recipe in ledgers else ledger
     removals = pl.DataFrame()
-    if truth:
+    if truth:       # the removal split needs the planted truth: read the ledgers only then
+        ledgers = {}
+        for key, pointer in curated_dataset.items():
+            recipe = recipe_domain_partitions.get_partition_key_from_str(key).keys_by_dimension["recipe"]
+            ledger = st.read_parquet(f"{pointer['root']}/ledger.parquet")
+            ledgers[recipe] = pl.concat([ledgers[recipe], ledger]) if recipe in ledgers else ledger
         pool = pl.concat([st.read_parquet(p["root"]) for _, p in sorted(samples.items())], how="diagonal_relaxed")
         kinds = planted_defects(truth, pool).select("sample_id", pl.col("defect").alias("defect_kind"))
         removals = removal_split(removed_by_step(ledgers), kinds)
