@@ -15,6 +15,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_BUDGET_TOKENS = 30_000
 
 
+def pytest_collection_modifyitems(items):
+    """Marks the tests of the filled small graph, so that `make test` runs them in a process of
+    their own (the graph, minutes to fill, is built once there) beside the rest. (pytest-xdist's
+    `--dist loadgroup` would do it, but with pytest 9 it no longer groups: it renames `_nodeid`,
+    which pytest 9 does not read.)"""
+    for item in items:
+        if "small_graph" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.small_graph)
+
+
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
     from mm_assets.sample_data import generate_sample_data

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# `make test`: the real-daemon tests (marked e2e; they mostly wait on runs) in a second pytest
-# process, three at once, beside the rest of the suite in the foreground. Fails if either fails;
-# the end-to-end log is printed at the end (and kept in .test-logs/).
+# `make test`: four pytest processes side by side — the real-daemon tests (marked e2e; they
+# mostly wait on runs, three at once), the tests of the filled small graph (marked small_graph by
+# conftest.py; the graph takes minutes to fill and is built once per process) split in two: the
+# step-edit tests of test_curation_steps.py and the others; and the rest in the foreground. One
+# process kept 2 cores about half busy, and the graph's tests in one process were the longest
+# path (17.7 of 17.9 minutes). Fails if any fails; the logs of the background processes are
+# printed at the end (and kept in .test-logs/).
 set -u
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
@@ -11,9 +15,19 @@ mkdir -p "$base" "$logs"
 
 $py -m pytest -q -m e2e -n 3 -p no:cacheprovider --basetemp="$base/e2e" --durations=5 > "$logs/e2e.log" 2>&1 &
 e2e=$!
-$py -m pytest -q -m "not e2e" --basetemp="$base/rest" --durations=20
+$py -m pytest -q -m "small_graph and not e2e" -p no:cacheprovider --basetemp="$base/steps" --durations=10 \
+    tests/test_curation_steps.py > "$logs/small_graph_steps.log" 2>&1 &
+steps=$!
+$py -m pytest -q -m "small_graph and not e2e" -p no:cacheprovider --basetemp="$base/graph" --durations=10 \
+    --ignore=tests/test_curation_steps.py > "$logs/small_graph.log" 2>&1 &
+graph=$!
+$py -m pytest -q -m "not e2e and not small_graph" --basetemp="$base/rest" --durations=20
 rest=$?
+wait $steps; steps_status=$?
+wait $graph; graph_status=$?
 wait $e2e; e2e_status=$?
+echo "--- step edits on the filled small graph ---"; cat "$logs/small_graph_steps.log"
+echo "--- other tests of the filled small graph ---"; cat "$logs/small_graph.log"
 echo "--- end-to-end tests (real dagster dev) ---"; cat "$logs/e2e.log"
-echo "exit status: rest $rest, end-to-end $e2e_status"
-test $rest -eq 0 -a $e2e_status -eq 0
+echo "exit status: rest $rest, step edits $steps_status, small graph $graph_status, end-to-end $e2e_status"
+test $rest -eq 0 -a $steps_status -eq 0 -a $graph_status -eq 0 -a $e2e_status -eq 0
