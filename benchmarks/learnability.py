@@ -84,12 +84,15 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--patch", type=int, default=16, help="random tower only")
+    p.add_argument("--text-hidden", type=int, default=TinyLlavaSpec.text_hidden_size)
+    p.add_argument("--text-layers", type=int, default=TinyLlavaSpec.text_layers)
     p.add_argument("--tower", default="random", help="'random' or a SigLIP2 embedder directory")
     p.add_argument("--freeze", action="store_true", help="freeze the vision tower")
     p.add_argument("--eval-items", type=int, default=200)
     p.add_argument("--rows", type=int, default=8, help="packed rows of 512 tokens per step")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     benches = args.bench.split(",")
     rng = random.Random(0)
 
@@ -101,7 +104,9 @@ def main() -> None:
         if args.tower != "random":
             from mm_assets.embeddings.model import load_embedder
             vision_from = load_embedder(args.tower)[0]
-        spec = TinyLlavaSpec(image_size=args.image_size, patch_size=args.patch)
+        spec = TinyLlavaSpec(image_size=args.image_size, patch_size=args.patch,
+                             text_hidden_size=args.text_hidden, text_intermediate_size=2 * args.text_hidden,
+                             text_layers=args.text_layers)
         build_tiny_llava(tmp / "init", tokenizer, seed=0, spec=spec, vision_from=vision_from)
         model, processor = load_llava(tmp / "init")
         samples = [encode_conversation(processor, [{"from": "human", "value": f"<image>\n{q}"},

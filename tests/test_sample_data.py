@@ -541,3 +541,19 @@ def test_same_seed_same_bytes_for_any_worker_count(tmp_path):
     other = generate_sample_data(tmp_path / "other", workers=1, **{**kwargs, "seed": 8})
     assert _digests(tmp_path / "other")["main/mammoth_si.json"] != a["main/mammoth_si.json"]
     assert other["records"] == 320
+
+
+def test_a_count_scene_can_be_drawn_without_distractors():
+    """benchmarks/count_probe.py's `--no-distractors`: every object is a target; the default
+    draw (0–4 distractors from the record's stream) is unchanged."""
+    from mm_assets.sample_data.canvas import Sizing
+    from mm_assets.sample_data.families import detection
+    from mm_assets.sample_data.rng import rng_for
+
+    sizing = Sizing(192, 448)
+    alone = detection.draw_count(rng_for(0, "t", 1), sizing, count=7, distractors=0)
+    assert len(alone.spec["targets"]) == 7 and alone.spec["others"] == []
+    default = detection.draw_count(rng_for(0, "t", 2), sizing, count=3)
+    again = detection.draw_count(rng_for(0, "t", 2), sizing, count=3, distractors=None)
+    assert default.image.tobytes() == again.image.tobytes()
+    assert sum(len(detection.draw_count(rng_for(0, "t", k), sizing, count=3).spec["others"]) for k in range(20)) > 0

@@ -77,11 +77,13 @@ def percent_points(objs: list[Obj], w: int, h: int) -> list[tuple[float, float]]
     return [(100 * o.cx / w, 100 * o.cy / h) for o in objs]
 
 
-def draw_count(rng: random.Random, sizing: Sizing, count: int | None = None) -> Drawn:
+def draw_count(rng: random.Random, sizing: Sizing, count: int | None = None,
+               distractors: int | None = None) -> Drawn:
+    """`distractors`: other objects in the scene (default: 0–4 drawn from `rng`)."""
     count = count if count is not None else rng.randint(1, 10)
     by_colour = rng.random() < 0.5
     img, w, h, targets, others, label, shape, colour = _scene(
-        rng, sizing, count, rng.randint(0, 4), by_colour)
+        rng, sizing, count, rng.randint(0, 4) if distractors is None else distractors, by_colour)
     plural = _plural(label)
     q = rng.choice([f"How many {plural} are there?", f"How many {plural} are in the image?",
                     f"Count the {plural}."])
