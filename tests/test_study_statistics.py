@@ -80,6 +80,24 @@ def test_gap_recovered_half_way_to_oracle(base):  # §4
     assert row_of(result, "baseline", "chartqa")["gap_recovered"] == 0.0
 
 
+def test_gap_interval_of_the_oracle_and_baseline_rows_is_exact_when_some_resamples_have_no_gap():
+    """The first study run showed the oracle's own gap recovered as 100 [nan, nan]: resamples
+    where the oracle gap is exactly 0 made 0/0 (discrete scores, a small established gap)."""
+    from mm_assets.study.statistics import _comparisons
+
+    oracle_gap = np.full(2000, 0.04)
+    oracle_gap[:20] = 0.0                                  # 1 % of the resamples: no gap
+    step = oracle_gap / 2
+    step[20:40] = 0.0
+    boot = {"baseline": np.full(2000, 0.5), "oracle": 0.5 + oracle_gap, "step": 0.5 + step}
+    point = {"baseline": 0.5, "oracle": 0.54, "step": 0.52}
+    rows = _comparisons(point, boot, "baseline", "oracle", 0.95)
+    assert rows["oracle"]["gap_status"] == GAP_ESTABLISHED
+    assert (rows["oracle"]["gap_lo"], rows["oracle"]["gap_hi"]) == (1.0, 1.0)
+    assert (rows["baseline"]["gap_lo"], rows["baseline"]["gap_hi"]) == (0.0, 0.0)
+    assert rows["step"]["gap_lo"] == pytest.approx(0.5) and rows["step"]["gap_hi"] == pytest.approx(0.5)
+
+
 def test_gap_not_established_when_oracle_equals_baseline(base):
     result = ablation_table(scores_frame({"chartqa": {"baseline": base, "step": flipped(base, 50, 1.0),
                                                       "oracle": base}}))

@@ -90,8 +90,14 @@ def _comparisons(point: dict[str, float], boot: dict[str, np.ndarray], baseline:
         gap = gap_lo = gap_hi = None
         if status == GAP_ESTABLISHED:
             gap = (point[recipe] - point[baseline]) / (point[oracle] - point[baseline])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                gap_lo, gap_hi = _interval(deltas / oracle_gap, level)
+            if recipe in (baseline, oracle):     # 0 and 1 by definition, in every resample
+                gap_lo = gap_hi = gap
+            else:
+                # a resample where the oracle gap is 0 (possible while its interval excludes 0)
+                # has no ratio: 0/0 is left out, d/0 counts as ±inf
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = deltas / oracle_gap
+                gap_lo, gap_hi = _interval(ratio[~np.isnan(ratio)], level)
         out[recipe] = {"delta": point[recipe] - point[baseline], "delta_lo": delta_lo, "delta_hi": delta_hi,
                        "gap_recovered": gap, "gap_lo": gap_lo, "gap_hi": gap_hi, "gap_status": status}
     return out
