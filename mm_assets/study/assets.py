@@ -71,7 +71,8 @@ def report_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
     return wide(delta), wide(gap)
 
 
-@dg.asset(group_name="evaluation", kinds={"parquet", "png"}, automation_condition=on_changed_evals("curated_dataset", "samples"),
+@dg.asset(group_name="evaluation", kinds={"parquet", "png"},
+          automation_condition=on_changed_evals("curated_dataset", "samples"),
           ins={"eval_scores": dg.AssetIn(**ALL), "training_run": dg.AssetIn(**ALL),
                "curated_dataset": dg.AssetIn(**ALL), "samples": dg.AssetIn(**ALL)},
           description="The curation study's answer: per recipe × benchmark, the mean over seeds of the final "
