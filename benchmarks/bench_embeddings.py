@@ -13,6 +13,7 @@ variant sees the same background load:
    decode + preprocess alone.
 
 Reports images/s and overlapped ÷ pure-model ratios; writes `.bench/results/embeddings.json`.
+`--quick`: 16 records per domain, one round, batch 16 (seconds; what the test suite runs).
 
 --quality: random-init vs trained tiny SigLIP2 on the same data: training time, and for the
 image space (all image domains) and the language text space the separation of the planted
@@ -42,15 +43,20 @@ sys.path.insert(0, str(REPO))
 from mm_assets.embeddings import (build_tiny_siglip2, embed_images, embed_texts, iter_shard_images,  # noqa: E402
                                   planted_groups, separation_report, text_for_sample, train_tiny_siglip2,
                                   training_pairs, with_exact_duplicates)
-from mm_assets.embeddings.inference import (_chunks, decode_and_preprocess, default_threads,  # noqa: E402
-                                            image_features, torch_threads)
+from mm_assets.embeddings.inference import (chunked, decode_and_preprocess, default_threads,  # noqa: E402
+                                            default_workers, image_features, torch_threads)
 from mm_assets.embeddings.preprocess import make_preprocess  # noqa: E402
 
 BENCH = REPO / ".bench" / "embeddings"
+RESULTS = REPO / ".bench" / "results"
+# --quick: the same measurements on 16 records per domain, in seconds (what the test suite runs)
+QUICK = {"records_per_domain": 16, "batch_size": 16, "rounds": 1, "steps": 2, "train_batch_size": 8,
+         "work": str(BENCH / "quick"), "out": str(RESULTS / "embeddings_quick.json")}
 
 
-def prepare_data(seed: int = 0) -> dict:
-    """Demo-scale data, generated and ingested once (cached under .bench/embeddings)."""
+def prepare_data(work: Path, seed: int = 0, records_per_domain: int | None = None) -> dict:
+    """Demo-scale data (or `records_per_domain` per domain), generated and ingested once
+    (cached under `work`)."""
     import polars as pl
 
     from mm_assets.sample_data import generate_sample_data
@@ -60,14 +66,16 @@ def prepare_data(seed: int = 0) -> dict:
     from mm_assets.storage import Storage
     from mm_assets.taxonomy import DOMAINS
 
-    data, ing = BENCH / f"sample_data_demo_{seed}", BENCH / f"ingest_demo_{seed}"
+    data, ing = work / f"sample_data_demo_{seed}", work / f"ingest_demo_{seed}"
     done = ing / "bench_inputs.json"
     if done.exists():
         info = json.loads(done.read_text())
         info["samples"] = pl.read_parquet(info["samples"])
         return info
     if not (data / "truth" / "planted_truth.json").exists():
-        generate_sample_data(data, scale="demo", seed=seed)
+        # a shrunk data set gets shrunk eval sets too (this bench does not read them)
+        generate_sample_data(data, scale="demo", seed=seed, _records_per_domain=records_per_domain,
+                             _eval_items=records_per_domain)
     out = Storage(str(ing))
     manifest = scan_sources([SourceSpec("main", str(data / "main" / "mammoth_si.json"), str(data / "main" / "images"))],
                             str(data / "source_to_domain.json"), out.child("source"))
@@ -104,10 +112,9 @@ def throughput(info: dict, batch_size: int, rounds: int) -> dict:
     n = len(pairs)
     prep = make_preprocess(proc)
     t = time.perf_counter()
-    batches = [decode_and_preprocess(prep, [b for _, b in chunk]) for chunk in _chunks(pairs, batch_size)]
+    batches = [decode_and_preprocess(prep, [b for _, b in chunk]) for chunk in chunked(pairs, batch_size)]
     decode_rate = n / (time.perf_counter() - t)
     cores = default_threads(0)
-    from mm_assets.embeddings.inference import default_workers
     workers = default_workers(model)
     model_threads = default_threads(workers)
     embed_images(model, proc, shards[:1], batch_size)          # warm-up
@@ -125,7 +132,7 @@ def throughput(info: dict, batch_size: int, rounds: int) -> dict:
         runs["model_same_threads"].append(pure_model_rate(model, batches, model_threads))
         runs["model_all_cores"].append(pure_model_rate(model, batches, cores))
         t = time.perf_counter()
-        for chunk in _chunks(pairs, batch_size):
+        for chunk in chunked(pairs, batch_size):
             decode_and_preprocess(prep, [b for _, b in chunk])
         runs["decode_only"].append(n / (time.perf_counter() - t))
     med = {k: statistics.median(v) for k, v in runs.items()}
@@ -168,7 +175,7 @@ def space_reports(model, tok, proc, info, truth) -> dict:
     }
 
 
-def quality(info: dict, steps: int, batch_size: int, seed: int, threads: int | None) -> dict:
+def quality(info: dict, work: Path, steps: int, batch_size: int, seed: int, threads: int | None) -> dict:
     truth = json.loads(Path(info["truth"]).read_text())
     shards = [s for ss in info["shards"].values() for s in ss]
     pairs = training_pairs(shards)
@@ -177,7 +184,7 @@ def quality(info: dict, steps: int, batch_size: int, seed: int, threads: int | N
     from mm_assets.embeddings.train import TrainConfig
     cfg = TrainConfig() if threads is None else TrainConfig(num_threads=threads)
     load0 = os.getloadavg()
-    res = train_tiny_siglip2(pairs, BENCH / "tiny_siglip2_trained", steps=steps, batch_size=batch_size, seed=seed,
+    res = train_tiny_siglip2(pairs, work / "tiny_siglip2_trained", steps=steps, batch_size=batch_size, seed=seed,
                              config=cfg, log_every=50)
     load1 = os.getloadavg()
     out = {"train": {"seconds": res["seconds"], "data_seconds": res["data_seconds"], "steps": res["steps"],
@@ -198,6 +205,8 @@ def _line(name, r):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, seconds (what the test suite runs)")
+    ap.add_argument("--records-per-domain", type=int, default=None, help="default: the demo scale's")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quality", action="store_true", help="also train and report near-duplicate separation")
@@ -205,9 +214,13 @@ def main() -> int:
     ap.add_argument("--train-batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch threads while training")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(REPO / ".bench" / "results" / "embeddings.json"))
+    ap.add_argument("--work", default=str(BENCH), help="where the data is generated and cached")
+    ap.add_argument("--out", default=str(RESULTS / "embeddings.json"))
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)
     args = ap.parse_args()
-    info = prepare_data(args.seed)
+    work = Path(args.work)
+    info = prepare_data(work, args.seed, args.records_per_domain)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                "loadavg": os.getloadavg()}
     res = throughput(info, args.batch_size, args.rounds)
@@ -231,7 +244,7 @@ def main() -> int:
         if steps is None:
             from mm_assets.embeddings.train import TrainConfig
             steps = TrainConfig().steps
-        q = quality(info, steps, args.train_batch_size, args.seed, args.threads)
+        q = quality(info, work, steps, args.train_batch_size, args.seed, args.threads)
         q["machine"] = machine
         t = q["train"]
         print(f"training: {t['steps']} steps x {t['batch_size']} on {t['images']} images + {t['texts']} texts, "
@@ -241,7 +254,7 @@ def main() -> int:
             print(which)
             for space in ("image", "language", "image_with_exact", "language_with_exact"):
                 print(_line(space, q[which][space]))
-        qout = Path(args.out).with_name("embeddings_quality.json")
+        qout = Path(args.out).with_name(f"{Path(args.out).stem}_quality.json")
         qout.write_text(json.dumps(q, indent=2))
     return 0
 
