@@ -6,7 +6,8 @@ requests (3/4 with random PIL images of mixed sizes and modes, 1/4 text-only; pr
 model, in one process, rounds alternating so every batch size sees the same background load.
 Reports items/s (median over rounds), the ratio batched / batch-1, and whether every batched
 output equals the batch-1 output (left padding must not change greedy results). Writes
-`.bench/results/eval_backends.json`.
+`.bench/results/eval_backends.json`. `--quick`: 8 requests at batch 1 and 4, one round (seconds;
+what the test suite runs).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from mm_assets.evaluation.backends import GenerationRequest, HFBackend  # noqa: 
 from mm_assets.vlm import TinyLlavaSpec, build_tiny_llava, train_bpe_tokenizer  # noqa: E402
 
 BENCH = REPO / ".bench" / "eval_backends"
+RESULTS = REPO / ".bench" / "results"
+QUICK = {"n": 8, "max_new_tokens": 4, "batch_sizes": "1,4", "rounds": 1, "work": str(BENCH / "quick"),
+         "out": str(RESULTS / "eval_backends_quick.json")}
 WORDS = ("what is the value of the red bar in chart how many dogs are there picture describe image read text "
          "which colour largest slice total answer with a single number count objects left right top bottom").split()
 
@@ -54,20 +58,25 @@ def make_requests(n: int, seed: int = 0) -> list[GenerationRequest]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, seconds (what the test suite runs)")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--batch-sizes", default="1,8,32")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(REPO / ".bench" / "results" / "eval_backends.json"))
+    ap.add_argument("--work", default=str(BENCH), help="where the tiny LLaVA is written")
+    ap.add_argument("--out", default=str(RESULTS / "eval_backends.json"))
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)
     args = ap.parse_args()
     sizes = [int(s) for s in args.batch_sizes.split(",")]
 
     reqs = make_requests(args.n, args.seed)
     t = time.perf_counter()
     tok = train_bpe_tokenizer([r.prompt for r in reqs] + WORDS, vocab_size=1024)
-    ckpt = build_tiny_llava(BENCH / "tiny_llava", tok, seed=args.seed, spec=TinyLlavaSpec(image_size=args.image_size))
+    ckpt = build_tiny_llava(Path(args.work) / "tiny_llava", tok, seed=args.seed,
+                            spec=TinyLlavaSpec(image_size=args.image_size))
     build_s = time.perf_counter() - t
     backend = HFBackend(str(ckpt), batch_size=1)
     backend.generate(reqs[:4], args.max_new_tokens)                       # warm-up

@@ -9,11 +9,13 @@ Measures, each in a fresh subprocess so peak RSS is the ingest's own:
    every element and read every image member once in tar order — and the floor plus the
    same image decode check ours does, so the report gives ours ÷ floor as ratios measured
    in the same run.
-Results go to stdout and `.bench/results/ingest.json`.
+Results go to stdout and `.bench/results/ingest.json`. `--quick`: the same on 16 records per
+domain of the demo scale (seconds; what the test suite runs).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -27,6 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / ".bench"
+QUICK = {"scale": "demo", "records_per_domain": 16, "work": str(BENCH / "ingest_quick"),
+         "out": str(BENCH / "results" / "ingest_quick.json")}
 
 
 def peak_rss_mb() -> float:
@@ -106,16 +110,27 @@ def double_array(src: Path, dst: Path) -> None:
 
 
 def main() -> None:
-    data = BENCH / "sample_data"
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, seconds (what the test suite runs)")
+    ap.add_argument("--scale", default="bench")
+    ap.add_argument("--records-per-domain", type=int, default=None, help="default: the scale's")
+    ap.add_argument("--work", default=str(BENCH), help="where the data is generated and cached")
+    ap.add_argument("--out", default=str(BENCH / "results" / "ingest.json"))
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)
+    args = ap.parse_args()
+    work = Path(args.work)
+    data = work / "sample_data"
     if not (data / "truth" / "planted_truth.json").exists():
         from mm_assets.sample_data import generate_sample_data
         t = time.perf_counter()
-        summary = generate_sample_data(data, scale="bench", seed=0)
-        print(f"generated bench data in {time.perf_counter() - t:.0f}s: {summary.get('records')}")
+        summary = generate_sample_data(data, scale=args.scale, seed=0, _records_per_domain=args.records_per_domain,
+                                       _eval_items=args.records_per_domain)
+        print(f"generated {args.scale} data in {time.perf_counter() - t:.0f}s: {summary.get('records')}")
     annotations = data / "main" / "mammoth_si.json"
     images = data / "main" / "images"
     domain_map = data / "source_to_domain.json"
-    doubled = BENCH / "doubled" / "mammoth_si.json"
+    doubled = work / "doubled" / "mammoth_si.json"
     if not doubled.exists():
         double_array(annotations, doubled)
 
@@ -141,8 +156,8 @@ def main() -> None:
           f"ours/(floor + image check): {results['ratios']['ours_vs_floor_with_image_check']:.2f}")
     print(f"doubled array: peak RSS {dbl['peak_rss_mb']:.0f} MB "
           f"(×{results['ratios']['peak_rss_doubled_vs_single']:.2f} for ×{results['ratios']['array_bytes_doubled_vs_single']:.2f} input)")
-    (BENCH / "results").mkdir(parents=True, exist_ok=True)
-    (BENCH / "results" / "ingest.json").write_text(json.dumps(results, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

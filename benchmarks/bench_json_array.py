@@ -9,12 +9,13 @@ Each measurement runs in a fresh subprocess so its peak RSS is its own:
    resynchronises) and the peak RSS against the clean run;
 4. one huge element (1 GB of one string, between two good records): it is reported as too large
    with its first bytes only, its neighbours come through, and peak RSS stays near the clean run.
-`--quick` uses a 4 MB array (seconds; what the test suite runs). Results go to stdout and
-`.bench/results/json_array.json`.
+`--quick` uses a 4 MB array and an 80 MB element (seconds; what the test suite runs). Results go
+to stdout and `.bench/results/json_array.json` (`--quick`: `json_array_quick.json`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -100,9 +101,8 @@ def run_worker(kind: str, path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(quick: bool) -> dict:
+def main(quick: bool, root: Path, out: Path) -> dict:
     size = 4_000_000 if quick else 400_000_000
-    root = BENCH / "json_array" / ("quick" if quick else "full")
     files = {}
     for defect in (None, "missing_brace", "unterminated_string"):
         path = root / f"{defect or 'clean'}.json"
@@ -136,8 +136,8 @@ def main(quick: bool) -> dict:
     h = results["huge_element"]
     print(f"one {h['element_mb']:,.0f} MB element between two records: {h['oversized']} reported too large, "
           f"{h['good']} of 2 neighbours kept, {h['seconds']:.1f} s, peak RSS {h['peak_rss_mb']:.0f} MB")
-    (BENCH / "results").mkdir(parents=True, exist_ok=True)
-    (BENCH / "results" / f"json_array{'_quick' if quick else ''}.json").write_text(json.dumps(results, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
     return results
 
 
@@ -145,4 +145,10 @@ if __name__ == "__main__":
     if len(sys.argv) > 3 and sys.argv[1] == "--worker":
         print(json.dumps(worker(sys.argv[2], sys.argv[3])))
     else:
-        main(quick="--quick" in sys.argv)
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--quick", action="store_true", help="tiny sizes, seconds (what the test suite runs)")
+        ap.add_argument("--work", default=None, help="where the arrays are written")
+        ap.add_argument("--out", default=None)
+        args = ap.parse_args()
+        main(args.quick, Path(args.work or BENCH / "json_array" / ("quick" if args.quick else "full")),
+             Path(args.out or BENCH / "results" / f"json_array{'_quick' if args.quick else ''}.json"))

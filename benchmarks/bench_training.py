@@ -22,6 +22,8 @@ hidden size (128) makes attention a large share of its FLOPs, and the CPU attent
 compute the masked-out cross-sample blocks of a packed row too (dense 4D mask), so a long row
 pays ``max_len**2`` attention for ``sum(len_i**2)`` useful work: the ratio on this model is a
 lower bound for real VLM sizes, where the MLP and projections dominate.
+
+`--quick`: 16 samples, rows of 256 and 128, 512 slots, one round (seconds; what the test suite runs).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ import numpy as np  # noqa: E402
 WORDS = ("red blue green square circle dots chart value total number text picture many how what is the a of in "
          "colour shown there are three two one four five six bar line axis label year sales percent average "
          "highest lowest between compare left right top bottom count answer because").split()
+RESULTS = REPO / ".bench" / "results"
+QUICK = {"samples": 16, "max_lens": "256,128", "slots": 512, "rounds": 1, "out": str(RESULTS / "training_quick.json")}
 
 
 def _image(rng: random.Random) -> tuple[str, bytes]:
@@ -87,12 +91,16 @@ def fake_curated(n: int, seed: int) -> list[tuple[str, dict[str, bytes]]]:
 
 def main() -> dict:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, seconds (what the test suite runs)")
     ap.add_argument("--samples", type=int, default=320)
     ap.add_argument("--max-lens", default="512,256", help="packed row lengths to measure (first = headline)")
     ap.add_argument("--slots", type=int, default=1024, help="nominal token slots per micro-batch, every mode")
     ap.add_argument("--rounds", type=int, default=2, help="A B C C B A repetitions")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default=str(REPO / ".bench" / "results" / "training.json"))
+    ap.add_argument("--work", default=None, help="shards, model and checkpoints (default: a new temporary directory)")
+    ap.add_argument("--out", default=str(RESULTS / "training.json"))
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)
     args = ap.parse_args()
 
     import torch
@@ -107,7 +115,8 @@ def main() -> dict:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     max_lens = [int(x) for x in args.max_lens.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="mm-bench-training-"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="mm-bench-training-"))
+    work.mkdir(parents=True, exist_ok=True)
     samples = fake_curated(args.samples, seed=0)
     shards = []
     for j in range(0, len(samples), 100):
