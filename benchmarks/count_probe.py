@@ -10,6 +10,9 @@ other objects (every object is a target). If the probe cannot count, neither can
 reads the same features.
 
     python benchmarks/count_probe.py --tower .study/artifacts/embedder/<version> [--train-tower]
+
+`--quick`: 32 training and 16 eval items, two epochs, 64 px, and without `--tower` a random
+tiny SigLIP2 tower (seconds; what the test suite runs); `--out` also writes the result.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from mm_assets.sample_data.rng import rng_for  # noqa: E402
 
 TRAIN_SEED = 1000   # the eval sets use seed 0
 LOW, HIGH = 2, 10   # CountBench's numbers
+QUICK = {"image_size": 64, "n": 32, "eval_items": 16, "epochs": 2}
 
 
 def count_items(n: int, seed: int, no_distractors: bool) -> list[tuple[bytes, str, int]]:
@@ -72,7 +76,10 @@ class CountHead(torch.nn.Module):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tower", required=True, help="a SigLIP2 embedder directory (the `embedder` asset)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds (what the test suite runs)")
+    p.add_argument("--out", default=None, help="also write the result (JSON) here")
+    p.add_argument("--tower", default=None,
+                   help="a SigLIP2 embedder directory (the `embedder` asset); required unless --quick")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--n", type=int, default=6000, help="training items")
     p.add_argument("--eval-items", type=int, default=500)
@@ -81,19 +88,23 @@ def main() -> None:
     p.add_argument("--train-tower", action="store_true")
     p.add_argument("--no-distractors", action="store_true")
     p.add_argument("--threads", type=int, default=2)
+    if p.parse_known_args()[0].quick:
+        p.set_defaults(**QUICK)
     args = p.parse_args()
+    if args.tower is None and not args.quick:
+        p.error("--tower is required (a random tower probes nothing; only --quick uses one)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     from transformers import SiglipImageProcessor
 
-    from mm_assets.embeddings.model import load_embedder
+    from mm_assets.embeddings.model import build_tiny_siglip2, load_embedder
     from mm_assets.vlm.tiny_llava import TinyLlavaSpec, build_tiny_llava_model
     from mm_assets.vlm.tokenizer import train_bpe_tokenizer
 
     spec = TinyLlavaSpec(image_size=args.image_size)
-    llava = build_tiny_llava_model(train_bpe_tokenizer(["how many"] * 4), spec=spec,
-                                   vision_from=load_embedder(args.tower)[0])
+    embedder = build_tiny_siglip2(seed=0)[0] if args.tower is None else load_embedder(args.tower)[0]
+    llava = build_tiny_llava_model(train_bpe_tokenizer(["how many"] * 4), spec=spec, vision_from=embedder)
     tower = llava.model.vision_tower             # converted exactly as the LLaVA uses it
     processor = SiglipImageProcessor(size={"height": args.image_size, "width": args.image_size},
                                      image_mean=[0.5] * 3, image_std=[0.5] * 3)
@@ -134,9 +145,13 @@ def main() -> None:
                       "accuracy": round((pred == test[2]).float().mean().item(), 3),
                       "within_one": round(((pred - test[2]).abs() <= 1).float().mean().item(), 3)})
         print(json.dumps(curve[-1]), flush=True)
-    print(json.dumps({"settings": vars(args), "seconds": round(time.perf_counter() - started),
-                      "chance": round(1 / (HIGH - LOW + 1), 3), "best_accuracy": max(c["accuracy"] for c in curve),
-                      "final": curve[-1]}))
+    result = {"settings": vars(args), "seconds": round(time.perf_counter() - started),
+              "chance": round(1 / (HIGH - LOW + 1), 3), "best_accuracy": max(c["accuracy"] for c in curve),
+              "final": curve[-1]}
+    print(json.dumps(result))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
