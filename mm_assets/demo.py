@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from mm_assets import progress
 from resources.settings import REPO_ROOT
 
 # What the study changes from the defaults (environment-variable names, see resources/settings.py).
@@ -53,13 +54,13 @@ def ensure_sample_data(root: Path, scale: str, seed: int) -> None:
         wanted = {"scale": scale, "seed": seed, "generator_version": GENERATOR_VERSION,
                   "mix": resolve_scale(scale).mix.as_dict()}
         if all(t.get(k) == v for k, v in wanted.items()):
-            print(f"sample data: reusing {root} (scale={scale}, seed={seed})")
+            progress.note(f"sample data: reusing {root} (scale={scale}, seed={seed})")
             return
         shutil.rmtree(root)
     started = time.perf_counter()
     summary = generate_sample_data(root, scale=scale, seed=seed, workers=2)
-    print(f"sample data: generated {root} in {time.perf_counter() - started:.1f}s "
-          f"({summary.get('records', '?')} records)")
+    progress.note(f"sample data: generated {root} in {time.perf_counter() - started:.1f}s "
+                  f"({summary.get('records', '?')} records)")
 
 
 def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
@@ -67,6 +68,7 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     from mm_assets.steps import recipe_label
     labels = {name: recipe_label(r) for name, r in graph.defs.resources["recipes"].valid().items()}
     summary = _summarise(graph.instance, runnable, labels)
+    summary["ablation"] = ablation_rows(graph.defs)
     summary["recipes_rejected"] = rejected
     summary["seconds"] = {k: round(v, 2) for k, v in graph.seconds.items()}
     return summary
@@ -77,11 +79,12 @@ def run_study(home: Path, seed: int = 0) -> dict:
     ablation report. Returns the report's tables and where the time went."""
     graph, _, rejected = materialize(home, "study", seed, STUDY_SETTINGS)
     m = graph.meta("ablation_report")
+    rows = ablation_rows(graph.defs)
     stages = {"sample data": graph.seconds.get("sample_data", 0.0), "curation and training": graph.seconds["fill"],
               "checkpoint evals": graph.seconds["evals"], "leaderboard and report": graph.seconds["report"]}
     return {"recipes": m["recipes"], "mean_score": m["mean_score"], "delta_points": m["delta_points"],
             "gap_recovered_percent": m["gap_recovered_percent"], "contamination": m.get("contamination"),
-            "removals_by_defect_kind": m.get("removals_by_defect_kind"), "report": m["uri"],
+            "removals_by_defect_kind": m.get("removals_by_defect_kind"), "report": m["uri"], "ablation": rows,
             "recipes_rejected": rejected, "seconds": {k: round(v, 1) for k, v in stages.items()}}
 
 
@@ -92,7 +95,8 @@ def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | No
     prepare_home(home, settings)
     from resources.settings import sample_data_dir
     started = time.perf_counter()
-    ensure_sample_data(sample_data_dir(), scale, seed)
+    with progress.stage(f"sample data ({scale} scale)"):
+        ensure_sample_data(sample_data_dir(), scale, seed)
     generated = time.perf_counter() - started
 
     import dagster as dg
@@ -111,17 +115,27 @@ def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | No
         # what the daemon does: the checkpoint sensor registers every complete checkpoint in the
         # store (the untrained base model and each budget fraction of each run), requests its evals
         started = time.perf_counter()
-        while graph.sensor_tick("checkpoint_sensor"):
-            pass
+        with progress.stage("checkpoint evals (sensor)", unit="runs") as stage:
+            while graph.sensor_tick("checkpoint_sensor", done=stage.advance):
+                pass
         graph.seconds["evals"] = time.perf_counter() - started
     finally:
         graph.stop_workers()
     started = time.perf_counter()
-    graph.run("leaderboard_job")
-    graph.run("ablation_report_job")
+    graph.run_stage("leaderboard and ablation report", [("leaderboard_job", None), ("ablation_report_job", None)])
     graph.seconds["report"] = time.perf_counter() - started
     graph.seconds["sample_data"] = generated
     return graph, runnable, rejected
+
+
+def ablation_rows(defs) -> list[dict]:
+    """The ablation report's table (recipe x benchmark: mean, paired delta and gap recovered
+    with their intervals), or none while it waits for baseline's evals."""
+    st = defs.resources["storage"].get()
+    pointer = st.read_json("dagster_io/ablation_report.json") if st.exists("dagster_io/ablation_report.json") else {}
+    if not pointer.get("root") or not st.exists(f"{pointer['root']}/ablation.parquet"):
+        return []
+    return st.read_parquet(f"{pointer['root']}/ablation.parquet").drop("seeds", "seed_means").to_dicts()
 
 
 def _register_base_model(defs) -> str | None:
@@ -172,7 +186,7 @@ def _summarise(instance, recipes: list[str], labels: dict[str, str] | None = Non
         out = {}
         for domain in DOMAINS:
             m = latest("curated_dataset", dg.MultiPartitionKey({"recipe": recipe, "domain": domain}))
-            out[domain] = f"{m['samples_in']} -> {m['samples_out']} (version {m['version']})"
+            out[domain] = {"in": m["samples_in"], "out": m["samples_out"], "version": m["version"]}
         return out
 
     def training(recipe: str) -> dict:

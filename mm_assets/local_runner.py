@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from mm_assets import progress
 from mm_assets.partitions import recipe_partitions
 from mm_assets.recipes.schema import RecipeError
 from mm_assets.steps import STEPS
@@ -25,14 +27,18 @@ AUTOMATION_TAGS = {"dagster/from_automation_condition": "true"}   # what the dae
 _WORKER_LOG_LEVEL = "WARNING"
 
 
-def _worker_init(log_level: str) -> None:
+def _worker_init(log_level: str, progress_queue=None) -> None:
     """A run worker: one torch thread each (the demo's runs are many small models: two
-    processes on two cores beat two threads in one), the code location from the environment."""
+    processes on two cores beat two threads in one), the code location from the environment,
+    progress reported to the parent's console when it has one."""
     import torch
+
+    from mm_assets.console import listen_in_worker
 
     torch.set_num_threads(1)
     global _WORKER_LOG_LEVEL
     _WORKER_LOG_LEVEL = log_level
+    listen_in_worker(progress_queue)
 
 
 def _worker_run(job: str, partition: str | None) -> tuple[str, str | None, float]:
@@ -56,6 +62,7 @@ class LocalGraph:
     sensor_cursors: dict[str, str | None] = field(default_factory=dict)
     log_level: str = "WARNING"      # of the console log of in-process runs (the event log keeps everything)
     _pool: ProcessPoolExecutor | None = None
+    _channel: object = None
 
     @property
     def _run_config(self) -> dict:
@@ -76,24 +83,45 @@ class LocalGraph:
         """Run the jobs given to `run_all` in `n` worker processes that load the code location
         from the environment (MM_HOME, DAGSTER_HOME…, as `dagster dev` does) — for the demo; a
         graph built with other resources (tests) runs its jobs here, in this process."""
-        self._pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_worker_init, initargs=(self.log_level,))
+        from mm_assets.console import worker_channel
+
+        context = multiprocessing.get_context("spawn")
+        self._channel = worker_channel(context)
+        self._pool = ProcessPoolExecutor(n, mp_context=context, initializer=_worker_init, initargs=(
+            self.log_level, self._channel.queue if self._channel else None))
 
     def stop_workers(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
-    def run_all(self, requests: list[tuple[str, str | None]]) -> None:
+    def run_all(self, requests: list[tuple[str, str | None]], done: Callable[[], None] = lambda: None) -> None:
         """Run jobs (job name, partition): in the worker processes when there are some (each run
-        records itself in the same instance), else one after the other here."""
+        records itself in the same instance), else one after the other here. `done` is called
+        after each run."""
         if self._pool is None:
             for job, partition in requests:
                 self.run(job, partition)
+                done()
             return
-        jobs, partitions = zip(*[(j, None if p is None else str(p)) for j, p in requests]) if requests else ((), ())
-        for job, partition, seconds in self._pool.map(_worker_run, jobs, partitions):
+        futures = [self._pool.submit(_worker_run, job, None if p is None else str(p)) for job, p in requests]
+        for future in as_completed(futures):
+            job, partition, seconds = future.result()
             self.seconds[f"{job}[{partition}]" if partition else job] = seconds
+            done()
+
+    def run_stage(self, name: str, requests: list[tuple[str, str | None]], workers: bool = False) -> None:
+        """Run jobs as one stage of the console (one line when done, a bar while running)."""
+        with progress.stage(name, total=len(requests), unit="runs") as stage:
+            if workers:
+                self.run_all(requests, done=stage.advance)
+            else:
+                for job, partition in requests:
+                    self.run(job, partition)
+                    stage.advance()
 
     def register_recipes(self) -> tuple[list[str], dict[str, str]]:
         """What the recipe sensor does: every recipe file becomes a `recipe` partition, then one
@@ -123,32 +151,25 @@ class LocalGraph:
 
         started = time.perf_counter()
         release_dead_runs(self.instance)      # a killed earlier run must not hold the eval pool
-        self.run("source_job")
-        for d in DOMAINS:
-            self.run("ingest_domain_job", d)
-        self.run("quarantine_job")
-        runnable, rejected = self.register_recipes()
+        self.run_stage("ingest (source, domains, quarantine)", [("source_job", None)] + [
+            ("ingest_domain_job", d) for d in DOMAINS] + [("quarantine_job", None)])
+        with progress.stage("recipes"):
+            runnable, rejected = self.register_recipes()
         used = {kind for recipe in self.defs.resources["recipes"].valid().values() for kind, _ in recipe.steps}
         if eval_sets or any("eval_embeddings" in s.score_assets for s in STEPS if s.kind in used):
-            for b in BENCHMARKS:
-                self.run("eval_sets_job", b)
-        self.run("embedder_job")
-        for d in DOMAINS:
-            self.run("embeddings_job", d)
-        done = set()              # steps share score assets (question embeddings, eval neighbours)
+            self.run_stage("eval sets", [("eval_sets_job", b) for b in BENCHMARKS])
+        self.run_stage("embedder", [("embedder_job", None)])
+        self.run_stage("embeddings", [("embeddings_job", d) for d in DOMAINS])
+        scores = []               # steps share score assets (question embeddings, eval neighbours)
         for step in (s for s in STEPS if s.kind in used):
-            for asset in step.score_assets:
-                if asset not in done:
-                    for p in self.partition_keys(asset):
-                        self.run(f"{asset}_job", p)
-                    done.add(asset)
-        for name in runnable:
-            self.run("step_decisions_job", name)
-            for d in DOMAINS:
-                self.run("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": d}))
+            scores += [a for a in step.score_assets if a not in scores]
+        self.run_stage("curation-step scores", [(f"{a}_job", p) for a in scores for p in self.partition_keys(a)])
+        self.run_stage("decisions and curated datasets", [
+            job for name in runnable for job in [("step_decisions_job", name)] + [
+                ("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": d})) for d in DOMAINS]])
         if train:
-            self.run("base_model_job")
-            self.run_all([("training_job", name) for name in runnable])
+            self.run_stage("base model", [("base_model_job", None)])
+            self.run_stage("training runs", [("training_job", name) for name in runnable], workers=True)
         self.seconds["fill"] = time.perf_counter() - started
         return rejected
 
@@ -163,9 +184,9 @@ class LocalGraph:
             self.run("eval_job", dg.MultiPartitionKey({"checkpoint": name, "benchmark": b}))
         self.run("leaderboard_job")
 
-    def sensor_tick(self, name: str) -> list[str]:
+    def sensor_tick(self, name: str, done: Callable[[], None] = lambda: None) -> list[str]:
         """Evaluate a sensor once as the daemon would and run what it requests, in order
-        (dynamic partitions first). Returns the runs' names."""
+        (dynamic partitions first; `done` after each run). Returns the runs' names."""
         sensor = self.defs.resolve_sensor_def(name)
         resources = {k: v for k, v in self.resources.items() if k in sensor.required_resource_keys}
         with dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursors.get(name),
@@ -177,7 +198,7 @@ class LocalGraph:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
         self.sensor_cursors[name] = result.cursor
         requests = [(req.job_name, req.partition_key) for req in result.run_requests or []]
-        self.run_all(requests)
+        self.run_all(requests, done)
         return [f"{job}[{partition}]" for job, partition in requests]
 
     def automation_tick(self) -> dict[str, list[str | None]]:

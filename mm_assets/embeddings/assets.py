@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from mm_assets import progress
 from mm_assets.partitions import domain_partitions
 from mm_assets.metadata import bytes_digest, content_digest
 from mm_assets.scratch import scratch_dir
@@ -61,8 +62,10 @@ def embedder(context: dg.AssetExecutionContext, raw_shards: dict, storage: Stora
                 raw, rels = shard_uris(st, raw_shards[d])
                 shards.extend(stack.enter_context(local_path(raw, r)) for r in rels)
             pairs = training_pairs(shards)
-        with scratch_dir("mm-embedder-") as tmp:
-            result = train_tiny_siglip2(pairs, out_dir=tmp, log=context.log.info, **params)
+        with scratch_dir("mm-embedder-") as tmp, \
+                progress.task("training", total=params["steps"], unit="steps") as training:
+            result = train_tiny_siglip2(pairs, out_dir=tmp, log=context.log.info, **params,
+                                        on_step=lambda _, loss: training.advance(loss=loss["total"]))
             for p in sorted(Path(tmp).rglob("*")):
                 if p.is_file():
                     st.put_local_file(str(p), f"{root}/{p.relative_to(tmp)}")
@@ -100,16 +103,17 @@ def embeddings(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
     if not reused:
         model, tokenizer, processor = load_embedder_from_pointer(st, embedder)
         parts = []
-        for rel in rels:
-            name = rel.removesuffix(".tar")
-            with local_path(raw, rel) as path:
-                out = embed_shards(model, tokenizer, processor, [path], batch_size=embedder_model.batch_size,
-                                   num_workers=embedder_model.decode_workers)
-            vec_sha = st.write_bytes(f"{root}/{name}.npy", _npy_bytes(out["vectors"]))
-            ids = pl.DataFrame({"sample_id": out["sample_ids"], "modality": out["modality"]})
-            ids_sha = st.write_parquet(f"{root}/{name}.ids.parquet", ids)
-            parts.append({"npy": f"{name}.npy", "ids": f"{name}.ids.parquet", "rows": len(out["sample_ids"]),
-                          "npy_sha256": vec_sha, "ids_sha256": ids_sha})
+        with progress.task(domain, unit="samples") as embedded:
+            for rel in rels:
+                name = rel.removesuffix(".tar")
+                with local_path(raw, rel) as path:
+                    out = embed_shards(model, tokenizer, processor, [path], batch_size=embedder_model.batch_size,
+                                       num_workers=embedder_model.decode_workers, on_items=embedded.advance)
+                vec_sha = st.write_bytes(f"{root}/{name}.npy", _npy_bytes(out["vectors"]))
+                ids = pl.DataFrame({"sample_id": out["sample_ids"], "modality": out["modality"]})
+                ids_sha = st.write_parquet(f"{root}/{name}.ids.parquet", ids)
+                parts.append({"npy": f"{name}.npy", "ids": f"{name}.ids.parquet", "rows": len(out["sample_ids"]),
+                              "npy_sha256": vec_sha, "ids_sha256": ids_sha})
         dim = int(out["vectors"].shape[1]) if parts else 0
         st.write_json(f"{root}/manifest.json", {"domain": domain, "parts": parts, "dim": dim,
                                                 "embedder": embedder, "raw_shards": raw_shards})

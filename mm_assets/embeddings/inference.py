@@ -19,7 +19,7 @@ import io
 import json
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -191,7 +191,7 @@ def default_workers(model) -> int:
 
 def embed_images(model, image_processor, source, batch_size: int = 64, *, num_workers: int | None = None,
                  prefetch: int = 2, num_threads: int | None = None, fast_preprocess: bool = True,
-                 ) -> tuple[list[str], np.ndarray]:
+                 on_items: Callable[[int], None] | None = None) -> tuple[list[str], np.ndarray]:
     """Embed images: ``(sample_ids, float32 [n, d] L2-normalised)`` in input order.
 
     `source`: one or more WebDataset shard paths/URIs/files (text-only samples are skipped),
@@ -200,7 +200,7 @@ def embed_images(model, image_processor, source, batch_size: int = 64, *, num_wo
     forward pass (0 workers: everything inline, no overlap). `num_threads`: torch intra-op threads during the call
     (default: the cores not taken by the workers). `fast_preprocess`: use the vectorised
     equivalent of a plain SigLIP2 image processor (`preprocess.py`); other processors are
-    always called as they are.
+    always called as they are. `on_items(n)` after each batch of n images is embedded.
     """
     preprocess = make_preprocess(image_processor, fast=fast_preprocess)
     if num_workers is None:
@@ -214,6 +214,8 @@ def embed_images(model, image_processor, source, batch_size: int = 64, *, num_wo
 
     def run(batch):
         out.append(image_features(model, batch).cpu().numpy())
+        if on_items is not None:
+            on_items(len(out[-1]))
 
     with torch_threads(num_threads), torch.inference_mode():
         if num_workers <= 0:
@@ -237,7 +239,7 @@ def embed_images(model, image_processor, source, batch_size: int = 64, *, num_wo
 
 
 def embed_texts(model, tokenizer, texts: Iterable[str], batch_size: int = 128, *,
-                num_threads: int | None = None) -> np.ndarray:
+                num_threads: int | None = None, on_items: Callable[[int], None] | None = None) -> np.ndarray:
     """Embed texts with the text tower: float32 [n, d] L2-normalised, in input order."""
     texts = list(texts)
     cfg = getattr(model.config, "text_config", model.config)
@@ -247,15 +249,18 @@ def embed_texts(model, tokenizer, texts: Iterable[str], batch_size: int = 128, *
     with torch_threads(num_threads if num_threads is not None else default_threads(0)), torch.inference_mode():
         for chunk in chunked(texts, batch_size):
             out.append(text_features(model, tokenize(tokenizer, chunk, max_len)).cpu().numpy())
+            if on_items is not None:
+                on_items(len(chunk))
     vecs = np.concatenate(out, axis=0).astype(np.float32, copy=False) if out else np.zeros((0, dim), np.float32)
     return np.ascontiguousarray(vecs)
 
 
 def embed_shards(model, tokenizer, image_processor, shards: Sequence, batch_size: int = 64, *,
-                 num_workers: int | None = None, num_threads: int | None = None) -> dict:
+                 num_workers: int | None = None, num_threads: int | None = None,
+                 on_items: Callable[[int], None] | None = None) -> dict:
     """Every sample of one domain's shards, read once: image rows by the vision tower,
     text-only rows by the text tower. Returns ``{"sample_ids", "vectors", "modality"}`` in
-    shard order (``modality[i]`` is ``"image"`` or ``"text"``)."""
+    shard order (``modality[i]`` is ``"image"`` or ``"text"``); `on_items(n)` after each batch."""
     order: list[str] = []
     text_rows: list[tuple[str, str]] = []
 
@@ -271,9 +276,9 @@ def embed_shards(model, tokenizer, image_processor, shards: Sequence, batch_size
                                                        conv[1]["value"] if len(conv) > 1 else "")))
 
     img_ids, img_vecs = embed_images(model, image_processor, images(), batch_size,
-                                     num_workers=num_workers, num_threads=num_threads)
+                                     num_workers=num_workers, num_threads=num_threads, on_items=on_items)
     txt_vecs = embed_texts(model, tokenizer, [t for _, t in text_rows], batch_size=max(batch_size, 64),
-                           num_threads=num_threads)
+                           num_threads=num_threads, on_items=on_items)
     where = {sid: ("image", i) for i, sid in enumerate(img_ids)}
     where.update({sid: ("text", i) for i, (sid, _) in enumerate(text_rows)})
     dim = img_vecs.shape[1] if len(img_ids) else txt_vecs.shape[1]

@@ -42,7 +42,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -312,7 +312,8 @@ def _normalize(z) -> torch.Tensor:
 
 def train_tiny_siglip2(pairs: Iterable[tuple[bytes | None, str]], out_dir=None, steps: int = 240,
                        batch_size: int = 64, seed: int = 0, *, config: TrainConfig | None = None,
-                       spec: TinySiglip2Spec | None = None, log_every: int = 0, log=print) -> dict:
+                       spec: TinySiglip2Spec | None = None, log_every: int = 0, log=print,
+                       on_step: Callable[[int, dict], None] | None = None) -> dict:
     """Build and train a tiny SigLIP2 on ``(image bytes or None, text)`` pairs.
 
     Image rows feed the image <-> text and image <-> image terms; text-only rows (image None)
@@ -391,6 +392,8 @@ def train_tiny_siglip2(pairs: Iterable[tuple[bytes | None, str]], out_dir=None, 
                 opt.step()
                 losses.append({k: round(float(v.detach()), 5) for k, v in parts.items()}
                               | {"total": round(float(loss.detach()), 5)})
+                if on_step is not None:
+                    on_step(step, losses[-1])
                 if log_every and (step % log_every == 0 or step == cfg.steps - 1):
                     log(f"step {step} {losses[-1]} {time.perf_counter() - t0:.1f}s")
     finally:

@@ -18,6 +18,7 @@ import time
 import dagster as dg
 import polars as pl
 
+from mm_assets import progress
 from mm_assets.automation import ON_CHANGED_EVALS
 from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
 from mm_assets.evaluation.benchmarks import get as get_benchmark
@@ -142,8 +143,9 @@ def _generate(context, name: str, items_ptr: dict, bench, st, root: str, checkpo
         loaded_at = time.time()
         backend = load_backend(eval_backend.kind, path, batch_size=eval_backend.batch_size, device=eval_backend.device)
         try:
-            predictions = evaluate(backend, bench, items, batch_size=eval_backend.batch_size,
-                                   progress=lambda done, n: context.log.debug(f"{done}/{n} items"))
+            with progress.task(f"{bench.name} {name}", total=items.height, unit="items") as answering:
+                predictions = evaluate(backend, bench, items, batch_size=eval_backend.batch_size,
+                                       progress=lambda done, n: answering.set(done, n))
             model_id = backend.model_id
         finally:
             backend.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from mm_assets import progress
 from mm_assets.automation import ON_CHANGED_DATA
 from mm_assets.checkpoints import upload_sealed
 from mm_assets.embeddings.assets import load_embedder_from_pointer, shard_uris
@@ -88,8 +89,10 @@ def reference_model(context: dg.AssetExecutionContext, config: ReferenceModelCon
         with scratch_dir("mm-ref-") as tmp, contextlib.ExitStack() as stack:
             shards = [str(stack.enter_context(local_path(pool, s["tar"])))
                       for s in pool.read_json("manifest.json")["shards"]]
-            model_dir = train_reference_model(shards, Path(tmp), seed=config.seed, epochs=config.epochs,
-                                              lr=config.lr, vision_from=siglip2)
+            with progress.task("reference model training", unit="steps") as training:
+                model_dir = train_reference_model(
+                    shards, Path(tmp), seed=config.seed, epochs=config.epochs, lr=config.lr, vision_from=siglip2,
+                    log_fn=lambda row: training.set(row["step"], row["total_steps"], loss=row["loss"]))
             st.put_local_file(str(Path(tmp) / "training_summary.json"), f"{root}/training_summary.json")
             upload_sealed(model_dir, st.child(f"{root}/model"))
     summary = st.read_json(f"{root}/training_summary.json")
@@ -146,9 +149,11 @@ def perplexity_scores(context: dg.AssetExecutionContext, raw_shards: dict, stora
             started = time.perf_counter()
             if not reused:
                 raw, tars = shard_uris(st, raw_shards)
-                with contextlib.ExitStack() as stack:
+                with contextlib.ExitStack() as stack, \
+                        progress.task(f"perplexity {domain}", unit="samples") as scoring:
                     paths = [str(stack.enter_context(local_path(raw, t))) for t in tars]
-                    scores = score_shards(model_dir, paths).with_columns(pl.lit(domain).alias("domain"))
+                    scores = score_shards(model_dir, paths, on_items=scoring.advance).with_columns(
+                        pl.lit(domain).alias("domain"))
                 st.write_parquet(f"{root}/scores.parquet", scores)
             scores = st.read_parquet(f"{root}/scores.parquet")
         out[scorer] = {"root": root, "version": version}

@@ -23,7 +23,7 @@ the reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -91,11 +91,12 @@ def nll_of_samples(model, samples: Sequence[EncodedSample], pad_id: int, batch_s
 
 def score_with_model(model, processor, shard_paths: Iterable[str | Path], batch_size: int = 8,
                   pack_len: int = 1024, chunk_size: int = 256,
-                  transform=None) -> pl.DataFrame:
+                  transform=None, on_items: Callable[[int], None] | None = None) -> pl.DataFrame:
     """:func:`score_shards` with a loaded ``(model, processor)``.
 
     ``transform(list[EncodedSample]) -> list[EncodedSample]``, applied to each chunk of encoded
     samples before scoring, is for controlled experiments (e.g. shuffling images across rows).
+    ``on_items(n)`` after each chunk of n samples is scored.
     """
     model.eval()
     pad_id = pad_token_id(processor)
@@ -120,11 +121,14 @@ def score_with_model(model, processor, shard_paths: Iterable[str | Path], batch_
         for slot, (total, n) in zip(slots, nll_of_samples(model, encoded, pad_id, batch_size, pack_len)):
             rows[slot]["assistant_tokens"] = n
             rows[slot]["nll"] = total / n
+        if on_items is not None:
+            on_items(len(chunk))
     return pl.DataFrame(rows, schema=SCORES_SCHEMA)
 
 
 def score_shards(model_dir: str | Path, shard_paths: Iterable[str | Path], batch_size: int = 8,
-                 pack_len: int = 1024, num_threads: int | None = None) -> pl.DataFrame:
+                 pack_len: int = 1024, num_threads: int | None = None,
+                 on_items: Callable[[int], None] | None = None) -> pl.DataFrame:
     """Score every sample of the (local) WebDataset shards with the reference model at ``model_dir``.
 
     Returns one row per sample in shard order: ``sample_id``, ``domain`` (from the record),
@@ -137,6 +141,7 @@ def score_shards(model_dir: str | Path, shard_paths: Iterable[str | Path], batch
         torch.set_num_threads(num_threads)
     try:
         model, processor = load_model_and_processor(model_dir)
-        return score_with_model(model, processor, shard_paths, batch_size=batch_size, pack_len=pack_len)
+        return score_with_model(model, processor, shard_paths, batch_size=batch_size, pack_len=pack_len,
+                                on_items=on_items)
     finally:
         torch.set_num_threads(previous)

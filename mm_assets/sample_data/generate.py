@@ -8,6 +8,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from mm_assets import progress
+
 from . import eval_sets
 from .canvas import Sizing
 from .dirty import write_dirty
@@ -114,8 +116,10 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
         dirty_job = pool.apply_async(write_dirty, (out / "dirty", seed))
         trusted_job = pool.apply_async(write_trusted_pool, (out, cfg, seed))
         shard, members = 0, []
-        with JsonArrayWriter(out / MAIN_JSON) as json_out:
+        with JsonArrayWriter(out / MAIN_JSON) as json_out, \
+                progress.task("rendering samples", total=len(plan.units), unit="samples") as rendering:
             for rendered in pool.imap(render_chunk, chunks):
+                rendering.advance(len(rendered))
                 for r in rendered:
                     json_out.add(r.record)
                     if r.lq_applied:

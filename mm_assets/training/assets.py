@@ -21,6 +21,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from mm_assets import progress
 from mm_assets.automation import ON_CHANGED_DATA
 from mm_assets.checkpoints import MANIFEST, checkpoint_version, seal_local_checkpoint, upload_sealed, \
     verify_checkpoint
@@ -242,6 +243,7 @@ def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: St
 
     def log(row: dict) -> None:
         this_call.append(row)
+        training.set(row["step"], row["total_steps"], loss=row["loss"])
         if row["step"] % 20 == 0:
             context.log.info(f"{run_id} step {row['step']}/{row['total_steps']} epoch {row['epoch']}: loss "
                              f"{row['loss']:.4f} lr {row['lr']:.2e} {row['tokens_per_s']:.0f} tok/s")
@@ -250,8 +252,9 @@ def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: St
     resume = latest_resumable(store.uri(""), prefix=f"{run_id}-")
     if resume:
         context.log.info(f"{run_id}: resuming from {resume}")
-    result = train(cfg, base_dir, shard_paths, out_dir_fn=lambda epoch, step: store.uri(f"{run_id}-e{epoch}-s{step}"),
-                   log_fn=log, resume_from=resume, dataset=dataset)
+    with progress.task(f"{cfg.recipe} seed {cfg.seed}", unit="steps") as training:
+        result = train(cfg, base_dir, shard_paths, log_fn=log, resume_from=resume, dataset=dataset,
+                       out_dir_fn=lambda epoch, step: store.uri(f"{run_id}-e{epoch}-s{step}"))
     names = sorted((n for n in store.list("") if n.startswith(f"{run_id}-") and store.exists(f"{n}/COMPLETE")),
                    key=lambda n: int(n.rsplit("-s", 1)[1]))
     losses = np.array([h["loss"] for h in result.history])
