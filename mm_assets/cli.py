@@ -30,41 +30,47 @@ def _sample_data(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import warnings
-
-    from dagster import BetaWarning
-
+    from mm_assets.console import StageConsole, quiet_libraries
     from mm_assets.demo import run_demo
-    # every asset returns its content hash as its DataVersion, a parameter Dagster marks beta (deliberate)
-    warnings.filterwarnings("ignore", message=r"Parameter `data_version`", category=BetaWarning)
-    summary = run_demo(Path(args.home), scale=args.scale, seed=args.seed)
-    print(json.dumps(summary, indent=2, default=str))
+    from mm_assets.summary_tables import curated_table, print_summary, scores_table, steps_table
+
+    quiet_libraries()
     home = Path(args.home).resolve()
-    print(f"\nThe materializations are in the Dagster instance at {home / 'dagster_home'}."
-          "\nOpen the UI with:  make ui   (then http://127.0.0.1:3000/assets)"
-          f"\nAsk the ledger and the event log (with DAGSTER_HOME={home / 'dagster_home'} MM_HOME={home}):"
-          "\n  mm-curation why SAMPLE_ID --recipe semdedup10"
-          "\n  mm-curation lineage 'curated_dataset[semdedup10/chart]'"
-          "\n  mm-curation lineage CHECKPOINT      (any name from the leaderboard: down to raw shard hashes)")
+    with StageConsole():
+        summary = run_demo(home, scale=args.scale, seed=args.seed)
+    ingested = sum(summary["samples_per_domain"].values())
+    tables = [curated_table(summary["curated_datasets"], ingested),
+              steps_table(summary["semdedup"], summary["curation_steps"]),
+              scores_table(summary["ablation"], "Final checkpoints at equal compute (one seed; `make study` runs "
+                                                "three): score per benchmark, paired difference to baseline")]
+    print_summary(tables, summary, home / "summary.json", [
+        f"The materializations are in the Dagster instance at {home / 'dagster_home'}.",
+        "Open the UI with:  make ui   (then http://127.0.0.1:3000/assets)",
+        f"Ask the ledger and the event log (with DAGSTER_HOME={home / 'dagster_home'} MM_HOME={home}):",
+        "  mm-curation why SAMPLE_ID --recipe semdedup10",
+        "  mm-curation lineage 'curated_dataset[semdedup10/chart]'",
+        "  mm-curation lineage CHECKPOINT      (any name from the leaderboard: down to raw shard hashes)"])
     return 0
 
 
 def _study(args: argparse.Namespace) -> int:
-    import warnings
-
-    from dagster import BetaWarning
-
+    from mm_assets.console import StageConsole, quiet_libraries
     from mm_assets.demo import run_study
-    warnings.filterwarnings("ignore", message=r"Parameter `data_version`", category=BetaWarning)
-    summary = run_study(Path(args.home), seed=args.seed)
-    for key in ("mean_score", "delta_points", "gap_recovered_percent", "contamination", "removals_by_defect_kind"):
-        if summary.get(key):
-            print(f"\n## {key}\n\n{summary[key]}")
-    print("\n" + json.dumps({k: summary[k] for k in ("recipes", "report", "recipes_rejected", "seconds")},
-                            indent=2, default=str))
+    from mm_assets.summary_tables import print_summary, scores_table
+
+    quiet_libraries()
     home = Path(args.home).resolve()
-    print(f"\nThe study's graph is in the Dagster instance at {home / 'dagster_home'}; open it with"
-          f"\n  make ui MM_HOME={home}")
+    with StageConsole():
+        summary = run_study(home, seed=args.seed)
+    lines = [f"Ablation report (tables, plots): {summary['report']}"]
+    for key in ("removals_by_defect_kind", "contamination"):
+        if summary.get(key):
+            lines += ["", f"## {key}", "", str(summary[key])]
+    lines += ["", f"The study's graph is in the Dagster instance at {home / 'dagster_home'}; open it with",
+              f"  make ui MM_HOME={home}"]
+    print_summary([scores_table(summary["ablation"], "Curation study: mean over seeds per benchmark, paired "
+                                                     "difference to baseline at equal compute")],
+                  summary, home / "summary.json", lines)
     return 0
 
 
