@@ -5,6 +5,7 @@
 - `faulty_proxy(upstream)`: an HTTP proxy in front of it that fails a drawn share of requests
   the way a busy object store does (503 SlowDown, 500 InternalError, a dropped connection).
 - `dagster_dev(...)`: a real `dagster dev` (webserver + daemon) with a GraphQL helper.
+- `mlflow_server(...)`: the MLflow tracking server and UI (`mlflow server`) on a given store.
 
 Every server runs in its own session/process group (`start_new_session=True`) so that it and
 all the children it spawns are stopped together, by group id, and never by name.
@@ -392,3 +393,62 @@ def dagster_dev(
         yield DagsterDev(url=url, pid=proc.pid, log_path=log_path)
     finally:
         _stop_process_group(proc, signal.SIGINT, stop_timeout)
+
+
+# -- mlflow server ------------------------------------------------------------------------------
+@dataclass
+class MlflowServer:
+    url: str
+    pid: int
+    log_path: Path
+
+    def log_tail(self, n_bytes: int = 8000) -> str:
+        return _tail(self.log_path, n_bytes)
+
+
+@contextlib.contextmanager
+def mlflow_server(
+    backend_store_uri: str,
+    artifact_root: str,
+    log_path: Path,
+    startup_timeout: float = 120.0,
+    stop_timeout: float = 30.0,
+) -> Iterator[MlflowServer]:
+    """`mlflow server` (tracking API + UI, what `mlflow ui` starts) on a free loopback port over
+    an existing store, e.g. `sqlite:///MM_HOME/mlflow.db`; one uvicorn worker, without the
+    server's background job runner (a handful of huey consumers this project never uses) and
+    without telemetry. Stopped with SIGTERM to its process group, then SIGKILL."""
+    port = free_port()
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [
+        _console_script("mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--default-artifact-root",
+        artifact_root,
+        "-h",
+        LOOPBACK,
+        "-p",
+        str(port),
+        "-w",
+        "1",
+    ]
+    url = f"http://{LOOPBACK}:{port}"
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_http(url + "/health", proc, startup_timeout, log_path, require_ok=True)
+        yield MlflowServer(url=url, pid=proc.pid, log_path=log_path)
+    finally:
+        _stop_process_group(proc, signal.SIGTERM, stop_timeout)
