@@ -63,8 +63,11 @@ query($id: String!) {
 LOCATION = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"""
 
 
-def _require_browser():
-    """Playwright's sync API, or a skip (a failure under MM_REQUIRE_BROWSER=1) saying what is missing."""
+@pytest.fixture(scope="session")
+def playwright_api():
+    """Playwright's sync API, or a skip (a failure under MM_REQUIRE_BROWSER=1) saying what is
+    missing; session-scoped and first in the test's arguments, so it is decided before the
+    sample data are generated."""
     why = None
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         why = f"no chromium at {CHROMIUM} (Debian: apt-get install -y chromium; or set MM_CHROMIUM)"
@@ -125,9 +128,8 @@ def _evaluated(instance) -> dict[str, dg.EventLogRecord]:
 
 
 @pytest.mark.timeout(900)     # the suite runs it beside two other e2e tests and the rest
-def test_the_ui_in_a_real_browser(sample_data, tmp_path, monkeypatch):
-    sync_api = _require_browser()
-    expect = sync_api.expect
+def test_the_ui_in_a_real_browser(playwright_api, sample_data, tmp_path, monkeypatch):
+    sync_api, expect = playwright_api, playwright_api.expect
 
     home = tmp_path / "home"
     dagster_home = home / "dagster_home"
