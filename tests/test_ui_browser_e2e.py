@@ -218,7 +218,10 @@ def _dagster_ui(page, expect, shots, dev, instance, groups: list[str]) -> str:
     for domain in BACKFILL_DOMAINS:
         page.get_by_role("menuitem").filter(has=page.locator(f'[title="{domain}"]')).click()
     page.keyboard.press("Escape")           # closes the partition list, not the dialog
+    expect(page.get_by_placeholder("Filter partitions")).to_be_hidden()      # the list has faded out
     expect(dialog).to_contain_text("2 partitions")
+    for domain in BACKFILL_DOMAINS:         # the picked partitions, as tags in the selector
+        expect(dialog.locator(f'[title="{domain}"]')).to_be_visible()
     shots.take("materialize-dialog", f"Materialize dialog: raw_shards + samples, partitions {BACKFILL_DOMAINS}")
     dialog.get_by_role("button", name="Launch backfill").click()
     # the click made the instance's one backfill (the test launches none itself); its toast fades
