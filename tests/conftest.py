@@ -19,10 +19,13 @@ def pytest_collection_modifyitems(items):
     """Marks the tests of the filled small graph, so that `make test` runs them in a process of
     their own (the graph, minutes to fill, is built once there) beside the rest. (pytest-xdist's
     `--dist loadgroup` would do it, but with pytest 9 it no longer groups: it renames `_nodeid`,
-    which pytest 9 does not read.)"""
+    which pytest 9 does not read.) Their time limit is 15 minutes: the first one's setup fills the
+    graph, 10 minutes and more while the suite's other processes share the 2 cores."""
     for item in items:
         if "small_graph" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.small_graph)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(900))
 
 
 @pytest.fixture(scope="session")

@@ -223,13 +223,13 @@ def test_one_mutated_byte_loses_at_most_its_own_element(recs, indent, draw):
         assert got[r] >= n, (r, op, i, data)
 
 
-def test_the_splitter_bench_runs_in_quick_mode():
+def test_the_splitter_bench_runs_in_quick_mode(tmp_path):
     """`make bench`'s splitter measurement, at 4 MB: one defect loses one record."""
     import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "benchmarks"))
     import bench_json_array
 
-    r = bench_json_array.main(quick=True)
+    r = bench_json_array.main(quick=True, root=tmp_path, out=tmp_path / "json_array.json")
     assert r["missing_brace"]["lost"] == 1 and r["unterminated_string"]["lost"] == 1
     assert r["split_and_parse"]["good"] == r["records"]
     assert (r["huge_element"]["oversized"], r["huge_element"]["good"]) == (1, 2)
