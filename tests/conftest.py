@@ -1,8 +1,10 @@
 """Shared fixtures: the demo-scale look-alike data, generated once per test session."""
 
 import contextlib
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -42,29 +44,63 @@ def truth(sample_data) -> dict:
     return json.loads((sample_data / "truth" / "planted_truth.json").read_text())
 
 
+def built_once(name: str, build) -> Path | None:
+    """With MM_TEST_SHARED set (tests/run_suite.sh sets it), `name` is built there by the first
+    pytest process that asks (`build(path)`) while the others wait for it; None without it."""
+    root = os.environ.get("MM_TEST_SHARED")
+    if not root:
+        return None
+    target = Path(root) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target.parent / f"{name}.complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            build(target)
+            (target.parent / f"{name}.complete").touch()
+    return target
+
+
+def _generate_small_data(root: Path) -> Path:
+    from mm_assets.sample_data import generate_sample_data
+
+    generate_sample_data(root, scale="demo", seed=0, _records_per_domain=16, _eval_items=6)
+    return root
+
+
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """A small look-alike data set (16 records per domain, 6 eval items per benchmark), with
-    every kind of planted defect and the trusted pool: for tests that run the whole graph."""
-    from mm_assets.sample_data import generate_sample_data
-
-    root = tmp_path_factory.mktemp("small_data")
-    generate_sample_data(root, scale="demo", seed=0, _records_per_domain=16, _eval_items=6)
-    return root
+    every kind of planted defect and the trusted pool: for tests that run the whole graph.
+    Read only, so the suite's processes share one."""
+    return built_once("small_data", _generate_small_data) or _generate_small_data(tmp_path_factory.mktemp("small_data"))
 
 
 @pytest.fixture(scope="session")
 def small_graph(small_data, tmp_path_factory):
     """The whole graph filled on the small data with every shipped recipe, each trained; training
     settings and the sensor's benchmark set sized for tests. Tests that change it restore what
-    they change."""
-    from curation_graph import SHIPPED_RECIPES, build_graph, small_graph_resources
+    they change. The suite's two processes of small-graph tests fill it once (the fill is most of
+    their time) and each works on its own copy."""
+    from curation_graph import SHIPPED_RECIPES, build_graph, open_graph, small_graph_resources
 
-    home = tmp_path_factory.mktemp("small_graph")
-    g = build_graph(home, small_data, recipes=SHIPPED_RECIPES, **small_graph_resources(home, SMALL_BUDGET_TOKENS))
-    rejected = g.fill(eval_sets=True, train=True)
-    assert rejected == {}
-    assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled
+    def fill(home: Path):
+        g = build_graph(home, small_data, recipes=SHIPPED_RECIPES, **small_graph_resources(home, SMALL_BUDGET_TOKENS))
+        rejected = g.fill(eval_sets=True, train=True)
+        assert rejected == {}
+        assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled
+        (home / "graph_cursors.json").write_text(json.dumps({"automation": g.cursor, "sensors": g.sensor_cursors}))
+        return g
+
+    shared = built_once("small_graph", fill)
+    home = tmp_path_factory.mktemp("small_graph") / "home"
+    if shared is None:
+        return fill(home)
+    # (the copy's new MLflow runs keep the experiments' artifact location, in the shared home)
+    shutil.copytree(shared, home)
+    g = open_graph(home, small_data, **small_graph_resources(home, SMALL_BUDGET_TOKENS))
+    cursors = json.loads((home / "graph_cursors.json").read_text())
+    g.cursor, g.sensor_cursors = cursors["automation"], cursors["sensors"]
     return g
 
 

@@ -12,6 +12,9 @@ py=${PYTHON:-.venv/bin/python}
 base=${TMPDIR:-/tmp}/mm-tests
 logs=.test-logs
 mkdir -p "$base" "$logs"
+# the small data and the filled small graph: built once, by the first process that needs them
+rm -rf "$base/shared"
+export MM_TEST_SHARED="$base/shared"
 
 $py -m pytest -q -m e2e -n 3 -p no:cacheprovider --basetemp="$base/e2e" --durations=5 > "$logs/e2e.log" 2>&1 &
 e2e=$!
