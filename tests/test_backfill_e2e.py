@@ -59,14 +59,16 @@ def test_a_killed_run_worker_is_marked_failed(sample_data, tmp_path, monkeypatch
         # a run worker killed mid-run together with the code server that launched it (as an
         # out-of-memory kill of both would): nothing is left to report the run, which Dagster's
         # default launcher would leave STARTED for ever -> the run monitoring marks it FAILED
-        known = {r.run_id for r in instance.get_runs()}
-        assert dev.graphql(LAUNCH, {"p": {"partitionNames": ["ocr"], "assetSelection": [
-            {"path": ["raw_shards"]}, {"path": ["samples"]}], "title": "e2e: killed"}})[
-            "launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess"
+        launched = dev.graphql(LAUNCH, {"p": {"partitionNames": ["ocr"], "assetSelection": [
+            {"path": ["raw_shards"]}, {"path": ["samples"]}], "title": "e2e: killed"}})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
         from resources.run_launcher import run_worker
+        # only the backfill's run: the recipe sensor's first tick launches an observation run at
+        # the same time, and killing that one's worker is not what this test is about
+        of_backfill = dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]})
         deadline, worker = time.time() + 180, None
         while time.time() < deadline and worker is None:
-            runs = [r for r in instance.get_runs() if r.run_id not in known]
+            runs = instance.get_runs(filters=of_backfill)
             worker = run_worker(instance, runs[0].run_id) if runs else None
             time.sleep(0.1)
         assert worker, dev.log_tail()
