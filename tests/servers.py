@@ -6,6 +6,7 @@
   the way a busy object store does (503 SlowDown, 500 InternalError, a dropped connection).
 - `dagster_dev(...)`: a real `dagster dev` (webserver + daemon) with a GraphQL helper.
 - `mlflow_server(...)`: the MLflow tracking server and UI (`mlflow server`) on a given store.
+- `postgres_server()`: a PostgreSQL server (Debian's `postgresql`) with a fresh cluster and database.
 
 Every server runs in its own session/process group (`start_new_session=True`) so that it and
 all the children it spawns are stopped together, by group id, and never by name.
@@ -452,3 +453,172 @@ def mlflow_server(
         yield MlflowServer(url=url, pid=proc.pid, log_path=log_path)
     finally:
         _stop_process_group(proc, signal.SIGTERM, stop_timeout)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+PG_USER = "dagster"
+PG_PASSWORD = "dagster-test"    # dummy: only in the server's password file and the clients' config
+PG_SYSTEM_USER = "postgres"     # who runs initdb and postgres when the tests run as root
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    password: str
+    db: str
+    pid: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.db}"
+
+    def dagster_env(self) -> dict[str, str]:
+        """The variables that deploy/dagster-postgres.yaml reads its storage settings from."""
+        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USERNAME": self.user,
+                "DAGSTER_PG_PASSWORD": self.password, "DAGSTER_PG_DB": self.db}
+
+    def log_tail(self, n_bytes: int = 8000) -> str:
+        return _tail(self.log_path, n_bytes)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The directory holding `initdb` and `postgres`: $PG_BIN_DIR, else the newest Debian
+    /usr/lib/postgresql/<major>/bin (Debian keeps them off PATH), else the PATH's."""
+    import shutil
+
+    candidates = [Path(os.environ["PG_BIN_DIR"])] if os.environ.get("PG_BIN_DIR") else []
+    debian = Path("/usr/lib/postgresql")
+    if debian.is_dir():
+        majors = [p for p in debian.iterdir() if p.name.isdigit()]
+        candidates += [p / "bin" for p in sorted(majors, key=lambda p: int(p.name), reverse=True)]
+    if shutil.which("initdb"):
+        candidates.append(Path(shutil.which("initdb")).resolve().parent)
+    for d in candidates:
+        if (d / "initdb").is_file() and (d / "postgres").is_file():
+            return d
+    return None
+
+
+def _missing_postgres(reason: str):
+    """Skip the test, or fail it where PostgreSQL is required (CI sets MM_REQUIRE_POSTGRES=1)."""
+    import pytest
+
+    if os.environ.get("MM_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{reason} (MM_REQUIRE_POSTGRES=1)")
+    pytest.skip(reason)
+
+
+def _traversable_by_others(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+
+
+@contextlib.contextmanager
+def postgres_server(db: str = "dagster", log_path: Path | None = None, startup_timeout: float = 60.0,
+                    stop_timeout: float = 30.0) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a free loopback port (TCP only, password auth) with a fresh
+    cluster in a temporary directory and an empty database `db`. initdb and postgres refuse to
+    run as root, so as root both run as the `postgres` system user, which owns the directory.
+    Durability is off (fsync, full-page writes): the cluster is thrown away. Stopped by process
+    id: SIGINT to the postmaster (fast shutdown: open sessions are ended), SIGKILL to its group
+    after `stop_timeout`; then the directory is removed. Skips when the binaries are missing
+    (fails with MM_REQUIRE_POSTGRES=1)."""
+    import shutil
+    import tempfile
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        _missing_postgres("PostgreSQL server binaries (initdb, postgres) not found; "
+                          "on Debian: apt-get install postgresql")
+    as_user: dict = {}
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pw = pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            _missing_postgres(f"running as root and there is no {PG_SYSTEM_USER!r} user to run PostgreSQL as")
+        as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    tmp = Path(tempfile.gettempdir())
+    base = Path(tempfile.mkdtemp(prefix="mm-postgres-", dir=tmp if not as_user or _traversable_by_others(tmp)
+                                 else "/tmp"))
+    proc = None
+    try:
+        if as_user:
+            os.chown(base, as_user["user"], as_user["group"])
+        pwfile = base / "pwfile"
+        pwfile.write_text(PG_PASSWORD + "\n")
+        if as_user:
+            os.chown(pwfile, as_user["user"], as_user["group"])
+        data = base / "data"
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        env.pop("PGDATA", None)
+        init = subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}", "--auth-local=trust",
+             "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"],
+            cwd=base, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, **as_user)
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
+        port = free_port()
+        log_path = Path(log_path) if log_path else base / "postgres.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", LOOPBACK, "-k", str(base),
+                 "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+                 "-c", "max_connections=200"],
+                cwd=base, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, **as_user)
+        server = PostgresServer(host=LOOPBACK, port=port, user=PG_USER, password=PG_PASSWORD, db=db,
+                                pid=proc.pid, log_path=log_path)
+        _wait_postgres(server, proc, startup_timeout)
+        _create_database(server)
+        yield server
+    finally:
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=stop_timeout)
+            _stop_process_group(proc, signal.SIGKILL, 10.0)   # only what outlived the fast shutdown
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _connect(server: PostgresServer, db: str):
+    import psycopg2
+
+    return psycopg2.connect(host=server.host, port=server.port, user=server.user, password=server.password,
+                            dbname=db, connect_timeout=2)
+
+
+def _wait_postgres(server: PostgresServer, proc: subprocess.Popen, timeout: float) -> None:
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    last_err: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"postgres exited with code {proc.returncode} before accepting connections\n"
+                               f"{server.log_tail()}")
+        try:
+            _connect(server, "postgres").close()
+            return
+        except psycopg2.OperationalError as e:
+            last_err = e
+        time.sleep(0.1)
+    raise TimeoutError(f"postgres on port {server.port} did not accept connections within {timeout:g}s "
+                       f"({last_err!r})\n{server.log_tail()}")
+
+
+def _create_database(server: PostgresServer) -> None:
+    from psycopg2 import sql
+
+    conn = _connect(server, "postgres")
+    try:
+        conn.autocommit = True          # CREATE DATABASE cannot run in a transaction
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(server.db)))
+    finally:
+        conn.close()
