@@ -39,7 +39,7 @@ class Graph(LocalGraph):
 
 
 def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("baseline", "semdedup10"),
-                **overrides) -> Graph:
+                instance_yaml: Path = REPO_ROOT / "dagster.yaml", **overrides) -> Graph:
     """A new home: the tiny embedder, the given shipped recipes, an empty instance; then
     `open_graph`. `overrides`: further resources (e.g. training settings); the checkpoint store
     and MLflow default to the temporary home, never to the environment's MM_HOME."""
@@ -51,7 +51,8 @@ def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("base
     for name in recipes:
         shutil.copyfile(REPO_ROOT / "recipes" / f"{name}.yaml", home / "recipes" / f"{name}.yaml")
     (home / "dagster_home").mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    # e.g. deploy/dagster-postgres.yaml, whose env vars this process and any server on the home need
+    shutil.copyfile(instance_yaml, home / "dagster_home" / "dagster.yaml")
     return open_graph(home, sample_data, **overrides)
 
 
