@@ -148,6 +148,14 @@ class Storage:
         kwargs = {} if self.is_local or block_size is None else {"block_size": block_size}
         return self.fs.open(self._full(rel), "rb", **kwargs)
 
+    def open_each(self, rels) -> Iterator[IO[bytes]]:
+        """Each artifact opened in turn, the previous one closed when the next is asked for: for
+        readers that take open files (shard iterators), so that they never open a bare URI
+        without this storage's options (endpoint, credentials)."""
+        for rel in rels:
+            with self.open_read(rel) as f:
+                yield f
+
     def read_bytes(self, rel: str) -> bytes:
         with self.open_read(rel) as f:
             return f.read()

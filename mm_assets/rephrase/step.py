@@ -47,7 +47,7 @@ def _records(st, raw_shards: dict):
     for domain in sorted(raw_shards):
         raw = st.child(raw_shards[domain]["root"])
         tars = [s["tar"] for s in raw.read_json("manifest.json")["shards"]]
-        for sid, meta, _ in iter_shard_samples(raw.uri(t) for t in tars):
+        for sid, meta, _ in iter_shard_samples(raw.open_each(tars)):
             yield domain, sid, meta
 
 

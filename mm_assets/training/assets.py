@@ -48,8 +48,8 @@ def _corpus_texts(st: Storage, raw_shards: dict) -> list[str]:
     texts = []
     for domain in sorted(raw_shards):
         raw = st.child(raw_shards[domain]["root"])
-        tars = [raw.uri(s["tar"]) for s in raw.read_json("manifest.json")["shards"]]
-        for _, meta, _ in iter_shard_samples(tars):
+        tars = [s["tar"] for s in raw.read_json("manifest.json")["shards"]]
+        for _, meta, _ in iter_shard_samples(raw.open_each(tars)):
             texts += [t["value"] for t in meta["conversations"]]
     return texts
 
