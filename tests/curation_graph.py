@@ -41,8 +41,9 @@ class Graph(LocalGraph):
 def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("baseline", "semdedup10"),
                 instance_yaml: Path = REPO_ROOT / "dagster.yaml", **overrides) -> Graph:
     """A new home: the tiny embedder, the given shipped recipes, an empty instance; then
-    `open_graph`. `overrides`: further resources (e.g. training settings); the checkpoint store
-    and MLflow default to the temporary home, never to the environment's MM_HOME."""
+    `open_graph`. `overrides`: further resources (e.g. training settings, or storage on
+    S3); artifact storage, the checkpoint store and MLflow default to the temporary home, never
+    to the environment's MM_HOME."""
     from mm_assets.embeddings.model import build_tiny_siglip2, save_embedder
 
     home.mkdir(parents=True, exist_ok=True)
@@ -58,16 +59,16 @@ def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("base
 
 def open_graph(home: Path, sample_data: Path, **overrides) -> Graph:
     """The graph of an existing home (made by `build_graph`, or a copy of one), in any process."""
-    root = home / "artifacts"
-    defs = build_definitions(storage=StorageResource(root=str(root)), mammoth=sample_data_source(sample_data),
+    defs = build_definitions(mammoth=sample_data_source(sample_data),
                              embedder_model=EmbedderResource(model=str(home / "siglip2")),
                              recipes=RecipesResource(directory=str(home / "recipes")),
-                             **{"checkpoints": CheckpointStoreResource(root=str(home / "checkpoints")),
+                             **{"storage": StorageResource(root=str(home / "artifacts")),
+                                "checkpoints": CheckpointStoreResource(root=str(home / "checkpoints")),
                                 "mlflow": MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
                                                          artifact_root=(home / "mlruns").as_uri()),
                                 **overrides})
     instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))
-    return Graph(defs, instance, home=home, storage=Storage(str(root)), recipes_dir=home / "recipes")
+    return Graph(defs, instance, home=home, storage=defs.resources["storage"].get(), recipes_dir=home / "recipes")
 
 
 def small_graph_resources(home: Path, budget_tokens: int) -> dict:
