@@ -404,6 +404,28 @@ def test_checkpoints_through_storage_uri_and_resume_from_uri(env, straight_run):
     assert [d["loss"] for d in logs] == pytest.approx([d["loss"] for d in logs_a], rel=1e-6, abs=1e-7)
 
 
+def test_checkpoint_files_do_not_depend_on_where_the_run_is_stored(env, straight_run, tmp_path):
+    """The same run from a copy of the base model at another place, recorded under another base
+    model location, with its checkpoints under a URI: every file a checkpoint's version hashes,
+    trainer_state.json included, has the same bytes as in the local run — only the manifest's
+    lineage names the places."""
+    import shutil
+
+    from mm_assets.checkpoints import checkpoint_version
+
+    _, res_a, _ = straight_run
+    base_copy = shutil.copytree(env["base"], tmp_path / "elsewhere" / "base")
+    uri = f"memory://mm-where-{os.getpid()}"
+    res_b = train(_cfg(epochs=2, max_steps=6, save_every_steps=3, base_model_uri="s3://models/base"), base_copy,
+                  env["shards"], lambda epoch, step: f"{uri}/ckpt-{step:06d}")
+    assert [c["step"] for c in res_b.checkpoints] == [c["step"] for c in res_a.checkpoints] == [3, 6]
+    for a, b in zip(res_a.checkpoints, res_b.checkpoints):
+        assert b["manifest"]["files"] == a["manifest"]["files"]
+        assert checkpoint_version(b["manifest"]) == checkpoint_version(a["manifest"])
+    assert res_b.checkpoints[0]["manifest"]["base_model"] == "s3://models/base"
+    assert res_b.checkpoints[1]["manifest"]["parent"] == f"{uri}/ckpt-000003"
+
+
 def test_checkpoint_verifies_reloads_and_vision_frozen(env, straight_run):
     from safetensors.torch import load_file
     from transformers import AutoProcessor, LlavaForConditionalGeneration

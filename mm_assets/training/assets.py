@@ -249,12 +249,13 @@ def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: St
                              f"{row['loss']:.4f} lr {row['lr']:.2e} {row['tokens_per_s']:.0f} tok/s")
 
     started = time.perf_counter()
-    resume = latest_resumable(store.uri(""), prefix=f"{run_id}-")
+    resume = latest_resumable(store.uri(""), prefix=f"{run_id}-", storage_options=store.storage_options)
     if resume:
         context.log.info(f"{run_id}: resuming from {resume}")
     with progress.task(f"{cfg.recipe} seed {cfg.seed}", unit="steps") as training:
         result = train(cfg, base_dir, shard_paths, log_fn=log, resume_from=resume, dataset=dataset,
-                       out_dir_fn=lambda epoch, step: store.uri(f"{run_id}-e{epoch}-s{step}"))
+                       out_dir_fn=lambda epoch, step: store.uri(f"{run_id}-e{epoch}-s{step}"),
+                       storage_options=store.storage_options)
     names = sorted((n for n in store.list("") if n.startswith(f"{run_id}-") and store.exists(f"{n}/COMPLETE")),
                    key=lambda n: int(n.rsplit("-s", 1)[1]))
     losses = np.array([h["loss"] for h in result.history])

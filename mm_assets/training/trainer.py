@@ -29,8 +29,11 @@ checkpoint (``LlavaForConditionalGeneration`` + its processor) on curated WebDat
   :func:`mm_assets.checkpoints.seal_local_checkpoint` (manifest with file hashes, ``COMPLETE``
   marker last). ``out_dir_fn(epoch=, step=)`` names the directory: a local path, or an
   ``s3://`` (any fsspec) URI, in which case the checkpoint is built and sealed in a local
-  temporary directory and uploaded through :class:`mm_assets.storage.Storage` with the
-  marker uploaded last.
+  temporary directory and uploaded through :class:`mm_assets.storage.Storage` (with
+  ``storage_options``: endpoint, credentials) with the marker uploaded last.
+  ``trainer_state.json`` names no location (the parent and the base model are in the
+  manifest, which the checkpoint's version does not hash): the same run writes the same files
+  wherever its checkpoints and base model are stored.
 * resume: ``resume_from`` (a complete checkpoint written by this trainer, e.g.
   :func:`latest_resumable`) restores weights, optimizer and RNG state and continues at the
   next step of the same plan: the remaining losses and the final weights equal those of an
@@ -315,7 +318,8 @@ def _write_checkpoint_files(d: Path, model, processor, optimizer, state: dict) -
     (d / TRAINER_STATE).write_text(json.dumps(state, indent=2, sort_keys=True))
 
 
-def save_checkpoint(target: str | Path, model, processor, optimizer, state: dict, manifest: dict) -> dict:
+def save_checkpoint(target: str | Path, model, processor, optimizer, state: dict, manifest: dict,
+                    storage_options: dict | None = None) -> dict:
     """Write and seal one checkpoint at ``target`` (local path or URI); returns the manifest.
 
     A sealed checkpoint is never overwritten (FileExistsError); an unsealed leftover of a
@@ -330,7 +334,7 @@ def save_checkpoint(target: str | Path, model, processor, optimizer, state: dict
         d.mkdir(parents=True)
         _write_checkpoint_files(d, model, processor, optimizer, state)
         return seal_local_checkpoint(d, manifest)
-    st = Storage(str(target))
+    st = Storage(str(target), storage_options)
     if st.exists(MARKER):
         raise FileExistsError(f"{target} is already a sealed checkpoint; resume instead of retraining into it")
     with scratch_dir("mm-ckpt-") as tmp:
@@ -341,17 +345,17 @@ def save_checkpoint(target: str | Path, model, processor, optimizer, state: dict
     return sealed
 
 
-def _split(target: str) -> tuple[Storage, str]:
+def _split(target: str, storage_options: dict | None = None) -> tuple[Storage, str]:
     target = str(target).rstrip("/")
     parent, _, name = target.rpartition("/")
-    return Storage(parent or "."), name
+    return Storage(parent or ".", storage_options), name
 
 
-def latest_resumable(root: str | Path, prefix: str = "") -> str | None:
+def latest_resumable(root: str | Path, prefix: str = "", storage_options: dict | None = None) -> str | None:
     """The complete checkpoint under ``root`` (a directory or URI of checkpoint directories)
     whose name starts with ``prefix``, with a trainer state and the highest step, as a
     path/URI; None if there is none."""
-    st = Storage(str(root))
+    st = Storage(str(root), storage_options)
     best, best_step = None, -1
     for name in st.list(""):
         if not (name.startswith(prefix) and st.exists(f"{name}/{MARKER}") and st.exists(f"{name}/{TRAINER_STATE}")):
@@ -368,7 +372,8 @@ def latest_resumable(root: str | Path, prefix: str = "") -> str | None:
 def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[str | Path],
           out_dir_fn: Callable[..., str | Path], log_fn: Callable[[dict], None] | None = None,
           resume_from: str | Path | None = None,
-          dataset: tuple[list[EncodedSample], Counter] | None = None) -> TrainResult:
+          dataset: tuple[list[EncodedSample], Counter] | None = None,
+          storage_options: dict | None = None) -> TrainResult:
     """Train ``checkpoint_in`` on the curated shards; see the module docstring.
 
     ``out_dir_fn(epoch=, step=)`` returns where the checkpoint taken after optimizer step
@@ -376,12 +381,13 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
     checkpoint of an earlier call with the same config and data. ``dataset``: the shards already
     encoded by :func:`encode_shards` with this model's processor (training several seeds on the
     same shards encodes them once; at the study's scale encoding costs more than training).
+    ``storage_options``: fsspec options of URI checkpoints (written and resumed from).
     """
     cfg = config
     log_fn = log_fn or (lambda _d: None)
     torch.manual_seed(cfg.seed)
 
-    with _opened(resume_from) as resume_dir:
+    with _opened(resume_from, storage_options) as resume_dir:
         if resume_dir is not None:
             state = json.loads((Path(resume_dir) / TRAINER_STATE).read_text())
             model, processor = load_model_and_processor(resume_dir, cfg.attn_implementation)
@@ -418,7 +424,7 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
             torch.set_rng_state(opt["torch_rng"])
             global_step = int(state["global_step"])
             history = list(state["history"])
-            parent, base_model = str(resume_from), state.get("base_model", base_model)
+            parent = str(resume_from)
 
     result.history = history
     set_train_mode(model, cfg.freeze_vision)
@@ -466,8 +472,7 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
                 target = out_dir_fn(epoch=e + 1, step=global_step)
                 state = {"global_step": global_step, "epoch": e + 1, "step_in_epoch": k + 1,
                          "steps_in_epoch": len(steps), "total_steps": total_steps,
-                         "plan_fingerprint": fingerprint, "config": _jsonable(asdict(cfg)),
-                         "base_model": base_model, "parent": parent, "history": history}
+                         "plan_fingerprint": fingerprint, "config": _state_config(cfg), "history": history}
                 manifest = {"training_run": cfg.training_run, "recipe": cfg.recipe,
                             "curated_versions": cfg.curated_versions, "step": global_step, "epoch": e + 1,
                             "epoch_complete": epoch_end, "parent": parent, "base_model": base_model,
@@ -478,7 +483,7 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
                                                 if cfg.budget_tokens else None),
                             "seed": cfg.seed, **({"base_model_version": cfg.base_model_version}
                                                  if cfg.base_model_version else {})}
-                sealed = save_checkpoint(target, model, processor, optimizer, state, manifest)
+                sealed = save_checkpoint(target, model, processor, optimizer, state, manifest, storage_options)
                 result.checkpoints.append({"path": str(target), "step": global_step, "epoch": e + 1,
                                            "manifest": sealed})
                 parent = str(target)
@@ -494,18 +499,25 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
+def _state_config(cfg: TrainConfig) -> dict:
+    """The config as the trainer state records it: without where the base model is stored (a
+    hashed file of the checkpoint must not depend on a location; the manifest records it)."""
+    return {k: v for k, v in _jsonable(asdict(cfg)).items() if k != "base_model_uri"}
+
+
 class _opened:
     """Context manager: a local directory for ``resume_from`` (downloaded if it is a URI),
     verified complete (marker + manifest hashes) first; yields None when there is none."""
 
-    def __init__(self, target):
+    def __init__(self, target, storage_options: dict | None = None):
         self.target = target
+        self.storage_options = storage_options
         self._cm = None
 
     def __enter__(self):
         if self.target is None:
             return None
-        st, name = _split(str(self.target))
+        st, name = _split(str(self.target), self.storage_options)
         verify_checkpoint(st, name)
         self._cm = local_dir(st, name)
         return self._cm.__enter__()
