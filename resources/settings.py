@@ -133,9 +133,19 @@ def canaries_resource():
     return CanariesResource(path=setting("MM_CANARIES", ""))
 
 
+def ray_cluster_resource():
+    """`MM_RAY_ADDRESS` (unset: in process), `MM_RAY_CPUS_PER_SHARD`, `MM_RAY_GPUS_PER_SHARD`,
+    `MM_RAY_MEMORY_MB_PER_SHARD`: the Ray cluster the per-sample steps map their shards over."""
+    from resources.ray_cluster import RayClusterResource
+    return RayClusterResource(address=setting("MM_RAY_ADDRESS", ""),
+                              num_cpus_per_shard=float(setting("MM_RAY_CPUS_PER_SHARD", "1")),
+                              num_gpus_per_shard=float(setting("MM_RAY_GPUS_PER_SHARD", "0")),
+                              memory_mb_per_shard=int(setting("MM_RAY_MEMORY_MB_PER_SHARD", "0")))
+
+
 def default_resources() -> dict:
     """Every resource of the code location, from the environment."""
     return {"storage": storage_resource(), "mammoth": source_resource(), "embedder_model": embedder_resource(),
             "recipes": recipes_resource(), "checkpoints": checkpoint_store_resource(),
             "eval_backend": eval_backend_resource(), "mlflow": mlflow_resource(), "training": training_resource(),
-            "canaries": canaries_resource()}
+            "canaries": canaries_resource(), "ray_cluster": ray_cluster_resource()}

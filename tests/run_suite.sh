@@ -16,7 +16,7 @@ mkdir -p "$base" "$logs"
 rm -rf "$base/shared"
 export MM_TEST_SHARED="$base/shared"
 
-$py -m pytest -q -m e2e -n 3 -p no:cacheprovider --basetemp="$base/e2e" --durations=5 > "$logs/e2e.log" 2>&1 &
+$py -m pytest -q -m e2e -n 3 --dist loadgroup -p no:cacheprovider --basetemp="$base/e2e" --durations=5 > "$logs/e2e.log" 2>&1 &
 e2e=$!
 $py -m pytest -q -m "small_graph and not e2e" -p no:cacheprovider --basetemp="$base/steps" --durations=10 \
     tests/test_curation_steps.py > "$logs/small_graph_steps.log" 2>&1 &

@@ -7,6 +7,7 @@
 - `dagster_dev(...)`: a real `dagster dev` (webserver + daemon) with a GraphQL helper.
 - `mlflow_server(...)`: the MLflow tracking server and UI (`mlflow server`) on a given store.
 - `postgres_server()`: a PostgreSQL server (Debian's `postgresql`) with a fresh cluster and database.
+- `ray_cluster()`: a local Ray cluster (`ray start --head --block`) with a given number of CPU slots.
 
 Every server runs in its own session/process group (`start_new_session=True`) so that it and
 all the children it spawns are stopped together, by group id, and never by name.
@@ -622,3 +623,55 @@ def _create_database(server: PostgresServer) -> None:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(server.db)))
     finally:
         conn.close()
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+@dataclass
+class RayCluster:
+    address: str            # what ray.init / MM_RAY_ADDRESS take: 127.0.0.1:<gcs port>
+    pid: int                # `ray start --head --block`, the leader of the cluster's process group
+    temp_dir: str
+
+    def workers(self) -> list[psutil.Process]:
+        """The cluster's worker processes (Ray names them `ray::<task or IDLE>`)."""
+        out = []
+        for p in _descendants(self.pid):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                if p.name().startswith("ray::") or any(a.startswith("ray::") for a in p.cmdline()[:1]):
+                    out.append(p)
+        return out
+
+
+@contextlib.contextmanager
+def ray_cluster(num_cpus: int = 2, startup_timeout: float = 90.0, stop_timeout: float = 30.0) -> Iterator[RayCluster]:
+    """A local Ray cluster (`ray start --head --block`) on loopback with `num_cpus` CPU slots (so
+    at most that many shard tasks at once), no dashboard; stopped by its process group."""
+    import tempfile
+
+    port = free_port()
+    # Ray puts unix sockets under its temp dir: keep the path short (a socket path has ~107 bytes)
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1")
+    cmd = [_console_script("ray"), "start", "--head", "--block", f"--node-ip-address={LOOPBACK}", f"--port={port}",
+           f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+           f"--temp-dir={temp_dir}"]
+    log = open(os.path.join(temp_dir, "ray-start.log"), "wb")
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited with {proc.returncode}:\n{_tail(Path(log.name))}")
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1):
+                if any("raylet" in " ".join(p.cmdline()) for p in _descendants(proc.pid)):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Ray did not come up in {startup_timeout:.0f} s:\n{_tail(Path(log.name))}")
+            time.sleep(0.5)
+        yield RayCluster(address=f"{LOOPBACK}:{port}", pid=proc.pid, temp_dir=temp_dir)
+    finally:
+        _stop_process_group(proc, signal.SIGTERM, stop_timeout)
+        log.close()
+        import shutil
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -6,34 +6,21 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
-import polars as pl
 
 from mm_assets import progress
-from mm_assets.partitions import domain_partitions
+from mm_assets.embeddings.by_shard import (EmbedShardTask, embed_shard, load_embedder_from_pointer,  # noqa: F401
+                                           shard_uris)
 from mm_assets.metadata import bytes_digest, content_digest
+from mm_assets.partitions import domain_partitions
 from mm_assets.scratch import scratch_dir
-from mm_assets.storage import Storage, local_dir, local_path
+from mm_assets.shard_map import map_shards
+from mm_assets.storage import Storage, local_path
 from resources.models import EmbedderResource
+from resources.ray_cluster import RayClusterResource
 from resources.storage import StorageResource
 
 EMBEDDER_CODE_VERSION = "1"
 EMBEDDINGS_CODE_VERSION = "1"
-
-
-
-def shard_uris(st: Storage, raw_pointer: dict) -> tuple[Storage, list[str]]:
-    raw = st.child(raw_pointer["root"])
-    return raw, [s["tar"] for s in raw.read_json("manifest.json")["shards"]]
-
-
-def load_embedder_from_pointer(st: Storage, pointer: dict):
-    """(model, tokenizer, image_processor) for an `embedder` asset value."""
-    from mm_assets.embeddings.model import load_embedder
-
-    if pointer.get("root") is None:
-        return load_embedder(pointer["model"])
-    with local_dir(st, pointer["root"]) as path:
-        return load_embedder(path)
 
 
 @dg.asset(group_name="embeddings", code_version=EMBEDDER_CODE_VERSION, kinds={"pytorch", "safetensors"},
@@ -90,32 +77,27 @@ def embedder(context: dg.AssetExecutionContext, raw_shards: dict, storage: Stora
           description="L2-normalised SigLIP2 embeddings per sample: image rows by the vision tower, "
                       "text-only rows by the text tower; .npy shards aligned with sample_id.")
 def embeddings(context: dg.AssetExecutionContext, raw_shards: dict, embedder: dict,
-               storage: StorageResource, embedder_model: EmbedderResource) -> dg.Output[dict]:
-    from mm_assets.embeddings.inference import embed_shards
-
+               storage: StorageResource, embedder_model: EmbedderResource,
+               ray_cluster: RayClusterResource) -> dg.Output[dict]:
     domain = context.partition_key
     st = storage.get()
     version = content_digest([EMBEDDINGS_CODE_VERSION, raw_shards["version"], embedder["version"]])
     root = f"embeddings/{domain}/{version}"
-    raw, rels = shard_uris(st, raw_shards)
     started = time.perf_counter()
     reused = st.exists(f"{root}/manifest.json")
+    computed = 0
     if not reused:
-        model, tokenizer, processor = load_embedder_from_pointer(st, embedder)
-        parts = []
+        raw, tars = shard_uris(st, raw_shards)
+        tasks = [EmbedShardTask(storage_root=st.root, storage_options=st.storage_options, raw_root=raw_shards["root"],
+                                tar=tar, out_root=root, embedder=embedder, batch_size=embedder_model.batch_size,
+                                decode_workers=embedder_model.decode_workers) for tar in tars]
         with progress.task(domain, unit="samples") as embedded:
-            for rel in rels:
-                name = rel.removesuffix(".tar")
-                with local_path(raw, rel) as path:
-                    out = embed_shards(model, tokenizer, processor, [path], batch_size=embedder_model.batch_size,
-                                       num_workers=embedder_model.decode_workers, on_items=embedded.advance)
-                vec_sha = st.write_bytes(f"{root}/{name}.npy", _npy_bytes(out["vectors"]))
-                ids = pl.DataFrame({"sample_id": out["sample_ids"], "modality": out["modality"]})
-                ids_sha = st.write_parquet(f"{root}/{name}.ids.parquet", ids)
-                parts.append({"npy": f"{name}.npy", "ids": f"{name}.ids.parquet", "rows": len(out["sample_ids"]),
-                              "npy_sha256": vec_sha, "ids_sha256": ids_sha})
-        dim = int(out["vectors"].shape[1]) if parts else 0
-        st.write_json(f"{root}/manifest.json", {"domain": domain, "parts": parts, "dim": dim,
+            results = map_shards(embed_shard, tasks, shard_names=[t.shard for t in tasks],
+                                 ray=ray_cluster.placement(), on_result=lambda r: embedded.advance(r.record["rows"]))
+        computed = sum(r.computed for r in results)
+        parts = [r.record for r in results]
+        st.write_json(f"{root}/manifest.json", {"domain": domain, "parts": parts,
+                                                "dim": parts[0]["dim"] if parts else 0,
                                                 "embedder": embedder, "raw_shards": raw_shards})
     manifest = st.read_json(f"{root}/manifest.json")
     seconds = time.perf_counter() - started
@@ -125,16 +107,11 @@ def embeddings(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
         {"root": root, "version": data_version},
         data_version=dg.DataVersion(data_version),
         metadata={"uri": st.uri(root), "reused": reused, "rows": rows, "dim": manifest["dim"],
-                  "shards": len(manifest["parts"]), "seconds": seconds,
-                  "samples_per_second": rows / seconds if seconds > 0 and not reused else None},
+                  "shards": len(manifest["parts"]), "shards_computed": computed,
+                  "shards_reused": len(manifest["parts"]) - computed,
+                  "ray": ray_cluster.address or "in process", "seconds": seconds,
+                  "samples_per_second": rows / seconds if seconds > 0 and computed else None},
     )
-
-
-def _npy_bytes(a: np.ndarray) -> bytes:
-    import io
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a, dtype=np.float32), allow_pickle=False)
-    return buf.getvalue()
 
 
 def load_embeddings(st: Storage, pointer: dict) -> tuple[list[str], list[str], np.ndarray]:

@@ -8,24 +8,26 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from mm_assets import progress
 from mm_assets.automation import ON_CHANGED_DATA
 from mm_assets.checkpoints import upload_sealed
-from mm_assets.embeddings.assets import load_embedder_from_pointer, shard_uris
+from mm_assets.embeddings.by_shard import load_embedder_from_pointer, shard_uris
 from mm_assets.metadata import content_digest
 from mm_assets.partitions import domain_partitions
+from mm_assets.perplexity.by_shard import ScorerLocation, ScoreShardTask, concat_shard_scores, score_shard
 from mm_assets.recipes.assets import section_key
 from mm_assets.scratch import scratch_dir
-from mm_assets.storage import local_dir, local_path
+from mm_assets.shard_map import map_shards
+from mm_assets.storage import local_path
 from resources.data_source import MammothSourceResource
 from resources.evaluation import CheckpointStoreResource
 from resources.json_io_manager import read_pointers
+from resources.ray_cluster import RayClusterResource
 from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 
-PERPLEXITY_CODE_VERSION = "1"
+PERPLEXITY_CODE_VERSION = "2"     # 2: scored shard by shard (packing no longer spans shards)
 DEFAULT_SCORER = "tiny"
 
 
@@ -107,24 +109,19 @@ def scorers(recipes: RecipesResource) -> list[str]:
     return sorted(names) or [DEFAULT_SCORER]
 
 
-@contextlib.contextmanager
-def _scorer_dir(scorer: str, st, checkpoints: CheckpointStoreResource):
-    """A local directory holding the scorer's model: the reference model (`tiny`), a checkpoint
-    in the checkpoint store by name, or a path."""
+def scorer_location(scorer: str, st, checkpoints: CheckpointStoreResource) -> ScorerLocation:
+    """Where the scorer's model is: the reference model (`tiny`) in artifact storage, a checkpoint
+    in the checkpoint store by name (verified against its manifest), or a local directory."""
     if scorer == DEFAULT_SCORER:
         pointer = read_pointers(st, "reference_model")
-        with local_dir(st, pointer["root"]) as d:
-            yield d, pointer["version"]
-        return
+        return ScorerLocation(st.root, st.storage_options, pointer["root"], pointer["version"])
     store = checkpoints.get()
     if store.exists(f"{scorer}/manifest.json"):
         from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
         manifest = verify_checkpoint(store, scorer)
-        with local_dir(store, scorer) as d:
-            yield d, checkpoint_version(manifest)
-        return
+        return ScorerLocation(store.root, store.storage_options, scorer, checkpoint_version(manifest))
     from mm_assets.rephrase.backends import model_fingerprint
-    yield scorer, model_fingerprint(scorer)     # a local LLaVA-format directory
+    return ScorerLocation(str(Path(scorer).resolve()), {}, "", model_fingerprint(scorer))   # a LLaVA-format directory
 
 
 @dg.asset(group_name="curation_steps", partitions_def=domain_partitions, code_version=PERPLEXITY_CODE_VERSION,
@@ -135,30 +132,33 @@ def _scorer_dir(scorer: str, st, checkpoints: CheckpointStoreResource):
                       "conditioned on the image and the prompt (both masked from the loss); text-only rows "
                       "without an image. Computed once per raw-shard version and scorer.")
 def perplexity_scores(context: dg.AssetExecutionContext, raw_shards: dict, storage: StorageResource,
-                      recipes: RecipesResource, checkpoints: CheckpointStoreResource) -> dg.Output[dict]:
-    from mm_assets.perplexity import score_shards
-
+                      recipes: RecipesResource, checkpoints: CheckpointStoreResource,
+                      ray_cluster: RayClusterResource) -> dg.Output[dict]:
     domain = context.partition_key
     st = storage.get()
     out, rows = {}, []
     for scorer in scorers(recipes):
-        with _scorer_dir(scorer, st, checkpoints) as (model_dir, model_version):
-            version = content_digest([PERPLEXITY_CODE_VERSION, raw_shards["version"], model_version])
-            root = f"perplexity_scores/{domain}/{version}"
-            reused = st.exists(f"{root}/scores.parquet")
-            started = time.perf_counter()
-            if not reused:
-                raw, tars = shard_uris(st, raw_shards)
-                with contextlib.ExitStack() as stack, \
-                        progress.task(f"perplexity {domain}", unit="samples") as scoring:
-                    paths = [str(stack.enter_context(local_path(raw, t))) for t in tars]
-                    scores = score_shards(model_dir, paths, on_items=scoring.advance).with_columns(
-                        pl.lit(domain).alias("domain"))
-                st.write_parquet(f"{root}/scores.parquet", scores)
-            scores = st.read_parquet(f"{root}/scores.parquet")
+        location = scorer_location(scorer, st, checkpoints)
+        version = content_digest([PERPLEXITY_CODE_VERSION, raw_shards["version"], location.version])
+        root = f"perplexity_scores/{domain}/{version}"
+        reused = st.exists(f"{root}/scores.parquet")
+        started, computed = time.perf_counter(), 0
+        if not reused:
+            _, tars = shard_uris(st, raw_shards)
+            tasks = [ScoreShardTask(storage_root=st.root, storage_options=st.storage_options,
+                                    raw_root=raw_shards["root"], tar=tar, out_root=root, scorer=location,
+                                    domain=domain) for tar in tars]
+            with progress.task(f"perplexity {domain}", unit="samples") as scoring:
+                results = map_shards(score_shard, tasks, shard_names=[t.shard for t in tasks],
+                                     ray=ray_cluster.placement(),
+                                     on_result=lambda r: scoring.advance(r.record["rows"]))
+            computed = sum(r.computed for r in results)
+            st.write_parquet(f"{root}/scores.parquet", concat_shard_scores(st.child(root), [r.record for r in results]))
+        scores = st.read_parquet(f"{root}/scores.parquet")
         out[scorer] = {"root": root, "version": version}
         rows.append({"scorer": scorer, "samples": scores.height, "unscored": int(scores["nll"].is_null().sum()),
                      "mean_nll": float(scores["nll"].mean() or 0.0), "reused": reused,
+                     "shards_computed": computed, "ray": ray_cluster.address or "in process",
                      "seconds": round(time.perf_counter() - started, 2)})
         context.log.info(f"{domain}/{scorer}: {rows[-1]}")
     version = content_digest(out)

@@ -1,0 +1,198 @@
+"""The per-sample steps on a real local Ray cluster (`ray start --head` on loopback, 2 CPU slots,
+started and stopped by the test's fixture):
+
+1. `embeddings` and `perplexity_scores` computed as Ray tasks, one per raw shard, equal the
+   in-process results byte for byte, with the same data versions;
+2. a Ray worker killed while it embeds a shard: Ray retries the task, the asset materializes,
+   the result is identical;
+3. a driver killed mid-asset (the run's process, SIGKILL): the shards that finished stay, and the
+   re-materialization computes only the missing ones (counted from the asset's metadata).
+
+The data is the small look-alike set ingested at 4 samples per shard, so each domain has
+several shards; the embedder is a tiny SigLIP2 given by path, the scorer the reference model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+
+from curation_graph import build_graph, open_graph
+from mm_assets.taxonomy import DOMAINS as ALL_DOMAINS
+from resources.ray_cluster import RayClusterResource
+from servers import ray_cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ray")]
+
+DOMAINS = ("chart", "ocr")
+STEPS = ("embeddings", "perplexity_scores")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_cluster(num_cpus=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def home(small_data, tmp_path_factory):
+    """A graph home with the raw shards of two domains, the embedder and the reference model,
+    and the embeddings and perplexity scores of both domains computed in process."""
+    home = tmp_path_factory.mktemp("ray") / "home"
+    previous = os.environ.get("MM_SAMPLES_PER_SHARD")
+    os.environ["MM_SAMPLES_PER_SHARD"] = "4"
+    try:
+        g = build_graph(home, small_data, recipes=("ppl_top50",))
+        g.run("source_job")
+        for d in ALL_DOMAINS:            # the embedder and the trusted pool read every domain
+            g.run("ingest_domain_job", d)
+        g.register_recipes()
+        for job in ("embedder_job", "trusted_pool_job", "reference_model_job"):
+            g.run(job)
+        for step in STEPS:
+            for d in DOMAINS:
+                g.run(f"{step}_job", d)
+    finally:
+        if previous is None:
+            os.environ.pop("MM_SAMPLES_PER_SHARD")
+        else:
+            os.environ["MM_SAMPLES_PER_SHARD"] = previous
+    return home
+
+
+def _graph(home: Path, small_data: Path, address: str = "", cpus_per_shard: float = 1.0):
+    os.environ["MM_SAMPLES_PER_SHARD"] = "4"
+    return open_graph(home, small_data, ray_cluster=RayClusterResource(address=address,
+                                                                       num_cpus_per_shard=cpus_per_shard))
+
+
+def _data_version(g, step: str, domain: str) -> str:
+    record = g.instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(step), asset_partitions=[domain]), limit=1).records[0]
+    return record.asset_materialization.tags["dagster/data_version"]
+
+
+def _files(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root`, by relative path."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _outputs(home: Path, step: str, domain: str) -> Path:
+    return home / "artifacts" / step / domain
+
+
+def _forget(home: Path, step: str, domain: str) -> None:
+    import shutil
+    shutil.rmtree(_outputs(home, step, domain))
+
+
+def _shards(home: Path, domain: str) -> int:
+    raw = home / "artifacts" / "raw_shards" / domain
+    return len(list(raw.rglob("shard-*.tar")))
+
+
+def test_ray_results_equal_in_process_byte_for_byte_with_the_same_data_versions(cluster, home, small_data):
+    g = _graph(home, small_data)
+    reference = {(s, d): (_files(_outputs(home, s, d)), _data_version(g, s, d)) for s in STEPS for d in DOMAINS}
+    for d in DOMAINS:
+        assert _shards(home, d) >= 3, "the test needs several shards per domain"
+        for s in STEPS:
+            _forget(home, s, d)
+
+    g = _graph(home, small_data, cluster.address)
+    for s in STEPS:
+        for d in DOMAINS:
+            g.run(f"{s}_job", d)
+            meta = g.meta(s, d)
+            rows = meta["scorers"][0] if s == "perplexity_scores" else meta
+            assert rows["ray"] == cluster.address, rows
+            assert rows["shards_computed"] == _shards(home, d), rows
+            files, version = reference[(s, d)]
+            assert _files(_outputs(home, s, d)) == files, f"{s}[{d}] differs from the in-process result"
+            assert _data_version(g, s, d) == version
+
+
+def test_a_killed_ray_worker_is_retried_and_the_result_is_identical(cluster, home, small_data):
+    g = _graph(home, small_data, cluster.address)
+    domain = DOMAINS[0]
+    before = (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain))
+    _forget(home, "embeddings", domain)
+
+    killed: list[int] = []
+
+    def kill_one_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            for p in cluster.workers():
+                try:
+                    if p.cmdline()[:1] == ["ray::embed_shard"]:
+                        p.kill()
+                        killed.append(p.pid)
+                        return
+                except psutil.NoSuchProcess:
+                    pass
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    g.run("embeddings_job", domain)
+    killer.join()
+    assert killed, "no worker was seen running embed_shard"
+    assert g.meta("embeddings", domain)["shards_computed"] == _shards(home, domain)
+    assert (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain)) == before
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{tests!r}, {repo!r}]
+    from test_ray_shards import _graph
+    from pathlib import Path
+    # one shard at a time (each task takes both CPU slots), so the driver can be killed between shards
+    _graph(Path({home!r}), Path({data!r}), {address!r}, cpus_per_shard=2).run("embeddings_job", {domain!r})
+""")
+
+
+def test_after_a_killed_driver_only_the_missing_shards_are_computed(cluster, home, small_data):
+    domain = DOMAINS[1]
+    g = _graph(home, small_data, cluster.address)
+    before = (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain))
+    _forget(home, "embeddings", domain)
+    total = _shards(home, domain)
+
+    tests_dir = Path(__file__).parent
+    script = DRIVER.format(tests=str(tests_dir), repo=str(tests_dir.parent), home=str(home), data=str(small_data),
+                           address=cluster.address, domain=domain)
+    env = dict(os.environ, MM_SAMPLES_PER_SHARD="4", MM_HOME=str(home), DAGSTER_HOME=str(home / "dagster_home"))
+    driver = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def done() -> int:
+        out = _outputs(home, "embeddings", domain)
+        return len(list(out.rglob("*.part.json"))) if out.exists() else 0
+
+    deadline = time.time() + 240
+    while time.time() < deadline and done() < 1 and driver.poll() is None:
+        time.sleep(0.02)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    time.sleep(5)           # the cluster notices the dead driver and stops its tasks
+    present = done()
+    assert 1 <= present < total, f"{present} of {total} shards done when the driver was killed"
+
+    g = _graph(home, small_data, cluster.address)
+    g.run("embeddings_job", domain)
+    meta = g.meta("embeddings", domain)
+    assert (meta["shards_computed"], meta["shards_reused"]) == (total - present, present), meta
+    assert (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain)) == before
