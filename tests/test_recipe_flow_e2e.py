@@ -9,8 +9,15 @@ what `make demo` leaves behind:
    curated datasets, its training run, each new checkpoint, each new checkpoint's 5 eval tables
    and the leaderboard and the ablation report — nothing of another recipe, no score asset. Counted
    from the event log.
+
+The instance is a parameter: PostgreSQL (deploy/dagster-postgres.yaml on a server started by the
+test; the in-process fill, `dagster dev`'s webserver and daemon and every run worker share its
+database) or the SQLite files of the repo's dagster.yaml. The test takes minutes, so one backend
+runs by default: Postgres where its binaries are installed (CI requires them), else SQLite; the
+SQLite instance's daemon is exercised by the other e2e tests. MM_E2E_SQLITE=1 runs both.
 """
 
+import os
 import time
 
 import dagster as dg
@@ -21,7 +28,7 @@ from mm_assets.taxonomy import BENCHMARKS, DOMAINS
 from resources.evaluation import CheckpointStoreResource, EvalBackendResource
 from resources.settings import REPO_ROOT
 from resources.training import TrainingResource
-from servers import dagster_dev
+from servers import dagster_dev, postgres_bin_dir, postgres_server
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +37,22 @@ SENSORS = """query($r: RepositorySelector!) { sensorsOrError(repositorySelector:
   ... on Sensors { results { name sensorState { status ticks(limit: 50) { status timestamp } } } }
   ... on PythonError { message } } }"""
 REPOSITORY = {"repositoryLocationName": "mm_curation", "repositoryName": "__repository__"}
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def instance_yaml(request, monkeypatch):
+    """The dagster.yaml of the test's instance and the prefix of its storage classes' names; for
+    Postgres, with its DAGSTER_PG_* variables set here (the in-process graph) and inherited by
+    `dagster dev` and its run workers."""
+    if request.param == "sqlite":
+        if postgres_bin_dir() is not None and os.environ.get("MM_E2E_SQLITE") != "1":
+            pytest.skip("the recipe flow runs on the Postgres instance here (MM_E2E_SQLITE=1 to run it on SQLite too)")
+        yield REPO_ROOT / "dagster.yaml", "Sqlite"
+        return
+    with postgres_server(db="dagster") as pg:
+        for name, value in pg.dagster_env().items():
+            monkeypatch.setenv(name, value)
+        yield REPO_ROOT / "deploy" / "dagster-postgres.yaml", "Postgres"
 
 
 def _sensors(dev) -> dict:
@@ -55,12 +78,15 @@ def _runs_by_job(instance) -> dict[str, int]:
 
 
 @pytest.mark.timeout(1200)     # ~5 min alone; the suite runs it beside two other processes
-def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_else(small_data, tmp_path):
-    home = tmp_path / "home"
-    g = build_graph(home, small_data, recipes=("baseline", "ppl_top50"),
+def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_else(small_data, tmp_path,
+                                                                                    instance_yaml):
+    home, (yaml_path, storage) = tmp_path / "home", instance_yaml
+    g = build_graph(home, small_data, recipes=("baseline", "ppl_top50"), instance_yaml=yaml_path,
                     training=TrainingResource(budget_tokens=BUDGET, checkpoint_fractions=list(FRACTIONS)),
                     checkpoints=CheckpointStoreResource(root=str(home / "checkpoints")),
                     eval_backend=EvalBackendResource(batch_size=8, max_items=4))
+    assert type(g.instance.run_storage).__name__.startswith(storage)
+    assert type(g.instance.event_log_storage).__name__.startswith(storage)
     assert g.fill(eval_sets=True, train=True) == {}
     while g.sensor_tick("checkpoint_sensor"):
         pass
