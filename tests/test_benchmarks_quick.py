@@ -67,8 +67,14 @@ def check_embeddings(res: dict, out: Path) -> None:
                                         "decode_only"}
     assert all(positive(v) for v in res["images_per_s"].values()), res["images_per_s"]
     for k in ("ratio_overlapped_vs_model_same_threads", "ratio_overlapped_vs_model_all_cores",
-              "ratio_serial_vs_model_all_cores"):
+              "ratio_serial_vs_model_all_cores", "bound_ratio_vs_model_same_threads"):
         assert positive(res[k]), k
+    assert positive(res["decode_processes"]["ratio_vs_model_same_threads"])
+    assert all(positive(v) for v in res["cpu_ms_per_image"].values()), res["cpu_ms_per_image"]
+    ppl = res["perplexity"]
+    assert ppl["samples"] == 2 * 16 and 0 < ppl["scored"] <= ppl["samples"]     # general + language
+    assert all(positive(v) for v in ppl["samples_per_s"].values()), ppl["samples_per_s"]
+    assert positive(ppl["ratio_pipelined_vs_model_only"]) and positive(ppl["ratio_inline_vs_model_only"])
     quality = json.loads(out.with_name(f"{out.stem}_quality.json").read_text())
     assert quality["train"]["steps"] == 2 and quality["train"]["images"] == res["images"]
     for model in ("random", "trained"):
@@ -139,8 +145,26 @@ SCRIPTS = [
 ]
 
 
+def check_ray(res: dict, out: Path) -> None:
+    assert res["identical"], "Ray and in-process vectors differ"
+    assert 0 < res["images"] < QUICK_RECORDS and res["shards"] >= 7        # one shard per image domain at least
+    assert set(res["images_per_s"]) == {"in_process", "ray_1_slot", "ray_2_slots", "pure_model_1_thread"}
+    assert all(positive(v) for v in res["images_per_s"].values()), res["images_per_s"]
+    assert positive(res["ratio_ray_1_slot_vs_in_process"]) and positive(res["ratio_ray_2_slots_vs_1_slot"])
+
+
 @pytest.mark.parametrize("script, args, takes_work, check", SCRIPTS, ids=[s[0].removesuffix(".py") for s in SCRIPTS])
 def test_quick_mode(script, args, takes_work, check, tmp_path):
+    run_quick(script, args, takes_work, check, tmp_path)
+
+
+@pytest.mark.e2e                        # starts two Ray clusters: beside the other real-server tests
+@pytest.mark.xdist_group("ray")
+def test_quick_mode_bench_ray(tmp_path):
+    run_quick("bench_ray.py", [], True, check_ray, tmp_path)
+
+
+def run_quick(script, args, takes_work, check, tmp_path):
     out = tmp_path / "results" / "result.json"
     (tmp_path / "tmp").mkdir()
     cmd = [sys.executable, str(REPO / "benchmarks" / script), "--quick", "--out", str(out), *args]

@@ -88,12 +88,15 @@ def embeddings(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
     computed = 0
     if not reused:
         raw, tars = shard_uris(st, raw_shards)
+        placement = ray_cluster.placement()
+        # on Ray a task's torch threads are its CPU slots less its decode threads (in process: all cores less them)
+        threads = None if placement is None else max(1, int(placement.num_cpus) - embedder_model.decode_workers)
         tasks = [EmbedShardTask(storage_root=st.root, storage_options=st.storage_options, raw_root=raw_shards["root"],
                                 tar=tar, out_root=root, embedder=embedder, batch_size=embedder_model.batch_size,
-                                decode_workers=embedder_model.decode_workers) for tar in tars]
+                                decode_workers=embedder_model.decode_workers, torch_threads=threads) for tar in tars]
         with progress.task(domain, unit="samples") as embedded:
-            results = map_shards(embed_shard, tasks, shard_names=[t.shard for t in tasks],
-                                 ray=ray_cluster.placement(), on_result=lambda r: embedded.advance(r.record["rows"]))
+            results = map_shards(embed_shard, tasks, shard_names=[t.shard for t in tasks], ray=placement,
+                                 on_result=lambda r: embedded.advance(r.record["rows"]))
         computed = sum(r.computed for r in results)
         parts = [r.record for r in results]
         st.write_json(f"{root}/manifest.json", {"domain": domain, "parts": parts,

@@ -62,6 +62,7 @@ class EmbedShardTask:
     embedder: dict           # the `embedder` asset value
     batch_size: int = 64
     decode_workers: int = 1
+    torch_threads: int | None = None     # None: the cores the decode workers leave (in process)
 
     @property
     def shard(self) -> str:
@@ -86,7 +87,8 @@ def embed_shard(task: EmbedShardTask, on_items=None) -> ShardResult:
         model, tokenizer, processor = _cached_embedder(st, task.embedder)
         with local_path(st.child(task.raw_root), task.tar) as path:
             result = embed_shards(model, tokenizer, processor, [path], batch_size=task.batch_size,
-                                  num_workers=task.decode_workers, on_items=on_items)
+                                  num_workers=task.decode_workers, num_threads=task.torch_threads,
+                                  on_items=on_items)
         ids = pl.DataFrame({"sample_id": result["sample_ids"], "modality": result["modality"]})
         record = {"npy": f"{task.shard}.npy", "ids": f"{task.shard}.ids.parquet", "rows": len(result["sample_ids"]),
                   "dim": int(result["vectors"].shape[1]),
