@@ -1,10 +1,14 @@
 """Batched embedding inference; image decoding overlapped with the forward pass.
 
-`embed_images` keeps a few batches in flight in a small thread pool: while the model runs
-batch k, workers decode and preprocess batches k+1 .. k+prefetch (PIL decoding, resizing and
-numpy normalisation release the GIL). The order of the output is the order of the input,
-whatever the batch size and number of workers. SigLIP2's image processor pads every image
-to `max_num_patches`, so a sample's vector does not depend on what else is in its batch.
+`embed_images` decodes and preprocesses batches in worker threads (or forked processes) through
+`mm_assets.prefetch.prefetch_map`: while the model runs batch k, the workers prepare the next
+batches inside a bounded window, so they use the cycles the forward pass leaves idle and wait
+when it is the slower side. PIL decoding and resizing and the numpy normalisation release the
+GIL. The output is in input order and equal byte for byte to the inline path (``num_workers=0``)
+at the same torch thread count, whatever the batch size and number of workers. SigLIP2's image
+processor pads every image to `max_num_patches`, so a sample's vector does not depend on what
+else is in its batch. (A model's float rounding may depend on torch's thread count, which is
+why the thread count is a function of the cores, never of timings.)
 
 Text-only rows go through the text tower (`embed_texts`), which projects into the same space
 and dimension as the vision tower.
@@ -18,19 +22,19 @@ import contextlib
 import io
 import json
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import torch
 from PIL import Image
 
+from mm_assets.prefetch import prefetch_map
 from mm_assets.storage import open_uri
 from mm_assets.webdataset_io import read_shard
 
 from .model import text_max_length
-from .preprocess import make_preprocess
+from .preprocess import FastSiglip2Preprocess, make_preprocess
 
 
 def text_for_sample(question: str, answer: str) -> str:
@@ -127,10 +131,13 @@ def torch_threads(n: int | None):
         torch.set_num_threads(old)
 
 
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_threads(num_workers: int) -> int:
     """Cores left for the forward pass once the decode workers have theirs (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - num_workers)
+    return max(1, available_cores() - num_workers)
 
 
 def decode_image(data: bytes) -> Image.Image:
@@ -181,57 +188,90 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torc
 # ----------------------------------------------------------------------------- public API
 
 
+def _on_gpu(model) -> bool:
+    return next(model.parameters()).device.type != "cpu"
+
+
 def default_workers(model) -> int:
-    """Decode threads: on a GPU the forward pass is cheap and decoding is the bottleneck, so
-    all but one core decode; on CPU the model and decoding share the cores half and half."""
-    cores = default_threads(0)
-    on_gpu = next(model.parameters()).device.type != "cpu"
-    return max(1, min(8, cores - 1)) if on_gpu else max(1, cores // 2)
+    """Decode workers. On a GPU the forward pass is cheap and decoding is the bottleneck: all but
+    one core decode. On CPU the model keeps `default_model_threads` cores and the decode workers
+    get the rest plus one: the bounded prefetch window parks them while the model is the slower
+    side, and the extra one takes the cycles the forward pass leaves idle between batches when
+    decoding is."""
+    cores = available_cores()
+    if _on_gpu(model):
+        return max(1, min(8, cores - 1))
+    return cores - default_model_threads(model) + 1
+
+
+def default_model_threads(model) -> int:
+    """Torch intra-op threads while decode workers run: on CPU half the cores (rounded up; a
+    one- or two-core machine gives the model one thread, so its forward pass never waits on an
+    intra-op thread that a decode worker has pushed off its core); on a GPU the cores the decode
+    workers leave."""
+    if _on_gpu(model):
+        return default_threads(default_workers(model))
+    cores = available_cores()
+    return max(1, cores - cores // 2)
+
+
+def _preprocess_to_numpy(preprocess, blobs: Sequence[bytes]) -> dict[str, np.ndarray]:
+    # a forked worker's result goes back through a pipe: numpy arrays pickle as plain buffers
+    return {k: v.numpy() for k, v in decode_and_preprocess(preprocess, blobs).items()}
+
+
+def _batches(preprocess, chunks: Iterable[list[tuple[str, bytes]]], ids: list[str], *, num_workers: int,
+             prefetch: int, processes: bool) -> Iterator[dict[str, torch.Tensor]]:
+    """Preprocessed batches of the chunks in order; each chunk's ids appended to `ids` as it is read."""
+    def blobs():
+        for chunk in chunks:
+            ids.extend(s for s, _ in chunk)
+            yield [b for _, b in chunk]
+
+    if processes:
+        if not isinstance(preprocess, FastSiglip2Preprocess):
+            raise ValueError("decode_processes needs the fast SigLIP2 preprocessing (a processor object "
+                             "is not sent to worker processes)")
+        for arrays in prefetch_map(partial(_preprocess_to_numpy, preprocess), blobs(), workers=num_workers,
+                                   ahead=prefetch, processes=True):
+            yield {k: torch.from_numpy(v) for k, v in arrays.items()}
+        return
+    yield from prefetch_map(partial(decode_and_preprocess, preprocess), blobs(), workers=num_workers,
+                            ahead=prefetch, name="embed-decode")
 
 
 def embed_images(model, image_processor, source, batch_size: int = 64, *, num_workers: int | None = None,
                  prefetch: int = 2, num_threads: int | None = None, fast_preprocess: bool = True,
+                 decode_processes: bool = False,
                  on_items: Callable[[int], None] | None = None) -> tuple[list[str], np.ndarray]:
     """Embed images: ``(sample_ids, float32 [n, d] L2-normalised)`` in input order.
 
     `source`: one or more WebDataset shard paths/URIs/files (text-only samples are skipped),
     or an iterable of ``(sample_id, image bytes)``. Decoding and preprocessing run in
-    `num_workers` threads (default: `default_workers`) up to `prefetch` batches ahead of the
-    forward pass (0 workers: everything inline, no overlap). `num_threads`: torch intra-op threads during the call
-    (default: the cores not taken by the workers). `fast_preprocess`: use the vectorised
-    equivalent of a plain SigLIP2 image processor (`preprocess.py`); other processors are
-    always called as they are. `on_items(n)` after each batch of n images is embedded.
+    `num_workers` threads (default: `default_workers`; forked processes with
+    `decode_processes`) at most ``num_workers + prefetch`` batches ahead of the forward pass
+    (0 workers: everything inline, no overlap). `num_threads`: torch intra-op threads during
+    the call (default: `default_model_threads`, all cores without workers); the vectors are
+    equal byte for byte for any `num_workers`, `prefetch` and `decode_processes` at the same
+    `num_threads`. `fast_preprocess`: use the vectorised equivalent of a plain SigLIP2 image
+    processor (`preprocess.py`); other processors are always called as they are.
+    `on_items(n)` after each batch of n images is embedded.
     """
     preprocess = make_preprocess(image_processor, fast=fast_preprocess)
     if num_workers is None:
         num_workers = default_workers(model)
+    if num_threads is None:
+        num_threads = default_model_threads(model) if num_workers > 0 else default_threads(0)
     dim = int(getattr(getattr(model.config, "vision_config", model.config), "hidden_size"))
     ids: list[str] = []
     out: list[np.ndarray] = []
-    chunks = chunked(_as_pairs(source), batch_size)
-    if num_threads is None:
-        num_threads = default_threads(num_workers)
-
-    def run(batch):
-        out.append(image_features(model, batch).cpu().numpy())
-        if on_items is not None:
-            on_items(len(out[-1]))
-
+    batches = _batches(preprocess, chunked(_as_pairs(source), batch_size), ids, num_workers=num_workers,
+                       prefetch=prefetch, processes=decode_processes)
     with torch_threads(num_threads), torch.inference_mode():
-        if num_workers <= 0:
-            for chunk in chunks:
-                ids.extend(s for s, _ in chunk)
-                run(decode_and_preprocess(preprocess, [b for _, b in chunk]))
-        else:
-            with ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="embed-decode") as pool:
-                pending: deque = deque()
-                for chunk in chunks:
-                    ids.extend(s for s, _ in chunk)
-                    pending.append(pool.submit(decode_and_preprocess, preprocess, [b for _, b in chunk]))
-                    if len(pending) > max(1, prefetch):
-                        run(pending.popleft().result())
-                while pending:
-                    run(pending.popleft().result())
+        for batch in batches:
+            out.append(image_features(model, batch).cpu().numpy())
+            if on_items is not None:
+                on_items(len(out[-1]))
     vecs = np.concatenate(out, axis=0).astype(np.float32, copy=False) if out else np.zeros((0, dim), np.float32)
     if len(ids) != len(set(ids)):
         raise ValueError("duplicate sample_id in the image source")
@@ -256,11 +296,12 @@ def embed_texts(model, tokenizer, texts: Iterable[str], batch_size: int = 128, *
 
 
 def embed_shards(model, tokenizer, image_processor, shards: Sequence, batch_size: int = 64, *,
-                 num_workers: int | None = None, num_threads: int | None = None,
+                 num_workers: int | None = None, num_threads: int | None = None, decode_processes: bool = False,
                  on_items: Callable[[int], None] | None = None) -> dict:
     """Every sample of one domain's shards, read once: image rows by the vision tower,
     text-only rows by the text tower. Returns ``{"sample_ids", "vectors", "modality"}`` in
-    shard order (``modality[i]`` is ``"image"`` or ``"text"``); `on_items(n)` after each batch."""
+    shard order (``modality[i]`` is ``"image"`` or ``"text"``); `on_items(n)` after each batch.
+    `num_workers`, `num_threads`, `decode_processes`: see `embed_images`."""
     order: list[str] = []
     text_rows: list[tuple[str, str]] = []
 
@@ -276,7 +317,8 @@ def embed_shards(model, tokenizer, image_processor, shards: Sequence, batch_size
                                                        conv[1]["value"] if len(conv) > 1 else "")))
 
     img_ids, img_vecs = embed_images(model, image_processor, images(), batch_size,
-                                     num_workers=num_workers, num_threads=num_threads, on_items=on_items)
+                                     num_workers=num_workers, num_threads=num_threads,
+                                     decode_processes=decode_processes, on_items=on_items)
     txt_vecs = embed_texts(model, tokenizer, [t for _, t in text_rows], batch_size=max(batch_size, 64),
                            num_threads=num_threads, on_items=on_items)
     where = {sid: ("image", i) for i, sid in enumerate(img_ids)}

@@ -16,6 +16,12 @@ the block-diagonal causal mask of :func:`mm_assets.training.packing.collate_pack
 gives each sample the logits it would get alone. Per-token losses are summed per packed
 segment. ``torch.no_grad``, eval mode: the same model, threads and shards give the same scores.
 
+Pipelining: the next chunk is encoded (chat template, tokenizer, image decoding and processing)
+in a worker thread while the model scores the current one (``num_workers``; 0 encodes inline).
+The forward pass releases the GIL inside torch's kernels, so the encoding thread's Python work
+(chat template, label spans) runs beside them; one thread only, because a fast tokenizer is not
+safe to call from two threads at once. The scores do not depend on it (tested).
+
 A record that cannot be encoded (no assistant turn, ``<image>`` count ≠ image count, corrupt
 image, longer than the model's context…) is not dropped: it gets a row with ``nll`` null and
 the reason.
@@ -24,6 +30,7 @@ the reason.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from mm_assets.embeddings.inference import chunked
+from mm_assets.prefetch import prefetch_map
 from mm_assets.training.data import IGNORE_INDEX, EncodedSample, SkipSample, encode_record, iter_shard_records
 from mm_assets.training.packing import collate_packed, first_fit
 from mm_assets.training.trainer import load_model_and_processor
@@ -89,46 +97,61 @@ def nll_of_samples(model, samples: Sequence[EncodedSample], pad_id: int, batch_s
     return out  # type: ignore[return-value]
 
 
+def encode_chunk(processor, max_len: int | None, chunk: Sequence[tuple[str, dict | None, list[bytes]]]
+                 ) -> tuple[list[dict], list[EncodedSample], list[int]]:
+    """Score rows (``nll`` still empty) of a chunk of shard records, the encoded samples, and the
+    row index of each encoded sample; a record that cannot be encoded gets its reason instead."""
+    rows: list[dict] = []
+    encoded: list[EncodedSample] = []
+    slots: list[int] = []
+    for key, record, images in chunk:
+        sample_id = record.get("sample_id", key) if isinstance(record, dict) else key
+        domain = record.get("domain") if isinstance(record, dict) else None
+        row = {"sample_id": sample_id, "domain": domain, "has_image": bool(images),
+               "assistant_tokens": None, "nll": None, "reason": None}
+        try:
+            encoded.append(encode_record(processor, key, record, images, max_len=max_len))
+            slots.append(len(rows))
+        except SkipSample as exc:
+            row["reason"] = str(exc)
+        rows.append(row)
+    return rows, encoded, slots
+
+
 def score_with_model(model, processor, shard_paths: Iterable[str | Path], batch_size: int = 8,
-                  pack_len: int = 1024, chunk_size: int = 256,
-                  transform=None, on_items: Callable[[int], None] | None = None) -> pl.DataFrame:
+                     pack_len: int = 1024, chunk_size: int = 256,
+                     transform=None, on_items: Callable[[int], None] | None = None, *,
+                     num_workers: int = 1, prefetch: int = 1) -> pl.DataFrame:
     """:func:`score_shards` with a loaded ``(model, processor)``.
 
     ``transform(list[EncodedSample]) -> list[EncodedSample]``, applied to each chunk of encoded
     samples before scoring, is for controlled experiments (e.g. shuffling images across rows).
-    ``on_items(n)`` after each chunk of n samples is scored.
+    ``on_items(n)`` after each chunk of n samples is scored. ``num_workers`` (0 or 1) encoding
+    threads run up to ``num_workers + prefetch`` chunks ahead of the model.
     """
+    if num_workers not in (0, 1):
+        raise ValueError("num_workers must be 0 or 1: the tokenizer is not thread-safe")
     model.eval()
     pad_id = pad_token_id(processor)
-    max_len = context_length(model)
+    encode = partial(encode_chunk, processor, context_length(model))
+    chunks = chunked(iter_shard_records(shard_paths), chunk_size)
     rows: list[dict] = []
-    for chunk in chunked(iter_shard_records(shard_paths), chunk_size):
-        encoded: list[EncodedSample] = []
-        slots: list[int] = []            # row index of each encoded sample
-        for key, record, images in chunk:
-            sample_id = record.get("sample_id", key) if isinstance(record, dict) else key
-            domain = record.get("domain") if isinstance(record, dict) else None
-            row = {"sample_id": sample_id, "domain": domain, "has_image": bool(images),
-                   "assistant_tokens": None, "nll": None, "reason": None}
-            try:
-                encoded.append(encode_record(processor, key, record, images, max_len=max_len))
-                slots.append(len(rows))
-            except SkipSample as exc:
-                row["reason"] = str(exc)
-            rows.append(row)
+    for chunk_rows, encoded, slots in prefetch_map(encode, chunks, workers=num_workers, ahead=prefetch,
+                                                   name="perplexity-encode"):
         if transform is not None:
             encoded = transform(encoded)
         for slot, (total, n) in zip(slots, nll_of_samples(model, encoded, pad_id, batch_size, pack_len)):
-            rows[slot]["assistant_tokens"] = n
-            rows[slot]["nll"] = total / n
+            chunk_rows[slot]["assistant_tokens"] = n
+            chunk_rows[slot]["nll"] = total / n
+        rows.extend(chunk_rows)
         if on_items is not None:
-            on_items(len(chunk))
+            on_items(len(chunk_rows))
     return pl.DataFrame(rows, schema=SCORES_SCHEMA)
 
 
 def score_shards(model_dir: str | Path, shard_paths: Iterable[str | Path], batch_size: int = 8,
                  pack_len: int = 1024, num_threads: int | None = None,
-                 on_items: Callable[[int], None] | None = None) -> pl.DataFrame:
+                 on_items: Callable[[int], None] | None = None, *, num_workers: int = 1) -> pl.DataFrame:
     """Score every sample of the (local) WebDataset shards with the reference model at ``model_dir``.
 
     Returns one row per sample in shard order: ``sample_id``, ``domain`` (from the record),
@@ -142,6 +165,6 @@ def score_shards(model_dir: str | Path, shard_paths: Iterable[str | Path], batch
     try:
         model, processor = load_model_and_processor(model_dir)
         return score_with_model(model, processor, shard_paths, batch_size=batch_size, pack_len=pack_len,
-                                on_items=on_items)
+                                on_items=on_items, num_workers=num_workers)
     finally:
         torch.set_num_threads(previous)
