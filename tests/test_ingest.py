@@ -33,6 +33,16 @@ def dirty_ingest(sample_data, tmp_path_factory):
     return quarantine, ingested
 
 
+def test_quarantine_details_name_no_object_address(dirty_ingest):
+    """PIL names the BytesIO it could not read by its memory address, another in every process:
+    written as it is, two ingests of the same input wrote different quarantine tables, and
+    raw_shards got another data version every run."""
+    quarantine, _ = dirty_ingest
+    corrupt = quarantine.filter(pl.col("reason") == "corrupt_image")["detail"].to_list()
+    assert any("<_io.BytesIO object>" in d for d in corrupt), corrupt
+    assert not [d for d in quarantine["detail"].to_list() if " at 0x" in d]
+
+
 def test_dirty_source_every_malformed_record_quarantined_with_its_reason(dirty_ingest, truth):
     quarantine, ingested = dirty_ingest
     expected = {r["ordinal"]: r["expected"] for r in truth["dirty"]["records"]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from mm_assets.sources.reasons import Reason
@@ -33,6 +35,16 @@ def writable(text: str | None) -> str | None:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# "<_io.BytesIO object at 0x7fe171795490>" in an exception's message: a memory address, different
+# in every process, would make two ingests of the same input write different tables (versions)
+_OBJECT_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
+def stable_detail(text: str) -> str:
+    """A detail message without object addresses: the same rejection reads the same every run."""
+    return _OBJECT_ADDRESS.sub(">", text)
+
+
 class QuarantineRows:
     """Collects quarantine rows; `frame()` gives them in the fixed schema."""
 
@@ -45,7 +57,7 @@ class QuarantineRows:
         self.rows.append({"stage": stage, "source_name": source_name, "annotation": annotation,
                           "ordinal": ordinal, "offset": offset, "domain": domain, "source": writable(source),
                           "original_id": writable(original_id), "image": writable(image),
-                          "reason": str(reason), "detail": writable(detail)})
+                          "reason": str(reason), "detail": writable(stable_detail(detail))})
 
     def __len__(self) -> int:
         return len(self.rows)
