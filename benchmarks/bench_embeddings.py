@@ -5,14 +5,25 @@ WebDataset shards from the real ingest), in one process, rounds alternating so e
 variant sees the same background load:
 
 1. ``embed_images`` as the pipeline calls it: shards in, vectors out, image decoding and
-   preprocessing in a worker thread overlapped with the forward pass (default threads);
+   preprocessing in worker threads overlapped with the forward pass (default workers and
+   torch threads), and the same with forked decode processes;
 2. the pure-model rate: forward passes only, on the same images already decoded and
    preprocessed into the same batches (same batch size), at the thread count
    ``embed_images`` gives the model and at all cores;
 3. for reference: ``embed_images`` without overlap (decode inline, all cores for torch), and
    decode + preprocess alone.
 
-Reports images/s and overlapped ÷ pure-model ratios; writes `.bench/results/embeddings.json`.
+Reports images/s and overlapped ÷ pure-model ratios, and the CPU time one image costs to decode
+and preprocess and to embed (thread CPU time, which other processes on the machine barely
+change: on a machine where decoding costs more CPU than the forward pass, the pipeline cannot
+reach the model-only rate on the same cores, and this shows by how much).
+
+Perplexity scoring, the same comparison: ``score_with_model`` on the general and language
+shards (an untrained tiny LLaVA: the rate does not depend on the weights) with the next chunk
+encoded in a worker thread, vs inline, vs the model alone on the same samples encoded
+beforehand, in the same packed batches, at the same torch threads.
+
+Writes `.bench/results/embeddings.json`.
 `--quick`: 16 records per domain, one round, batch 16 (seconds; what the test suite runs).
 
 --quality: random-init vs trained tiny SigLIP2 on the same data: training time, and for the
@@ -43,8 +54,9 @@ sys.path.insert(0, str(REPO))
 from mm_assets.embeddings import (build_tiny_siglip2, embed_images, embed_texts, iter_shard_images,  # noqa: E402
                                   planted_groups, separation_report, text_for_sample, train_tiny_siglip2,
                                   training_pairs, with_exact_duplicates)
-from mm_assets.embeddings.inference import (chunked, decode_and_preprocess, default_threads,  # noqa: E402
-                                            default_workers, image_features, torch_threads)
+from mm_assets.embeddings.inference import (available_cores, chunked, decode_and_preprocess,  # noqa: E402
+                                            default_model_threads, default_workers, image_features,
+                                            torch_threads)
 from mm_assets.embeddings.preprocess import make_preprocess  # noqa: E402
 
 BENCH = REPO / ".bench" / "embeddings"
@@ -105,6 +117,21 @@ def pure_model_rate(model, batches, threads: int) -> float:
         return n / (time.perf_counter() - t)
 
 
+def cpu_ms_per_image(pairs, prep, model, batch_size: int) -> dict:
+    """Thread CPU time per image of decode + preprocess and of the forward pass at one torch
+    thread (which runs in the calling thread), on the same batches."""
+    t = time.thread_time()
+    batches = [decode_and_preprocess(prep, [b for _, b in chunk]) for chunk in chunked(pairs, batch_size)]
+    decode = (time.thread_time() - t) / len(pairs) * 1e3
+    with torch_threads(1), torch.inference_mode():
+        image_features(model, batches[0])
+        t = time.thread_time()
+        for b in batches:
+            image_features(model, b)
+        forward = (time.thread_time() - t) / len(pairs) * 1e3
+    return {"decode_preprocess": decode, "forward_1_thread": forward, "decode_over_forward": decode / forward}
+
+
 def throughput(info: dict, batch_size: int, rounds: int) -> dict:
     model, _, proc = build_tiny_siglip2(seed=0)
     shards = [s for d, ss in info["shards"].items() if d != "language" for s in ss]
@@ -114,17 +141,21 @@ def throughput(info: dict, batch_size: int, rounds: int) -> dict:
     t = time.perf_counter()
     batches = [decode_and_preprocess(prep, [b for _, b in chunk]) for chunk in chunked(pairs, batch_size)]
     decode_rate = n / (time.perf_counter() - t)
-    cores = default_threads(0)
+    cores = available_cores()
     workers = default_workers(model)
-    model_threads = default_threads(workers)
+    model_threads = default_model_threads(model)
     embed_images(model, proc, shards[:1], batch_size)          # warm-up
     runs = {k: [] for k in ("overlapped", "serial", "model_same_threads", "model_all_cores", "decode_only")}
-    reference = None
+    processes = []
+    cpu = []
     for _ in range(rounds):
         t = time.perf_counter()
         ids, v = embed_images(model, proc, shards, batch_size)     # as the pipeline calls it
         runs["overlapped"].append(len(ids) / (time.perf_counter() - t))
-        reference = reference if reference is not None else v
+        t = time.perf_counter()
+        idsp, vp = embed_images(model, proc, shards, batch_size, decode_processes=True)
+        processes.append(len(idsp) / (time.perf_counter() - t))
+        assert idsp == ids and vp.tobytes() == v.tobytes()
         t = time.perf_counter()
         ids0, v0 = embed_images(model, proc, shards, batch_size, num_workers=0, num_threads=cores)
         runs["serial"].append(len(ids0) / (time.perf_counter() - t))
@@ -135,7 +166,9 @@ def throughput(info: dict, batch_size: int, rounds: int) -> dict:
         for chunk in chunked(pairs, batch_size):
             decode_and_preprocess(prep, [b for _, b in chunk])
         runs["decode_only"].append(n / (time.perf_counter() - t))
+        cpu.append(cpu_ms_per_image(pairs, prep, model, batch_size))
     med = {k: statistics.median(v) for k, v in runs.items()}
+    cpu_med = {k: statistics.median(c[k] for c in cpu) for k in cpu[0]}
     return {
         "images": n, "batch_size": batch_size, "rounds": rounds, "cores": cores,
         "model_threads_in_embed_images": model_threads, "decode_workers": workers,
@@ -143,9 +176,59 @@ def throughput(info: dict, batch_size: int, rounds: int) -> dict:
         "ratio_overlapped_vs_model_same_threads": med["overlapped"] / med["model_same_threads"],
         "ratio_overlapped_vs_model_all_cores": med["overlapped"] / med["model_all_cores"],
         "ratio_serial_vs_model_all_cores": med["serial"] / med["model_all_cores"],
+        "decode_processes": {"images_per_s": statistics.median(processes), "runs": processes,
+                             "ratio_vs_model_same_threads": statistics.median(processes) / med["model_same_threads"]},
+        # with every core busy, the pipeline's rate is at most cores / (decode + forward CPU per image)
+        "cpu_ms_per_image": cpu_med,
+        "bound_ratio_vs_model_same_threads": min(1.0, cores / (cpu_med["decode_preprocess"]
+                                                               + cpu_med["forward_1_thread"])
+                                                 * cpu_med["forward_1_thread"] / model_threads),
         "model": {"params": sum(p.numel() for p in model.parameters()),
                   "max_num_patches": proc.max_num_patches, "patch_size": proc.patch_size},
     }
+
+
+def perplexity_throughput(info: dict, work: Path, rounds: int, chunk_size: int = 256) -> dict:
+    """Samples/s of ``score_with_model`` (encoding pipelined, and inline) and of the model alone
+    on the same samples encoded beforehand, at the same torch threads (score_shards' default)."""
+    from mm_assets.perplexity.reference import shard_texts
+    from mm_assets.perplexity.score import context_length, encode_chunk, nll_of_samples, pad_token_id, \
+        score_with_model
+    from mm_assets.training.data import iter_shard_records
+    from mm_assets.training.trainer import load_model_and_processor
+    from mm_assets.vlm.tiny_llava import build_tiny_llava
+    from mm_assets.vlm.tokenizer import train_bpe_tokenizer
+
+    shards = [str(s) for d in ("general", "language") for s in info["shards"][d]]
+    model_dir = work / "perplexity_tiny_llava"
+    if not (model_dir / "config.json").exists():
+        build_tiny_llava(model_dir, train_bpe_tokenizer(shard_texts(shards), vocab_size=2048), seed=0)
+    model, processor = load_model_and_processor(model_dir)
+    model.eval()
+    threads = torch.get_num_threads()
+    chunks = [encode_chunk(processor, context_length(model), c)
+              for c in chunked(iter_shard_records(shards), chunk_size)]
+    n = sum(len(rows) for rows, _, _ in chunks)
+    pad_id = pad_token_id(processor)
+    score_with_model(model, processor, shards[:1], chunk_size=chunk_size)      # warm-up
+    runs = {"pipelined": [], "inline": [], "model_only": []}
+    for _ in range(rounds):
+        t = time.perf_counter()
+        piped = score_with_model(model, processor, shards, chunk_size=chunk_size, num_workers=1)
+        runs["pipelined"].append(n / (time.perf_counter() - t))
+        t = time.perf_counter()
+        inline = score_with_model(model, processor, shards, chunk_size=chunk_size, num_workers=0)
+        runs["inline"].append(n / (time.perf_counter() - t))
+        assert piped.equals(inline)
+        t = time.perf_counter()
+        for _, encoded, _ in chunks:
+            nll_of_samples(model, encoded, pad_id)
+        runs["model_only"].append(n / (time.perf_counter() - t))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {"samples": n, "scored": int(piped["nll"].is_not_null().sum()), "rounds": rounds,
+            "torch_threads": threads, "samples_per_s": med, "runs": runs,
+            "ratio_pipelined_vs_model_only": med["pipelined"] / med["model_only"],
+            "ratio_inline_vs_model_only": med["inline"] / med["model_only"]}
 
 
 # ----------------------------------------------------------------------------- quality
@@ -224,6 +307,7 @@ def main() -> int:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                "loadavg": os.getloadavg()}
     res = throughput(info, args.batch_size, args.rounds)
+    res["perplexity"] = perplexity_throughput(info, work, args.rounds)
     res["machine"] = machine
     ips = res["images_per_s"]
     print(f"embed_images on {res['images']} demo images, batch {res['batch_size']}, {res['cores']} cores, "
@@ -237,6 +321,18 @@ def main() -> int:
           f"{res['ratio_overlapped_vs_model_all_cores']:.2f}")
     print(f"  serial (no overlap, all cores): {ips['serial']:.0f} img/s   decode+preprocess alone: "
           f"{ips['decode_only']:.0f} img/s")
+    dp = res["decode_processes"]
+    print(f"  overlapped with decode processes: {dp['images_per_s']:.0f} img/s   ratio vs same threads "
+          f"{dp['ratio_vs_model_same_threads']:.2f}")
+    c = res["cpu_ms_per_image"]
+    print(f"  CPU per image: decode+preprocess {c['decode_preprocess']:.2f} ms, forward (1 thread) "
+          f"{c['forward_1_thread']:.2f} ms -> at most {res['bound_ratio_vs_model_same_threads']:.2f} of the "
+          "model's rate at its threads on these cores")
+    pp = res["perplexity"]
+    sps = pp["samples_per_s"]
+    print(f"perplexity scoring on {pp['samples']} samples, {pp['torch_threads']} torch thread(s): pipelined "
+          f"{sps['pipelined']:.0f}/s, inline {sps['inline']:.0f}/s, model only {sps['model_only']:.0f}/s   ratio "
+          f"{pp['ratio_pipelined_vs_model_only']:.2f} (inline {pp['ratio_inline_vs_model_only']:.2f})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     if args.quality:
