@@ -31,7 +31,11 @@ def embedder(context: dg.AssetExecutionContext, raw_shards: dict, storage: Stora
              embedder_model: EmbedderResource) -> dg.Output[dict]:
     st = storage.get()
     if not embedder_model.is_tiny:
-        version = content_digest([EMBEDDER_CODE_VERSION, embedder_model.model])
+        from mm_assets.rephrase.backends import model_fingerprint
+
+        # a local directory by its files (the same model copied to another home has the same
+        # version, and new weights at the same path another); a hub id as given
+        version = content_digest([EMBEDDER_CODE_VERSION, model_fingerprint(embedder_model.model)])
         return dg.Output({"root": None, "model": embedder_model.model, "version": version},
                          data_version=dg.DataVersion(version),
                          metadata={"model": embedder_model.model, "trained": False})

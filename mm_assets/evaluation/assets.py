@@ -106,7 +106,7 @@ def eval_scores(context: dg.AssetExecutionContext, checkpoint: dict, eval_sets: 
     record = f"{root}/checkpoints/{name}.json"
     generated, timing = not st.exists(f"{root}/result.json"), {}
     if generated:
-        timing = _generate(context, name, items_ptr, bench, st, root, checkpoints, eval_backend)
+        timing = _generate(context, name, ck["version"], items_ptr, bench, st, root, checkpoints, eval_backend)
     else:
         context.log.info(f"{name}/{bench_name}: this checkpoint version was evaluated with the same eval set, prompt, "
                          f"metric and backend; reusing {st.uri(root)} (no generation)")
@@ -132,10 +132,12 @@ def eval_scores(context: dg.AssetExecutionContext, checkpoint: dict, eval_sets: 
     )
 
 
-def _generate(context, name: str, items_ptr: dict, bench, st, root: str, checkpoints: CheckpointStoreResource,
-              eval_backend: EvalBackendResource) -> dict:
+def _generate(context, name: str, version: str, items_ptr: dict, bench, st, root: str,
+              checkpoints: CheckpointStoreResource, eval_backend: EvalBackendResource) -> dict:
     """Load the checkpoint, generate for every item, write the predictions, then the result
-    (last: it marks the stored result complete)."""
+    (last: it marks the stored result complete). The result names the model by its version, not
+    by the directory it was loaded from: a temporary download when the store is remote, and a
+    location in the result would give the leaderboard another version wherever checkpoints live."""
     from mm_assets.evaluation.backends import load_backend
 
     items = _item_frame(st, items_ptr, eval_backend.max_items)
@@ -146,12 +148,11 @@ def _generate(context, name: str, items_ptr: dict, bench, st, root: str, checkpo
             with progress.task(f"{bench.name} {name}", total=items.height, unit="items") as answering:
                 predictions = evaluate(backend, bench, items, batch_size=eval_backend.batch_size,
                                        progress=lambda done, n: answering.set(done, n))
-            model_id = backend.model_id
         finally:
             backend.close()
             released_at = time.time()
     st.write_bytes(f"{root}/predictions.parquet", parquet_bytes(predictions))
-    st.write_json(f"{root}/result.json", dict(summarize(predictions, bench), model_id=model_id,
+    st.write_json(f"{root}/result.json", dict(summarize(predictions, bench), model_id=f"checkpoint@{version}",
                                               backend=eval_backend.kind, eval_set_version=items_ptr["version"],
                                               max_new_tokens=MAX_NEW_TOKENS[bench.name]))
     return {"loaded_at": loaded_at, "released_at": released_at, "seconds_loaded": released_at - loaded_at}
