@@ -106,10 +106,16 @@ def eval_backend_resource():
 
 
 def mlflow_resource():
-    """`MLFLOW_TRACKING_URI` if set, else a local SQLite store `MM_HOME/mlflow.db` (artifacts in `MM_HOME/mlruns`)."""
+    """`MLFLOW_TRACKING_URI` if set, else a local SQLite store `MM_HOME/mlflow.db`.
+    `MM_MLFLOW_ARTIFACTS`: where new experiments keep their artifacts, e.g. `s3://bucket/mlruns`
+    (MLflow's S3 client takes `MLFLOW_S3_ENDPOINT_URL` and the AWS credentials from the
+    environment); default `MM_HOME/mlruns` with a local store, the server's own with a tracking
+    server (a local path there would put every run worker's artifacts on its own disk)."""
     from resources.evaluation import MlflowResource
+    server = os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://", "databricks"))
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mm_home() / 'mlflow.db'}"
-    return MlflowResource(tracking_uri=uri, artifact_root=(mm_home() / "mlruns").as_uri())
+    return MlflowResource(tracking_uri=uri, artifact_root=setting(
+        "MM_MLFLOW_ARTIFACTS", "" if server else (mm_home() / "mlruns").as_uri()))
 
 
 def training_resource():

@@ -27,3 +27,21 @@ def test_the_study_home_settings_reach_the_training_resource(tmp_path, monkeypat
     prepare_home(tmp_path)                                     # the demo: no settings, defaults
     assert not (tmp_path / "settings.json").exists()
     assert training_resource().seeds == TrainingResource().seeds
+
+
+def test_mlflow_artifacts_go_where_the_store_is(tmp_path, monkeypatch):
+    """MLflow's artifacts: `MM_HOME/mlruns` beside the local SQLite store; a tracking server's own
+    artifact root with a server (a local path there would leave every run worker's artifacts on
+    its own disk); `MM_MLFLOW_ARTIFACTS` (e.g. an s3:// prefix) wins over both."""
+    from resources.settings import mlflow_resource
+
+    home = tmp_path.resolve()
+    monkeypatch.setenv("MM_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MM_MLFLOW_ARTIFACTS", raising=False)
+    local = mlflow_resource()
+    assert local.tracking_uri == f"sqlite:///{home / 'mlflow.db'}" and local.artifact_root == (home / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert mlflow_resource().artifact_root == ""
+    monkeypatch.setenv("MM_MLFLOW_ARTIFACTS", "s3://bucket/mlruns")
+    assert mlflow_resource().artifact_root == "s3://bucket/mlruns"
