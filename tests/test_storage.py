@@ -125,6 +125,20 @@ def test_write_read_bytes(storage, raw):
     assert raw.keys() == ["a/b/c.bin", "empty.bin"]
 
 
+def test_open_each_opens_one_artifact_at_a_time_with_the_storages_options(storage):
+    """For readers that take open files (shard iterators): each artifact opened through the
+    storage itself (its endpoint and credentials, which a bare s3:// URI would not have), the
+    previous one closed when the next is asked for."""
+    storage.write_bytes("shards/0.tar", b"first")
+    storage.write_bytes("shards/1.tar", b"second")
+    opened = []
+    for f in storage.open_each(["shards/0.tar", "shards/1.tar"]):
+        opened.append(f)
+        assert [g.closed for g in opened] == [True] * (len(opened) - 1) + [False]
+        assert f.read() == (b"first", b"second")[len(opened) - 1]
+    assert len(opened) == 2 and opened[-1].closed
+
+
 def test_json_is_canonical_and_hash_matches_stored_bytes(storage, raw):
     obj = {"b": 1, "a": [3, 1, 2], "nested": {"z": None, "y": 1.5}, "text": "héllo ✓"}
     digest = storage.write_json("meta/x.json", obj)
