@@ -8,8 +8,8 @@ import dagster as dg
 import numpy as np
 
 from mm_assets import progress
-from mm_assets.embeddings.by_shard import (EmbedShardTask, embed_shard, load_embedder_from_pointer,  # noqa: F401
-                                           shard_uris)
+from mm_assets.embeddings.by_shard import (EmbedShardTask, QuestionChunkTask, embed_question_chunk,  # noqa: F401
+                                           embed_shard, load_embedder_from_pointer, question_chunks, shard_uris)
 from mm_assets.metadata import bytes_digest, content_digest
 from mm_assets.partitions import domain_partitions
 from mm_assets.scratch import scratch_dir
@@ -145,26 +145,36 @@ def load_embeddings(st: Storage, pointer: dict) -> tuple[list[str], list[str], n
                       "removed): what relevance compares with the image, and what mining compares with eval "
                       "questions.")
 def question_embeddings(context: dg.AssetExecutionContext, samples: dict, embedder: dict,
-                        storage: StorageResource, embedder_model: EmbedderResource) -> dg.Output[dict]:
-    from mm_assets.embeddings.store import write_embeddings
-    from mm_assets.relevance import embed_questions
+                        storage: StorageResource, embedder_model: EmbedderResource,
+                        ray_cluster: RayClusterResource) -> dg.Output[dict]:
+    import pyarrow.parquet as pq
+
+    from mm_assets.embeddings.store import write_embeddings_manifest
 
     domain = context.partition_key
     st = storage.get()
     version = content_digest([EMBEDDINGS_CODE_VERSION, "questions", samples["version"], embedder["version"]])
     root = f"question_embeddings/{domain}/{version}"
     reused = st.exists(f"{root}/questions.json")
-    started = time.perf_counter()
+    started, computed = time.perf_counter(), 0
     if not reused:
-        model, tokenizer, _ = load_embedder_from_pointer(st, embedder)
-        ids, vectors = embed_questions(model, tokenizer, st.read_parquet(samples["root"]),
-                                       batch_size=embedder_model.batch_size)
-        write_embeddings(st.child(root), ids, vectors, prefix="questions")
+        with st.open_read(samples["root"]) as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+        placement = ray_cluster.placement()
+        tasks = [QuestionChunkTask(storage_root=st.root, storage_options=st.storage_options, samples=samples["root"],
+                                   start=lo, stop=hi, index=k, out_root=root, embedder=embedder,
+                                   batch_size=embedder_model.batch_size,
+                                   torch_threads=None if placement is None else max(1, int(placement.num_cpus)))
+                 for k, (lo, hi) in enumerate(question_chunks(rows))]
+        results = map_shards(embed_question_chunk, tasks, shard_names=[t.shard for t in tasks], ray=placement)
+        computed = sum(r.computed for r in results)
+        write_embeddings_manifest(st.child(root), [r.record for r in results], prefix="questions")
     manifest = st.read_json(f"{root}/questions.json")
     data_version = content_digest([[s["npy_sha256"], s["ids_sha256"]] for s in manifest["shards"]])
     return dg.Output({"root": root, "version": data_version}, data_version=dg.DataVersion(data_version),
                      metadata={"uri": st.uri(root), "reused": reused, "rows": manifest["rows"],
-                               "dim": manifest["dim"], "seconds": time.perf_counter() - started})
+                               "dim": manifest["dim"], "shards": len(manifest["shards"]), "shards_computed": computed,
+                               "ray": ray_cluster.address or "in process", "seconds": time.perf_counter() - started})
 
 
 def load_question_embeddings(st: Storage, pointer: dict) -> tuple[list[str], np.ndarray]:

@@ -8,12 +8,12 @@ completion record (`<shard>.part.json`); a task that finds the record reuses it.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from mm_assets.embeddings import store
 from mm_assets.shard_map import ShardResult, timed
 from mm_assets.storage import Storage, local_dir, local_path
 
@@ -47,9 +47,7 @@ def _cached_embedder(st: Storage, pointer: dict):
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a, dtype=np.float32), allow_pickle=False)
-    return buf.getvalue()
+    return store.npy_bytes(np.ascontiguousarray(a, dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -95,6 +93,53 @@ def embed_shard(task: EmbedShardTask, on_items=None) -> ShardResult:
                   "npy_sha256": out.write_bytes(f"{task.shard}.npy", npy_bytes(result["vectors"])),
                   "ids_sha256": out.write_parquet(f"{task.shard}.ids.parquet", ids)}
         out.write_json(record_name, record)     # last: the shard counts as done only once this exists
+        return record
+
+    return timed(task.shard, compute)
+
+
+@dataclass(frozen=True)
+class QuestionChunkTask:
+    """Rows [start, stop) of a domain's samples table: one shard of its question embeddings."""
+    storage_root: str
+    storage_options: dict
+    samples: str             # the samples table (parquet), relative to the storage root
+    start: int
+    stop: int
+    index: int               # the shard number in the question embeddings' manifest
+    out_root: str
+    embedder: dict
+    batch_size: int = 64
+    torch_threads: int | None = None
+
+    @property
+    def shard(self) -> str:
+        return f"questions-{self.index:05d}"
+
+
+def question_chunks(rows: int, rows_per_shard: int = store.ROWS_PER_SHARD) -> list[tuple[int, int]]:
+    """The row ranges of the shards `write_embeddings` would write (at least one, maybe empty)."""
+    return [(lo, min(rows, lo + rows_per_shard)) for lo in range(0, max(rows, 1), rows_per_shard)]
+
+
+def embed_question_chunk(task: QuestionChunkTask) -> ShardResult:
+    """Embed one row range's questions into shard `index` (or reuse its complete output)."""
+    from mm_assets.relevance import embed_questions
+
+    st = Storage(task.storage_root, task.storage_options)
+    out = st.child(task.out_root)
+    record_name = part_record_name(task.shard)
+    if out.exists(record_name):
+        return ShardResult(shard=task.shard, record=out.read_json(record_name), computed=False)
+
+    def compute() -> dict:
+        model, tokenizer, _ = _cached_embedder(st, task.embedder)
+        with st.open_read(task.samples) as f:
+            rows = pl.read_parquet(f, columns=["sample_id", "question"]).slice(task.start, task.stop - task.start)
+        ids, vectors = embed_questions(model, tokenizer, rows, batch_size=task.batch_size,
+                                       num_threads=task.torch_threads)
+        record = store.write_embedding_shard(out, task.index, ids, vectors, prefix="questions")
+        out.write_json(record_name, record)
         return record
 
     return timed(task.shard, compute)

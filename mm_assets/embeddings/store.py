@@ -43,11 +43,10 @@ def npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_embeddings(where, sample_ids: Sequence[str], vectors: np.ndarray, *, prefix: str = "embeddings",
-                     rows_per_shard: int = 65536, metadata: dict | None = None) -> dict:
-    """Write `vectors` (row i belongs to `sample_ids[i]`) as `.npy` shards with id sidecars;
-    returns the manifest (also written as ``{prefix}.json``)."""
-    st = _storage(where)
+ROWS_PER_SHARD = 65536
+
+
+def _checked(sample_ids: Sequence[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
     x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     ids = [str(s) for s in sample_ids]
     if x.ndim != 2:
@@ -58,23 +57,49 @@ def write_embeddings(where, sample_ids: Sequence[str], vectors: np.ndarray, *, p
         raise ValueError("sample ids must be unique")
     if not np.isfinite(x).all():
         raise ValueError("vectors contain NaN or inf")
+    return ids, x
+
+
+def write_embedding_shard(where, k: int, sample_ids: Sequence[str], vectors: np.ndarray, *,
+                          prefix: str = "embeddings") -> dict:
+    """Write shard `k` (its `.npy` and id sidecar); returns its manifest entry, with `dim` and
+    whether its rows are unit-norm (what `write_embeddings_manifest` needs)."""
+    st = _storage(where)
+    ids, x = _checked(sample_ids, vectors)
+    npy_name, ids_name = f"{prefix}-{k:05d}.npy", f"{prefix}-{k:05d}.ids.parquet"
+    npy_sha = st.write_bytes(npy_name, npy_bytes(x))
+    ids_sha = st.write_parquet(ids_name, pl.DataFrame({"sample_id": ids}, schema={"sample_id": pl.String}))
     norms = np.linalg.norm(x, axis=1) if len(x) else np.ones(0)
-    shards = []
-    n_shards = max(1, -(-len(ids) // rows_per_shard))
-    for k in range(n_shards):
-        lo, hi = k * rows_per_shard, min(len(ids), (k + 1) * rows_per_shard)
-        npy_name, ids_name = f"{prefix}-{k:05d}.npy", f"{prefix}-{k:05d}.ids.parquet"
-        npy_sha = st.write_bytes(npy_name, npy_bytes(x[lo:hi]))
-        ids_sha = st.write_parquet(ids_name, pl.DataFrame({"sample_id": ids[lo:hi]}, schema={"sample_id": pl.String}))
-        shards.append({"npy": npy_name, "ids": ids_name, "rows": hi - lo, "npy_sha256": npy_sha,
-                       "ids_sha256": ids_sha})
+    return {"npy": npy_name, "ids": ids_name, "rows": len(ids), "npy_sha256": npy_sha, "ids_sha256": ids_sha,
+            "dim": int(x.shape[1]), "normalised": bool(len(x) == 0 or np.allclose(norms, 1.0, atol=1e-4))}
+
+
+def write_embeddings_manifest(where, shards: Sequence[dict], *, prefix: str = "embeddings",
+                              metadata: dict | None = None) -> dict:
+    """The manifest over shards written by `write_embedding_shard`, written last."""
+    dims = {sh["dim"] for sh in shards}
+    if len(dims) != 1:
+        raise ValueError(f"shards of different dimensions: {sorted(dims)}")
     manifest = {
-        "format": FORMAT, "rows": len(ids), "dim": int(x.shape[1]), "dtype": "float32",
-        "normalised": bool(len(x) == 0 or np.allclose(norms, 1.0, atol=1e-4)),
-        "shards": shards, "metadata": metadata or {},
+        "format": FORMAT, "rows": sum(sh["rows"] for sh in shards), "dim": dims.pop(), "dtype": "float32",
+        "normalised": all(sh["normalised"] for sh in shards),
+        "shards": [{k: sh[k] for k in ("npy", "ids", "rows", "npy_sha256", "ids_sha256")} for sh in shards],
+        "metadata": metadata or {},
     }
-    st.write_json(f"{prefix}.json", manifest)
+    _storage(where).write_json(f"{prefix}.json", manifest)
     return manifest
+
+
+def write_embeddings(where, sample_ids: Sequence[str], vectors: np.ndarray, *, prefix: str = "embeddings",
+                     rows_per_shard: int = ROWS_PER_SHARD, metadata: dict | None = None) -> dict:
+    """Write `vectors` (row i belongs to `sample_ids[i]`) as `.npy` shards with id sidecars;
+    returns the manifest (also written as ``{prefix}.json``)."""
+    ids, x = _checked(sample_ids, vectors)
+    n_shards = max(1, -(-len(ids) // rows_per_shard))
+    shards = [write_embedding_shard(where, k, ids[k * rows_per_shard:(k + 1) * rows_per_shard],
+                                    x[k * rows_per_shard:(k + 1) * rows_per_shard], prefix=prefix)
+              for k in range(n_shards)]
+    return write_embeddings_manifest(where, shards, prefix=prefix, metadata=metadata)
 
 
 def read_embeddings(where, *, prefix: str = "embeddings", expected_ids: Sequence[str] | None = None,
