@@ -1,21 +1,24 @@
 """The demo graph on an S3-compatible object store: artifacts (`MM_STORAGE_ROOT`), checkpoints
-(`MM_CHECKPOINTS`) and MLflow's artifacts in a bucket of moto's S3 server on loopback, started and
-stopped here. The same small graph is filled twice, on local disk and on S3 — ingest, every
-curation step's scores and decisions, curated datasets, the base model, training, the checkpoint
-sensor's evals, the leaderboard and the ablation report — and every asset of the code location
-materializes on S3 with, partition by partition, the local run's data version: versions are
-content hashes, never locations.
+(`MM_CHECKPOINTS`) and MLflow's artifacts (`MM_MLFLOW_ARTIFACTS`) in a bucket of moto's S3 server
+on loopback, started and stopped here, configured through the environment as a deployment is.
+The same small graph is filled twice, on local disk and on S3 — ingest, every curation step's
+scores and decisions, curated datasets, the base model, training, the checkpoint sensor's evals,
+the leaderboard and the ablation report — and every asset of the code location materializes on
+S3 with, partition by partition, the local run's data version: versions are content hashes,
+never locations.
 
 Sized as small as the mechanism allows: the small data, baseline and v1 (which composes every
 curation step, so every score asset is needed), a 10 000-token budget with one checkpoint per
 run, evals on one benchmark's first 4 items.
 """
 
+import json
+
 import pytest
 
 from curation_graph import build_graph
-from resources.evaluation import CheckpointStoreResource, EvalBackendResource, MlflowResource
-from resources.storage import StorageResource
+from resources.evaluation import CheckpointStoreResource, EvalBackendResource
+from resources.settings import checkpoint_store_resource, mlflow_resource, storage_resource
 from resources.training import TrainingResource
 from servers import moto_s3_server
 
@@ -75,17 +78,17 @@ def test_the_demo_graph_on_s3_materializes_every_asset_with_the_local_runs_data_
     home = tmp_path / "s3"
     with moto_s3_server() as s3:
         s3.create_bucket(BUCKET)
-        options = s3.storage_options()
-        # MLflow's S3 artifact client reads its endpoint and credentials from the environment
-        for name, value in {"MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url, "AWS_ACCESS_KEY_ID": s3.key,
-                            "AWS_SECRET_ACCESS_KEY": s3.secret, "AWS_DEFAULT_REGION": s3.region}.items():
+        # as the README says: the endpoint in the storage options, credentials in the AWS variables
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for name, value in {"MM_HOME": str(home), "MM_STORAGE_ROOT": f"s3://{BUCKET}/artifacts",
+                            "MM_STORAGE_OPTIONS": json.dumps({"endpoint_url": s3.endpoint_url}),
+                            "MM_CHECKPOINTS": f"s3://{BUCKET}/checkpoints", "MM_EVAL_ON_REGISTER": BENCHMARK,
+                            "MM_MLFLOW_ARTIFACTS": f"s3://{BUCKET}/mlruns", "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
+                            "AWS_ACCESS_KEY_ID": s3.key, "AWS_SECRET_ACCESS_KEY": s3.secret,
+                            "AWS_DEFAULT_REGION": s3.region}.items():
             monkeypatch.setenv(name, value)
-        remote = build_graph(
-            home, small_data, recipes=RECIPES,
-            storage=StorageResource(root=f"s3://{BUCKET}/artifacts", storage_options=options),
-            mlflow=MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", artifact_root=f"s3://{BUCKET}/mlruns"),
-            **_sized(CheckpointStoreResource(root=f"s3://{BUCKET}/checkpoints", storage_options=options,
-                                             evaluate_on=[BENCHMARK])))
+        remote = build_graph(home, small_data, recipes=RECIPES, storage=storage_resource(), mlflow=mlflow_resource(),
+                             **_sized(checkpoint_store_resource()))
         got = _fill(remote)
         objects = _objects(s3)
 
