@@ -71,6 +71,13 @@ def check_embeddings(res: dict, out: Path) -> None:
         assert positive(res[k]), k
     assert positive(res["decode_processes"]["ratio_vs_model_same_threads"])
     assert all(positive(v) for v in res["cpu_ms_per_image"].values()), res["cpu_ms_per_image"]
+    real = res["realistic_model"]          # --quick: the one-layer smoke config, the code path only
+    assert real["size"] == "smoke" and 0 < real["images"] <= 32 and real["model"]["random_init"]
+    assert set(real["images_per_s"]) == {"overlapped", "serial", "model_same_threads", "model_all_cores"}
+    assert all(positive(v) for v in real["images_per_s"].values()), real["images_per_s"]
+    for k in ("ratio_overlapped_vs_model_same_threads", "ratio_overlapped_vs_model_all_cores",
+              "ratio_serial_vs_model_all_cores", "bound_ratio_vs_model_same_threads"):
+        assert positive(real[k]), k
     ppl = res["perplexity"]
     assert ppl["samples"] == 2 * 16 and 0 < ppl["scored"] <= ppl["samples"]     # general + language
     assert all(positive(v) for v in ppl["samples_per_s"].values()), ppl["samples_per_s"]
