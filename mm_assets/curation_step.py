@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from mm_assets.recipes.params import StepParams, step_params_hash
+from mm_assets.shard_map import RayPlacement
 from mm_assets.storage import Storage
 
 
@@ -69,6 +70,7 @@ class StepInputs:
     planted_truth: str | None = None          # generated data's truth file: reports only, except the oracle's decisions
     canary_ids: Callable[[pl.DataFrame], tuple[list[str], str] | None] = lambda pool: None
     log: Callable[[str], None] = print
+    ray: RayPlacement | None = None           # a Ray cluster for steps that map work over it (rephrase generation)
 
     @cached_property
     def pool(self) -> pl.DataFrame:

@@ -2,7 +2,8 @@
 started and stopped by the test's fixture):
 
 1. `embeddings`, `question_embeddings` and `perplexity_scores` computed as Ray tasks, one per
-   shard, equal the in-process results byte for byte, with the same data versions;
+   shard, and the rephrase step's generation as one Ray task per batch, equal the in-process
+   results byte for byte, with the same data versions;
 2. a Ray worker killed while it embeds a shard: Ray retries the task, the asset materializes,
    the result is identical;
 3. a driver killed mid-asset (the run's process, SIGKILL): the shards that finished stay, and the
@@ -53,7 +54,7 @@ def home(small_data, tmp_path_factory):
     previous = os.environ.get("MM_SAMPLES_PER_SHARD")
     os.environ["MM_SAMPLES_PER_SHARD"] = "4"
     try:
-        g = build_graph(home, small_data, recipes=("ppl_top50",))
+        g = build_graph(home, small_data, recipes=("ppl_top50", "rephrase"))
         g.run("source_job")
         for d in ALL_DOMAINS:            # the embedder and the trusted pool read every domain
             g.run("ingest_domain_job", d)
@@ -63,6 +64,7 @@ def home(small_data, tmp_path_factory):
         for step in STEPS:
             for d in DOMAINS:
                 g.run(f"{step}_job", d)
+        g.run("step_decisions_job", "rephrase")
     finally:
         if previous is None:
             os.environ.pop("MM_SAMPLES_PER_SHARD")
@@ -123,6 +125,22 @@ def test_ray_results_equal_in_process_byte_for_byte_with_the_same_data_versions(
             files, version = reference[(s, d)]
             assert _files(_outputs(home, s, d)) == files, f"{s}[{d}] differs from the in-process result"
             assert _data_version(g, s, d) == version
+
+
+def test_rephrase_generation_on_ray_equals_in_process(cluster, home, small_data):
+    g = _graph(home, small_data)
+    decisions = home / "artifacts" / "rephrase_decisions" / "rephrase"
+    reference = (_files(decisions), _data_version(g, "rephrase_decisions", "rephrase"))
+    assert g.meta("rephrase_decisions", "rephrase")["generated_on"] == "in process"
+    import shutil
+    shutil.rmtree(decisions)
+    shutil.rmtree(home / "artifacts" / "rephrase_cache")         # or nothing would be generated
+
+    g = _graph(home, small_data, cluster.address)
+    g.run("step_decisions_job", "rephrase")
+    meta = g.meta("rephrase_decisions", "rephrase")
+    assert meta["generated_on"] == "Ray" and meta["generated"] > 0 and meta["from_cache"] == 0, meta
+    assert (_files(decisions), _data_version(g, "rephrase_decisions", "rephrase")) == reference
 
 
 def test_a_killed_ray_worker_is_retried_and_the_result_is_identical(cluster, home, small_data):

@@ -100,7 +100,8 @@ def build_decisions_asset(step: CurationStep) -> dg.AssetsDefinition:
 
     @dg.asset(name=step.decisions_asset, group_name=step.group, partitions_def=recipe_partitions,
               code_version=step.code_version, kinds={"parquet"}, automation_condition=ON_CHANGED_DATA, deps=deps,
-              description=step.description, required_resource_keys={"storage", "recipes", "canaries", "mammoth"})
+              description=step.description,
+              required_resource_keys={"storage", "recipes", "canaries", "mammoth", "ray_cluster"})
     def _decisions(context: dg.AssetExecutionContext) -> dg.Output[dict]:
         name = context.partition_key
         params = context.resources.recipes.get(name).step(step.kind)
@@ -113,7 +114,8 @@ def build_decisions_asset(step: CurationStep) -> dg.AssetsDefinition:
         inputs = StepInputs(recipe=name, params=params, storage=st,
                             pointers=lambda asset: stored_pointers(context, st, asset),
                             planted_truth=mammoth.planted_truth,
-                            canary_ids=lambda pool: canaries.ids(pool, mammoth.planted_truth), log=context.log.info)
+                            canary_ids=lambda pool: canaries.ids(pool, mammoth.planted_truth), log=context.log.info,
+                            ray=context.resources.ray_cluster.placement())
         started = time.perf_counter()
         decided = step.decide(inputs)
         params_hash = decided.params_hash or step.params_hash(params)

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from mm_assets.curated.ledger import STEP_DECISION_COLUMNS
+from mm_assets.shard_map import RayPlacement, map_shards
 from mm_assets.storage import Storage
 
 from .backends import PROMPTS, Rephraser, clean_generation
+from .by_batch import RephraseBatchTask, RephraserSpec, rephrase_batch
 from .cache import RephraseCache, text_key
 from .validate import IMAGE_PLACEHOLDER, final_answer, reason_code, validate_rewrite
 
@@ -117,8 +119,8 @@ def text_units(sample_id: str, record: dict, role: str) -> list[TextUnit]:
 
 
 def rephrase_samples(records: Iterable[tuple[str, dict]], backend: Rephraser, cache_storage: Storage, *,
-                     batch_size: int = 64,
-                     on_batch: Callable[[int, int], None] | None = None) -> tuple[pl.DataFrame, dict]:
+                     batch_size: int = 64, on_batch: Callable[[int, int], None] | None = None,
+                     remote: tuple[RephraserSpec, RayPlacement] | None = None) -> tuple[pl.DataFrame, dict]:
     """Rephrase the turns of `records` (``(sample_id, record)`` pairs, already selected).
 
     Returns ``(results, stats)``: `results` has one row per turn unit (`RESULT_SCHEMA`):
@@ -128,6 +130,8 @@ def rephrase_samples(records: Iterable[tuple[str, dict]], backend: Rephraser, ca
     ``unique_texts = from_cache + generated``), ``batches``, ``rewritten``, ``rejected``
     (``{reason code: turns}``), ``skipped`` (``{reason: turns}``), ``samples_rewritten``,
     ``seconds_generating``. `on_batch(done, total)` is called after each generated batch.
+    `remote`: the back end's spec and a Ray placement: the missing texts are generated as Ray
+    tasks (each worker loads the back end from the spec), in the same batches as in process.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -145,17 +149,31 @@ def rephrase_samples(records: Iterable[tuple[str, dict]], backend: Rephraser, ca
     was_cached = set(outputs)
     missing = [t for t in texts if keys[t] not in outputs]
     t0 = time.perf_counter()
-    batches = 0
-    for s in range(0, len(missing), batch_size):
-        batch = missing[s:s + batch_size]
-        generated = backend.rephrase(batch)
-        if len(generated) != len(batch):
-            raise RuntimeError(f"{backend.name} returned {len(generated)} rewrites for {len(batch)} texts")
-        cache.append(batch, generated)
-        outputs.update((keys[t], g) for t, g in zip(batch, generated))
-        batches += 1
-        if on_batch is not None:
-            on_batch(min(s + batch_size, len(missing)), len(missing))
+    batches = [missing[s:s + batch_size] for s in range(0, len(missing), batch_size)]
+    if remote is None:
+        for k, batch in enumerate(batches):
+            generated = backend.rephrase(batch)
+            if len(generated) != len(batch):
+                raise RuntimeError(f"{backend.name} returned {len(generated)} rewrites for {len(batch)} texts")
+            cache.append(batch, generated)
+            outputs.update((keys[t], g) for t, g in zip(batch, generated))
+            if on_batch is not None:
+                on_batch(min((k + 1) * batch_size, len(missing)), len(missing))
+    else:
+        backend_spec, placement = remote
+        tasks = [RephraseBatchTask(cache_storage.root, cache_storage.storage_options, backend_spec, tuple(b), k)
+                 for k, b in enumerate(batches)]
+        done = [0]
+
+        def finished(result) -> None:
+            done[0] += len(result.record["outputs"])
+            if on_batch is not None:
+                on_batch(done[0], len(missing))
+
+        results = map_shards(rephrase_batch, tasks, shard_names=[t.shard for t in tasks], ray=placement,
+                             on_result=finished)
+        for task, result in zip(tasks, results):
+            outputs.update((keys[t], g) for t, g in zip(task.texts, result.record["outputs"]))
     seconds = time.perf_counter() - t0
 
     rows = []
@@ -177,7 +195,7 @@ def rephrase_samples(records: Iterable[tuple[str, dict]], backend: Rephraser, ca
     results = pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row")
     stats = {
         "samples": n_samples, "turns": len(units), "unique_texts": len(texts),
-        "from_cache": len(texts) - len(missing), "generated": len(missing), "batches": batches,
+        "from_cache": len(texts) - len(missing), "generated": len(missing), "batches": len(batches),
         "rewritten": int(results["ok"].sum()) if len(results) else 0,
         "rejected": dict(sorted(rejected.items())), "skipped": dict(sorted(skipped.items())),
         "samples_rewritten": results.filter(pl.col("ok"))["sample_id"].n_unique() if len(results) else 0,

@@ -69,7 +69,10 @@ def decide(inputs: StepInputs) -> Decided:
         by_domain.setdefault(domain, []).append(sid)
     selected = set().union(*(select_for_rephrase(ids, step.fraction, step.salt) for ids in by_domain.values()))
     chosen = {sid: meta for _, sid, meta in records if sid in selected}
-    results, stats = rephrase_samples(list(chosen.items()), backend, st.child(CACHE_ROOT),
+    from mm_assets.rephrase.by_batch import RephraserSpec
+
+    remote = None if inputs.ray is None else (RephraserSpec(step.backend, step.style, step.model), inputs.ray)
+    results, stats = rephrase_samples(list(chosen.items()), backend, st.child(CACHE_ROOT), remote=remote,
                                       on_batch=lambda done, total: inputs.log(f"rephrased {done}/{total}"))
     decisions = pl.concat([
         rephrase_decisions(ids, results.filter(pl.col("sample_id").is_in(ids)), fraction=step.fraction,
@@ -89,7 +92,8 @@ def decide(inputs: StepInputs) -> Decided:
                   "selected": stats["samples"], "turns": stats["turns"], "generated": stats["generated"],
                   "from_cache": stats["from_cache"], "rewritten_samples": len(rewrites),
                   "rejected": sum(rejected.values()), "rejected_by_reason": rejected,
-                  "skipped_by_reason": stats["skipped"], "generation_seconds": time.perf_counter() - started})
+                  "skipped_by_reason": stats["skipped"], "generation_seconds": time.perf_counter() - started,
+                  "generated_on": "Ray" if remote else "in process"})
 
 
 STEP = CurationStep(
