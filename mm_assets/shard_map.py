@@ -103,6 +103,13 @@ def _map_on_ray(fn, tasks, shard_names, placement: RayPlacement, on_result) -> l
     return results  # type: ignore[return-value]
 
 
+def task_device() -> str:
+    """Where a shard task runs its model: the GPU Ray gave the task (`num_gpus`), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def timed(shard: str, compute: Callable[[], dict]) -> ShardResult:
     """A computed `ShardResult`, with the seconds the computation took."""
     started = time.perf_counter()

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from mm_assets.embeddings import store
-from mm_assets.shard_map import ShardResult, timed
+from mm_assets.shard_map import ShardResult, task_device, timed
 from mm_assets.storage import Storage, local_dir, local_path
 
 
@@ -42,7 +42,8 @@ def _cached_embedder(st: Storage, pointer: dict):
     key = f"{st.root}|{pointer['version']}"
     if key not in _loaded:
         _loaded.clear()                 # one model at a time
-        _loaded[key] = load_embedder_from_pointer(st, pointer)
+        model, tokenizer, processor = load_embedder_from_pointer(st, pointer)
+        _loaded[key] = (model.to(task_device()), tokenizer, processor)
     return _loaded[key]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from mm_assets.shard_map import ShardResult, timed
+from mm_assets.shard_map import ShardResult, task_device, timed
 from mm_assets.storage import Storage, local_dir, local_path
 
 
@@ -35,7 +35,8 @@ def _cached_scorer(scorer: ScorerLocation):
     if key not in _loaded:
         _loaded.clear()
         with local_dir(Storage(scorer.root, scorer.options), scorer.rel) as path:
-            _loaded[key] = load_model_and_processor(path)
+            model, processor = load_model_and_processor(path)
+        _loaded[key] = (model.to(task_device()), processor)
     return _loaded[key]
 
 

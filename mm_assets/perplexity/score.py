@@ -85,11 +85,12 @@ def nll_of_samples(model, samples: Sequence[EncodedSample], pad_id: int, batch_s
     capacity = max(pack_len, max(s.length for s in samples))
     rows = first_fit([s.length for s in samples], capacity)
     out: list[tuple[float, int] | None] = [None] * len(samples)
-    dtype = next(model.parameters()).dtype
+    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
     for k in range(0, len(rows), batch_size):
         chunk = rows[k:k + batch_size]
         batch = collate_packed([[samples[i] for i in row] for row in chunk], pad_id, dtype=dtype)
-        logits = model(**batch.model_inputs()).logits
+        inputs = {name: v.to(device) if isinstance(v, torch.Tensor) else v for name, v in batch.model_inputs().items()}
+        logits = model(**inputs).logits.cpu()       # on a GPU worker: the forward there, the sums here
         sums, counts = segment_nll(logits, batch.labels, batch.segment_ids)
         for r, row in enumerate(chunk):
             for j, i in enumerate(row):
