@@ -6,13 +6,14 @@ image domains only. Every variant embeds every shard with the same per-shard set
 64, one decode thread overlapping a one-thread forward pass: what one Ray CPU slot runs):
 
 1. in process: `map_shards(embed_shard, ...)` in this process, one shard after the other;
-2. Ray, 1 slot: a `ray start --head --num-cpus=1` cluster on loopback, one task per shard;
-3. Ray, 2 slots: the same with `--num-cpus=2` (two shards at once);
+2. Ray, 1 worker: a `ray start --head --num-cpus=2` cluster on loopback, one task per shard, each
+   task reserving both CPU slots, so one shard runs at a time;
+3. Ray, 2 workers: the same cluster, each task reserving one slot (two shards at once);
 4. the pure-model rate: forward passes only, one thread, on the same images decoded and
    preprocessed beforehand into the same batches.
 
-Reports images/s and the ratios: Ray 1 slot ÷ in process (the Ray path's overhead), Ray 2 slots ÷
-Ray 1 slot (scaling with workers; on a 2-core machine both slots share the 2 cores with the
+Reports images/s and the ratios: Ray 1 worker ÷ in process (the Ray path's overhead), Ray 2 workers ÷
+Ray 1 worker (scaling with workers; on a 2-core machine both workers share the 2 cores with the
 decode threads), and each ÷ the pure-model rate. Checks that every variant's vectors are byte
 identical. Writes `.bench/results/ray.json`. `--quick`: 16 records per domain (what the suite runs).
 """
@@ -93,18 +94,21 @@ def pure_model_rate(embedder_dir: Path, tasks: list[EmbedShardTask]) -> float:
         return len(pairs) / (time.perf_counter() - started)
 
 
-def on_ray(num_cpus: int, tasks: list[EmbedShardTask]) -> tuple[float, int, dict]:
+def on_ray(tasks: list[EmbedShardTask]) -> dict[int, tuple[float, int, dict]]:
+    """{workers: run_variant} for 1 and 2 shards at a time on one 2-slot cluster."""
     import ray
 
     from servers import ray_cluster
 
-    with ray_cluster(num_cpus=num_cpus) as cluster:
+    env = {"HF_HUB_OFFLINE": "1"}
+    with ray_cluster(num_cpus=2) as cluster:
         ray.init(address=cluster.address, log_to_driver=False)
         try:
-            # warm-up: every slot imports torch and loads the embedder once, as a long job would
-            map_shards(embed_shard, tasks[:num_cpus], shard_names=[t.shard for t in tasks[:num_cpus]],
-                       ray=RayPlacement(num_cpus=1, env_vars={"HF_HUB_OFFLINE": "1"}))
-            return run_variant(tasks, RayPlacement(num_cpus=1, env_vars={"HF_HUB_OFFLINE": "1"}))
+            # warm-up: both worker processes import torch and load the embedder once, as a long job would
+            map_shards(embed_shard, tasks[:2], shard_names=[t.shard for t in tasks[:2]],
+                       ray=RayPlacement(num_cpus=1, env_vars=env))
+            return {workers: run_variant(tasks, RayPlacement(num_cpus=2 / workers, env_vars=env))
+                    for workers in (1, 2)}
         finally:
             ray.shutdown()
 
@@ -128,27 +132,27 @@ def main() -> int:
     map_shards(embed_shard, tasks[:1], shard_names=["warm-up"])          # in process: load the model once
     seconds = {}
     in_process = run_variant(tasks, None)
-    ray_1 = on_ray(1, tasks)
-    ray_2 = on_ray(2, tasks)
+    on_cluster = on_ray(tasks)
+    ray_1, ray_2 = on_cluster[1], on_cluster[2]
     model = pure_model_rate(embedder_dir, tasks)
     shutil.rmtree(Path(tasks[0].storage_root) / "ray_bench_out", ignore_errors=True)
     rows = in_process[1]
-    for name, (s, n, _) in {"in_process": in_process, "ray_1_slot": ray_1, "ray_2_slots": ray_2}.items():
+    for name, (s, n, _) in {"in_process": in_process, "ray_1_worker": ray_1, "ray_2_workers": ray_2}.items():
         assert n == rows
         seconds[name] = s
     rate = {k: rows / s for k, s in seconds.items()}
     rate["pure_model_1_thread"] = model
     res = {"images": rows, "shards": len(tasks), "batch_size": BATCH, "images_per_s": rate,
            "identical": in_process[2] == ray_1[2] == ray_2[2],
-           "ratio_ray_1_slot_vs_in_process": rate["ray_1_slot"] / rate["in_process"],
-           "ratio_ray_2_slots_vs_1_slot": rate["ray_2_slots"] / rate["ray_1_slot"],
-           "ratio_vs_pure_model": {k: rate[k] / model for k in ("in_process", "ray_1_slot", "ray_2_slots")},
+           "ratio_ray_1_worker_vs_in_process": rate["ray_1_worker"] / rate["in_process"],
+           "ratio_ray_2_workers_vs_1_worker": rate["ray_2_workers"] / rate["ray_1_worker"],
+           "ratio_vs_pure_model": {k: rate[k] / model for k in ("in_process", "ray_1_worker", "ray_2_workers")},
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()}}
     print(f"embeddings of {rows} images in {len(tasks)} shards (batch {BATCH}, 1 decode + 1 torch thread per shard):")
-    for k in ("in_process", "ray_1_slot", "ray_2_slots", "pure_model_1_thread"):
+    for k in ("in_process", "ray_1_worker", "ray_2_workers", "pure_model_1_thread"):
         print(f"  {k:22s} {rate[k]:7.0f} img/s")
-    print(f"  Ray 1 slot / in process: {res['ratio_ray_1_slot_vs_in_process']:.2f}   "
-          f"Ray 2 slots / 1 slot: {res['ratio_ray_2_slots_vs_1_slot']:.2f}   "
+    print(f"  Ray 1 worker / in process: {res['ratio_ray_1_worker_vs_in_process']:.2f}   "
+          f"Ray 2 workers / 1 worker: {res['ratio_ray_2_workers_vs_1_worker']:.2f}   "
           f"byte-identical vectors: {res['identical']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))

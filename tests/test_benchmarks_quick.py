@@ -155,9 +155,9 @@ SCRIPTS = [
 def check_ray(res: dict, out: Path) -> None:
     assert res["identical"], "Ray and in-process vectors differ"
     assert 0 < res["images"] < QUICK_RECORDS and res["shards"] >= 7        # one shard per image domain at least
-    assert set(res["images_per_s"]) == {"in_process", "ray_1_slot", "ray_2_slots", "pure_model_1_thread"}
+    assert set(res["images_per_s"]) == {"in_process", "ray_1_worker", "ray_2_workers", "pure_model_1_thread"}
     assert all(positive(v) for v in res["images_per_s"].values()), res["images_per_s"]
-    assert positive(res["ratio_ray_1_slot_vs_in_process"]) and positive(res["ratio_ray_2_slots_vs_1_slot"])
+    assert positive(res["ratio_ray_1_worker_vs_in_process"]) and positive(res["ratio_ray_2_workers_vs_1_worker"])
 
 
 @pytest.mark.parametrize("script, args, takes_work, check", SCRIPTS, ids=[s[0].removesuffix(".py") for s in SCRIPTS])
