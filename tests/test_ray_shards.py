@@ -62,8 +62,9 @@ def home(small_data, tmp_path_factory):
         for job in ("embedder_job", "trusted_pool_job", "reference_model_job"):
             g.run(job)
         for step in STEPS:
-            for d in DOMAINS:
+            for d in DOMAINS[:1]:
                 g.run(f"{step}_job", d)
+        g.run("embeddings_job", DOMAINS[1])      # the killed-driver test's domain
         g.run("step_decisions_job", "rephrase")
     finally:
         if previous is None:
@@ -107,15 +108,15 @@ def _shards(home: Path, domain: str) -> int:
 
 def test_ray_results_equal_in_process_byte_for_byte_with_the_same_data_versions(cluster, home, small_data):
     g = _graph(home, small_data)
-    reference = {(s, d): (_files(_outputs(home, s, d)), _data_version(g, s, d)) for s in STEPS for d in DOMAINS}
-    for d in DOMAINS:
-        assert _shards(home, d) >= 3, "the test needs several shards per domain"
-        for s in STEPS:
-            _forget(home, s, d)
+    reference = {(s, d): (_files(_outputs(home, s, d)), _data_version(g, s, d)) for s in STEPS for d in DOMAINS[:1]}
+    d = DOMAINS[0]          # one domain: each run on Ray starts its own worker processes (torch imports)
+    assert _shards(home, d) >= 3, "the test needs several shards per domain"
+    for s in STEPS:
+        _forget(home, s, d)
 
     g = _graph(home, small_data, cluster.address)
     for s in STEPS:
-        for d in DOMAINS:
+        for d in DOMAINS[:1]:
             g.run(f"{s}_job", d)
             meta = g.meta(s, d)
             rows = meta["scorers"][0] if s == "perplexity_scores" else meta
@@ -214,4 +215,5 @@ def test_after_a_killed_driver_only_the_missing_shards_are_computed(cluster, hom
     g.run("embeddings_job", domain)
     meta = g.meta("embeddings", domain)
     assert (meta["shards_computed"], meta["shards_reused"]) == (total - present, present), meta
+    print(f"driver killed with {present} of {total} shards done: the re-run computed {meta['shards_computed']}")
     assert (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain)) == before
