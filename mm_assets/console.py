@@ -43,7 +43,10 @@ def quiet_libraries() -> None:
 
 
 def _seconds(s: float) -> str:
-    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:02.0f} s"
+    if s < 59.95:
+        return f"{s:.1f} s"
+    whole = round(s)            # round first: 179.6 s is "3 min 00 s", not "2 min 60 s"
+    return f"{whole // 60} min {whole % 60:02d} s"
 
 
 def _count(x: float) -> str:

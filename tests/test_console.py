@@ -125,3 +125,9 @@ def test_summary_tables_fit_a_screen_and_the_json_goes_to_a_file(tmp_path, ablat
     assert "+2.3 [+0.1, +4.5]" in text and "reference" in text and "oracle gap not established" in text
     assert max(len(line) for line in text.splitlines()) <= 120
     assert len(text.splitlines()) < 25
+
+
+def test_stage_times_round_before_splitting_minutes():
+    from mm_assets.console import _seconds
+    assert [_seconds(s) for s in (12.34, 59.96, 109.4, 179.6, 3599.7)] == [
+        "12.3 s", "1 min 00 s", "1 min 49 s", "3 min 00 s", "60 min 00 s"]
