@@ -2,20 +2,21 @@
 same map in process and against the pure-model rate, all in one run.
 
 Data: the demo-scale look-alike data ingested into WebDataset shards (bench_embeddings' cache),
-image domains only. Every variant embeds every shard with the same per-shard settings (batch
-64, one decode thread overlapping a one-thread forward pass: what one Ray CPU slot runs):
+image domains only. Every variant embeds every shard with the same per-shard settings: batch 64,
+decoding inline and a one-thread forward pass, so a shard task keeps one core busy (the decode
+overlap that uses a second core is bench_embeddings' subject):
 
 1. in process: `map_shards(embed_shard, ...)` in this process, one shard after the other;
-2. Ray, 1 worker: a `ray start --head --num-cpus=2` cluster on loopback, one task per shard, each
-   task reserving both CPU slots, so one shard runs at a time;
-3. Ray, 2 workers: the same cluster, each task reserving one slot (two shards at once);
+2. Ray, 1 worker: a `ray start --head --num-cpus=1` cluster on loopback, one task per shard;
+3. Ray, 2 workers: a `--num-cpus=2` cluster (two shards at once). Two clusters, because on one
+   cluster the leases of the first variant's task shape kept the second's tasks from overlapping;
 4. the pure-model rate: forward passes only, one thread, on the same images decoded and
    preprocessed beforehand into the same batches.
 
-Reports images/s and the ratios: Ray 1 worker ÷ in process (the Ray path's overhead), Ray 2 workers ÷
-Ray 1 worker (scaling with workers; on a 2-core machine both workers share the 2 cores with the
-decode threads), and each ÷ the pure-model rate. Checks that every variant's vectors are byte
-identical. Writes `.bench/results/ray.json`. `--quick`: 16 records per domain (what the suite runs).
+Reports images/s and the ratios: Ray 1 worker ÷ in process (the Ray path's overhead), Ray 2
+workers ÷ Ray 1 worker (scaling with workers: one core each), and each ÷ the pure-model rate.
+Checks that every variant's vectors are byte identical. Writes `.bench/results/ray.json`.
+`--quick`: 16 records per domain (what the suite runs).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def shard_tasks(work: Path, info: dict, embedder_dir: Path, out_root: str) -> li
             tasks.append(EmbedShardTask(storage_root=ingest.root, storage_options={}, raw_root=f"raw/{domain}",
                                         tar=Path(uri).name, out_root=f"{out_root}/{domain}",
                                         embedder={"root": None, "model": str(embedder_dir), "version": "bench"},
-                                        batch_size=BATCH, decode_workers=1, torch_threads=1))
+                                        batch_size=BATCH, decode_workers=0, torch_threads=1))
     return tasks
 
 
@@ -94,21 +95,19 @@ def pure_model_rate(embedder_dir: Path, tasks: list[EmbedShardTask]) -> float:
         return len(pairs) / (time.perf_counter() - started)
 
 
-def on_ray(tasks: list[EmbedShardTask]) -> dict[int, tuple[float, int, dict]]:
-    """{workers: run_variant} for 1 and 2 shards at a time on one 2-slot cluster."""
+def on_ray(workers: int, tasks: list[EmbedShardTask]) -> tuple[float, int, dict]:
+    """run_variant on a cluster of `workers` CPU slots, one slot per task."""
     import ray
 
     from servers import ray_cluster
 
-    env = {"HF_HUB_OFFLINE": "1"}
-    with ray_cluster(num_cpus=2) as cluster:
+    placement = RayPlacement(num_cpus=1, env_vars={"HF_HUB_OFFLINE": "1"})
+    with ray_cluster(num_cpus=workers) as cluster:
         ray.init(address=cluster.address, log_to_driver=False)
         try:
-            # warm-up: both worker processes import torch and load the embedder once, as a long job would
-            map_shards(embed_shard, tasks[:2], shard_names=[t.shard for t in tasks[:2]],
-                       ray=RayPlacement(num_cpus=1, env_vars=env))
-            return {workers: run_variant(tasks, RayPlacement(num_cpus=2 / workers, env_vars=env))
-                    for workers in (1, 2)}
+            # warm-up: every worker imports torch and loads the embedder once, as a long job would
+            map_shards(embed_shard, tasks[:workers], shard_names=[t.shard for t in tasks[:workers]], ray=placement)
+            return run_variant(tasks, placement)
         finally:
             ray.shutdown()
 
@@ -132,8 +131,7 @@ def main() -> int:
     map_shards(embed_shard, tasks[:1], shard_names=["warm-up"])          # in process: load the model once
     seconds = {}
     in_process = run_variant(tasks, None)
-    on_cluster = on_ray(tasks)
-    ray_1, ray_2 = on_cluster[1], on_cluster[2]
+    ray_1, ray_2 = on_ray(1, tasks), on_ray(2, tasks)
     model = pure_model_rate(embedder_dir, tasks)
     shutil.rmtree(Path(tasks[0].storage_root) / "ray_bench_out", ignore_errors=True)
     rows = in_process[1]
@@ -148,7 +146,8 @@ def main() -> int:
            "ratio_ray_2_workers_vs_1_worker": rate["ray_2_workers"] / rate["ray_1_worker"],
            "ratio_vs_pure_model": {k: rate[k] / model for k in ("in_process", "ray_1_worker", "ray_2_workers")},
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()}}
-    print(f"embeddings of {rows} images in {len(tasks)} shards (batch {BATCH}, 1 decode + 1 torch thread per shard):")
+    print(f"embeddings of {rows} images in {len(tasks)} shards "
+          f"(batch {BATCH}, inline decode + 1 torch thread per shard):")
     for k in ("in_process", "ray_1_worker", "ray_2_workers", "pure_model_1_thread"):
         print(f"  {k:22s} {rate[k]:7.0f} img/s")
     print(f"  Ray 1 worker / in process: {res['ratio_ray_1_worker_vs_in_process']:.2f}   "
