@@ -15,6 +15,7 @@ several shards; the embedder is a tiny SigLIP2 given by path, the scorer the ref
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -51,33 +52,41 @@ def home(small_data, tmp_path_factory):
     """A graph home with the raw shards of two domains, the embedder and the reference model,
     and the embeddings and perplexity scores of both domains computed in process."""
     home = tmp_path_factory.mktemp("ray") / "home"
+    with _four_samples_per_shard():
+        g = build_graph(home, small_data, recipes=("ppl_top50", "rephrase"))
+    g.run("source_job")
+    for d in ALL_DOMAINS:            # the embedder and the trusted pool read every domain
+        g.run("ingest_domain_job", d)
+    g.register_recipes()
+    for job in ("embedder_job", "trusted_pool_job", "reference_model_job"):
+        g.run(job)
+    for step in STEPS:
+        for d in DOMAINS[:1]:
+            g.run(f"{step}_job", d)
+    g.run("embeddings_job", DOMAINS[1])      # the killed-driver test's domain
+    g.run("step_decisions_job", "rephrase")
+    return home
+
+
+@contextlib.contextmanager
+def _four_samples_per_shard():
+    """The source resource reads MM_SAMPLES_PER_SHARD when it is built; the xdist worker's other
+    tests must not see it."""
     previous = os.environ.get("MM_SAMPLES_PER_SHARD")
     os.environ["MM_SAMPLES_PER_SHARD"] = "4"
     try:
-        g = build_graph(home, small_data, recipes=("ppl_top50", "rephrase"))
-        g.run("source_job")
-        for d in ALL_DOMAINS:            # the embedder and the trusted pool read every domain
-            g.run("ingest_domain_job", d)
-        g.register_recipes()
-        for job in ("embedder_job", "trusted_pool_job", "reference_model_job"):
-            g.run(job)
-        for step in STEPS:
-            for d in DOMAINS[:1]:
-                g.run(f"{step}_job", d)
-        g.run("embeddings_job", DOMAINS[1])      # the killed-driver test's domain
-        g.run("step_decisions_job", "rephrase")
+        yield
     finally:
         if previous is None:
             os.environ.pop("MM_SAMPLES_PER_SHARD")
         else:
             os.environ["MM_SAMPLES_PER_SHARD"] = previous
-    return home
 
 
 def _graph(home: Path, small_data: Path, address: str = "", cpus_per_shard: float = 1.0):
-    os.environ["MM_SAMPLES_PER_SHARD"] = "4"
-    return open_graph(home, small_data, ray_cluster=RayClusterResource(address=address,
-                                                                       num_cpus_per_shard=cpus_per_shard))
+    with _four_samples_per_shard():
+        return open_graph(home, small_data, ray_cluster=RayClusterResource(address=address,
+                                                                           num_cpus_per_shard=cpus_per_shard))
 
 
 def _data_version(g, step: str, domain: str) -> str:
