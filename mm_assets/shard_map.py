@@ -110,6 +110,17 @@ def task_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resumable(out, record_name: str, shard: str, compute: Callable[[], dict]) -> ShardResult:
+    """The shard's completion record in storage `out` if it is there (reused), else `compute()`
+    (which writes the shard's outputs) and then the record, last: a shard counts as done only
+    once its record exists."""
+    if out.exists(record_name):
+        return ShardResult(shard=shard, record=out.read_json(record_name), computed=False)
+    result = timed(shard, compute)
+    out.write_json(record_name, result.record)
+    return result
+
+
 def timed(shard: str, compute: Callable[[], dict]) -> ShardResult:
     """A computed `ShardResult`, with the seconds the computation took."""
     started = time.perf_counter()

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from mm_assets.embeddings import store
-from mm_assets.shard_map import ShardResult, task_device, timed
+from mm_assets.shard_map import ShardResult, resumable, task_device
 from mm_assets.storage import Storage, local_dir, local_path
 
 
@@ -78,9 +78,6 @@ def embed_shard(task: EmbedShardTask, on_items=None) -> ShardResult:
 
     st = Storage(task.storage_root, task.storage_options)
     out = st.child(task.out_root)
-    record_name = part_record_name(task.shard)
-    if out.exists(record_name):
-        return ShardResult(shard=task.shard, record=out.read_json(record_name), computed=False)
 
     def compute() -> dict:
         model, tokenizer, processor = _cached_embedder(st, task.embedder)
@@ -93,10 +90,9 @@ def embed_shard(task: EmbedShardTask, on_items=None) -> ShardResult:
                   "dim": int(result["vectors"].shape[1]),
                   "npy_sha256": out.write_bytes(f"{task.shard}.npy", npy_bytes(result["vectors"])),
                   "ids_sha256": out.write_parquet(f"{task.shard}.ids.parquet", ids)}
-        out.write_json(record_name, record)     # last: the shard counts as done only once this exists
         return record
 
-    return timed(task.shard, compute)
+    return resumable(out, part_record_name(task.shard), task.shard, compute)
 
 
 @dataclass(frozen=True)
@@ -129,9 +125,6 @@ def embed_question_chunk(task: QuestionChunkTask) -> ShardResult:
 
     st = Storage(task.storage_root, task.storage_options)
     out = st.child(task.out_root)
-    record_name = part_record_name(task.shard)
-    if out.exists(record_name):
-        return ShardResult(shard=task.shard, record=out.read_json(record_name), computed=False)
 
     def compute() -> dict:
         model, tokenizer, _ = _cached_embedder(st, task.embedder)
@@ -139,8 +132,6 @@ def embed_question_chunk(task: QuestionChunkTask) -> ShardResult:
             rows = pl.read_parquet(f, columns=["sample_id", "question"]).slice(task.start, task.stop - task.start)
         ids, vectors = embed_questions(model, tokenizer, rows, batch_size=task.batch_size,
                                        num_threads=task.torch_threads)
-        record = store.write_embedding_shard(out, task.index, ids, vectors, prefix="questions")
-        out.write_json(record_name, record)
-        return record
+        return store.write_embedding_shard(out, task.index, ids, vectors, prefix="questions")
 
-    return timed(task.shard, compute)
+    return resumable(out, part_record_name(task.shard), task.shard, compute)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from mm_assets.shard_map import ShardResult, task_device, timed
+from mm_assets.shard_map import ShardResult, resumable, task_device
 from mm_assets.storage import Storage, local_dir, local_path
 
 
@@ -61,20 +61,15 @@ def score_shard(task: ScoreShardTask) -> ShardResult:
 
     st = Storage(task.storage_root, task.storage_options)
     out = st.child(task.out_root)
-    record_name = f"shards/{task.shard}.part.json"
-    if out.exists(record_name):
-        return ShardResult(shard=task.shard, record=out.read_json(record_name), computed=False)
 
     def compute() -> dict:
         model, processor = _cached_scorer(task.scorer)
         with local_path(st.child(task.raw_root), task.tar) as path:
             scores = score_with_model(model, processor, [path]).with_columns(pl.lit(task.domain).alias("domain"))
         name = f"shards/{task.shard}.parquet"
-        record = {"parquet": name, "rows": scores.height, "sha256": out.write_parquet(name, scores)}
-        out.write_json(record_name, record)     # last: the shard counts as done only once this exists
-        return record
+        return {"parquet": name, "rows": scores.height, "sha256": out.write_parquet(name, scores)}
 
-    return timed(task.shard, compute)
+    return resumable(out, f"shards/{task.shard}.part.json", task.shard, compute)
 
 
 def concat_shard_scores(out: Storage, records: list[dict]) -> pl.DataFrame:
