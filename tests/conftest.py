@@ -17,12 +17,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_BUDGET_TOKENS = 30_000
 
 
+LONGEST_FIRST = ("test_recipe_flow_e2e.py", "test_graph_on_s3.py", "test_checkpoint_sensor_e2e.py")
+
+
 def pytest_collection_modifyitems(items):
     """Marks the tests of the filled small graph, so that `make test` runs them in a process of
     their own (the graph, minutes to fill, is built once there) beside the rest. (pytest-xdist's
     `--dist loadgroup` would do it, but with pytest 9 it no longer groups: it renames `_nodeid`,
     which pytest 9 does not read.) Their time limit is 15 minutes: the first one's setup fills the
     graph, 10 minutes and more while the suite's other processes share the 2 cores."""
+    # the longest end-to-end tests first, so that xdist's workers start them at once rather than
+    # one of them after the short ones (the e2e process's wall time is its busiest worker's)
+    items.sort(key=lambda item: next((i for i, name in enumerate(LONGEST_FIRST) if name in item.nodeid),
+                                     len(LONGEST_FIRST)))
     for item in items:
         if "small_graph" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.small_graph)
@@ -30,13 +37,18 @@ def pytest_collection_modifyitems(items):
                 item.add_marker(pytest.mark.timeout(900))
 
 
-@pytest.fixture(scope="session")
-def sample_data(tmp_path_factory) -> Path:
+def _generate_demo_data(root: Path) -> Path:
     from mm_assets.sample_data import generate_sample_data
 
-    root = tmp_path_factory.mktemp("sample_data")
     generate_sample_data(root, scale="demo", seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    """The demo-scale look-alike data. Read only, so the suite's processes (and the xdist
+    workers of the end-to-end tests) share one."""
+    return built_once("sample_data", _generate_demo_data) or _generate_demo_data(tmp_path_factory.mktemp("sample_data"))
 
 
 @pytest.fixture(scope="session")
@@ -76,25 +88,37 @@ def small_data(tmp_path_factory) -> Path:
     return built_once("small_data", _generate_small_data) or _generate_small_data(tmp_path_factory.mktemp("small_data"))
 
 
+def fill_small_graph(home: Path, small_data: Path):
+    from curation_graph import SHIPPED_RECIPES, build_graph, small_graph_resources
+
+    g = build_graph(home, small_data, recipes=SHIPPED_RECIPES, **small_graph_resources(home, SMALL_BUDGET_TOKENS))
+    rejected = g.fill(eval_sets=True, train=True)
+    assert rejected == {}
+    assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled
+    return g
+
+
+def build_shared() -> None:
+    """What the suite's processes share, built before they start (tests/run_suite.sh): alone on
+    the 2 cores this takes about a minute and a half; built by the first process that needs it, it
+    took ten while the other processes ran."""
+    small = built_once("small_data", _generate_small_data)
+    built_once("small_graph", lambda home: fill_small_graph(home, small))
+    built_once("sample_data", _generate_demo_data)
+
+
 @pytest.fixture(scope="session")
 def small_graph(small_data, tmp_path_factory):
     """The whole graph filled on the small data with every shipped recipe, each trained; training
     settings and the sensor's benchmark set sized for tests. Tests that change it restore what
     they change. The suite's two processes of small-graph tests fill it once (the fill is most of
     their time) and each works on its own copy."""
-    from curation_graph import SHIPPED_RECIPES, build_graph, open_graph, small_graph_resources
+    from curation_graph import open_graph, small_graph_resources
 
-    def fill(home: Path):
-        g = build_graph(home, small_data, recipes=SHIPPED_RECIPES, **small_graph_resources(home, SMALL_BUDGET_TOKENS))
-        rejected = g.fill(eval_sets=True, train=True)
-        assert rejected == {}
-        assert g.automation_tick() == {}          # the first tick only marks the filled graph as handled
-        return g
-
-    shared = built_once("small_graph", fill)
+    shared = built_once("small_graph", lambda home: fill_small_graph(home, small_data))
     home = tmp_path_factory.mktemp("small_graph") / "home"
     if shared is None:
-        return fill(home)
+        return fill_small_graph(home, small_data)
     # (the copy's new MLflow runs keep the experiments' artifact location, in the shared home)
     shutil.copytree(shared, home)
     g = open_graph(home, small_data, **small_graph_resources(home, SMALL_BUDGET_TOKENS))

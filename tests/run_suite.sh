@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# `make test`: four pytest processes side by side — the real-daemon tests (marked e2e; they
-# mostly wait on runs, three at once), the tests of the filled small graph (marked small_graph by
-# conftest.py; the graph takes minutes to fill and is built once per process) split in two: the
-# step-edit tests of test_curation_steps.py and the others; and the rest in the foreground. One
-# process kept 2 cores about half busy, and the graph's tests in one process were the longest
-# path (17.7 of 17.9 minutes). Fails if any fails; the logs of the background processes are
+# `make test`: the shared test data first (with the niced rest beside it), then four pytest
+# processes side by side — the real-daemon tests (marked e2e; they mostly wait on runs, three at
+# once), the tests of the filled small graph (marked small_graph by conftest.py; each process
+# works on its own copy of the shared fill) split in two: the step-edit tests of
+# test_curation_steps.py and the others; and the rest, niced. Fails if any fails; the logs are
 # printed at the end (and kept in .test-logs/).
 set -u
 cd "$(dirname "$0")/.."
@@ -12,9 +11,16 @@ py=${PYTHON:-.venv/bin/python}
 base=${TMPDIR:-/tmp}/mm-tests
 logs=.test-logs
 mkdir -p "$base" "$logs"
-# the small data and the filled small graph: built once, by the first process that needs them
+# the data sets and the filled small graph the processes share: built first, while only the
+# (niced) rest runs beside — built by the first process that needed them, the fill took ten
+# minutes among the others instead of one and a half alone, and held two of them up
 rm -rf "$base/shared"
 export MM_TEST_SHARED="$base/shared"
+nice -n 5 $py -m pytest -q -m "not e2e and not small_graph" --basetemp="$base/rest" --durations=20 \
+    > "$logs/rest.log" 2>&1 &
+rest_pid=$!
+(cd tests && $py -c "import conftest; conftest.build_shared()") > "$logs/shared.log" 2>&1 \
+    || { echo "building the shared test data failed:"; tail -50 "$logs/shared.log"; }
 
 $py -m pytest -q -m e2e -n 3 --dist loadgroup -p no:cacheprovider --basetemp="$base/e2e" --durations=5 > "$logs/e2e.log" 2>&1 &
 e2e=$!
@@ -24,12 +30,11 @@ steps=$!
 $py -m pytest -q -m "small_graph and not e2e" -p no:cacheprovider --basetemp="$base/graph" --durations=10 \
     --ignore=tests/test_curation_steps.py > "$logs/small_graph.log" 2>&1 &
 graph=$!
-# the rest at a lower priority: it has minutes to spare, the small graph's processes are the longest path
-nice -n 5 $py -m pytest -q -m "not e2e and not small_graph" --basetemp="$base/rest" --durations=20
-rest=$?
+wait $rest_pid; rest=$?
 wait $steps; steps_status=$?
 wait $graph; graph_status=$?
 wait $e2e; e2e_status=$?
+echo "--- the rest ---"; cat "$logs/rest.log"
 echo "--- step edits on the filled small graph ---"; cat "$logs/small_graph_steps.log"
 echo "--- other tests of the filled small graph ---"; cat "$logs/small_graph.log"
 echo "--- end-to-end tests (real dagster dev) ---"; cat "$logs/e2e.log"

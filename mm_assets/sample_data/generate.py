@@ -48,8 +48,17 @@ def _pool(workers: int):
         yield _Inline()
         return
     # spawn: safe when the caller has threads (Dagster, pytest plugins)
-    with mp.get_context("spawn").Pool(workers) as pool:
+    pool = mp.get_context("spawn").Pool(workers)
+    try:
         yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    # close + join, not `with Pool` (terminate): terminate signals idle workers with SIGTERM, and
+    # where SIGTERM is ignored (inherited from a background job) a worker blocked on the task
+    # queue's lock never exits and the join hangs — seen in the test suite
+    pool.close()
+    pool.join()
 
 
 def _ref(plan: Plan, ordinal: int) -> dict:
