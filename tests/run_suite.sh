@@ -19,7 +19,7 @@ export MM_TEST_SHARED="$base/shared"
 nice -n 5 $py -m pytest -q -m "not e2e and not small_graph" --basetemp="$base/rest" --durations=20 \
     > "$logs/rest.log" 2>&1 &
 rest_pid=$!
-(cd tests && $py -c "import conftest; conftest.build_shared()") > "$logs/shared.log" 2>&1 \
+$py -c "import sys; sys.path.insert(0, 'tests'); import conftest; conftest.build_shared()" > "$logs/shared.log" 2>&1 \
     || { echo "building the shared test data failed:"; tail -50 "$logs/shared.log"; }
 
 $py -m pytest -q -m e2e -n 3 --dist loadgroup -p no:cacheprovider --basetemp="$base/e2e" --durations=5 > "$logs/e2e.log" 2>&1 &
