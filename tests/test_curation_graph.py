@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import time
 
 import dagster as dg
 import polars as pl
@@ -59,14 +58,12 @@ def test_target_fraction_is_hit_in_both_spaces(graph, target):
 
 def test_changing_the_target_only_rethresholds_stored_scores(graph):
     before = graph.counts()
-    started = time.perf_counter()
     m = mask_for(graph, "sweep", recipe_text(target=0.07))
-    wall = time.perf_counter() - started
     # the work flag is the property; the seconds only bound it (2.09 s once, on 2 cores under the whole suite)
     assert m["kmeans_or_pairwise_work"] is False and m["seconds"] < 10.0
     after = graph.counts()
+    # only the mask: no score asset recomputed (a wall-clock bound here failed at 31 s under the suite's load)
     assert delta(before, after) == {("semdedup_mask", "sweep"): 1}
-    assert wall < 30
     decisions = graph.storage.child(graph.storage.read_json("dagster_io/semdedup_mask/sweep.json")["root"]) \
         .read_parquet("decisions.parquet")
     dropped = decisions.filter(pl.col("decision") == "drop")

@@ -192,7 +192,9 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
     seconds = time.perf_counter() - started
     out_runs = [{"seed": r["seed"], "training_run": r["training_run"], "checkpoints": r["checkpoints"],
                  "final": r["checkpoints"][-1], "tokens_seen": r["tokens_seen"], "steps": r["steps"],
-                 "epochs_seen": r["epochs_seen"], "root": f"training_runs/{r['training_run']}"} for r in runs]
+                 "epochs_seen": r["epochs_seen"], "root": f"training_runs/{r['training_run']}",
+                 "resumed_from": r["resumed_from"], "steps_this_call": len(c["this_call"])}
+                for r, c in zip(runs, curves)]
     names = [n for r in runs for n in r["checkpoints"]]
     first = runs[0]
     version = content_digest([[r["training_run"] for r in runs], names])
