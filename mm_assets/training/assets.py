@@ -192,9 +192,10 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
     seconds = time.perf_counter() - started
     out_runs = [{"seed": r["seed"], "training_run": r["training_run"], "checkpoints": r["checkpoints"],
                  "final": r["checkpoints"][-1], "tokens_seen": r["tokens_seen"], "steps": r["steps"],
-                 "epochs_seen": r["epochs_seen"], "root": f"training_runs/{r['training_run']}",
-                 "resumed_from": r["resumed_from"], "steps_this_call": len(c["this_call"])}
-                for r, c in zip(runs, curves)]
+                 "epochs_seen": r["epochs_seen"], "root": f"training_runs/{r['training_run']}"} for r in runs]
+    # what this materialization did (metadata only: the stored value is the same however it got there)
+    runs_done = [{**o, "resumed_from": r["resumed_from"], "steps_this_call": len(c["this_call"])}
+                 for o, r, c in zip(out_runs, runs, curves)]
     names = [n for r in runs for n in r["checkpoints"]]
     first = runs[0]
     version = content_digest([[r["training_run"] for r in runs], names])
@@ -206,7 +207,7 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
         data_version=dg.DataVersion(version),
         # single figures are the first seed's run (as before seeds), `seconds` the whole materialization
         metadata={"training_run": first["training_run"], "checkpoints": dg.MetadataValue.json(names),
-                  "seeds": dg.MetadataValue.json(seeds), "runs": dg.MetadataValue.json(out_runs),
+                  "seeds": dg.MetadataValue.json(seeds), "runs": dg.MetadataValue.json(runs_done),
                   "runs_table": dg.MetadataValue.md(markdown_table(pl.DataFrame(
                       [{"seed": r["seed"], "training_run": r["training_run"], "tokens_seen": r["tokens_seen"],
                         "steps": r["steps"], "epochs_seen": round(r["epochs_seen"], 3),
