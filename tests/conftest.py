@@ -24,8 +24,8 @@ def pytest_collection_modifyitems(items):
     """Marks the tests of the filled small graph, so that `make test` runs them in a process of
     their own (the graph, minutes to fill, is built once there) beside the rest. (pytest-xdist's
     `--dist loadgroup` would do it, but with pytest 9 it no longer groups: it renames `_nodeid`,
-    which pytest 9 does not read.) Their time limit is 15 minutes: the first one's setup fills the
-    graph, 10 minutes and more while the suite's other processes share the 2 cores."""
+    which pytest 9 does not read.) Their time limit is 15 minutes: run alone (without the shared
+    fill tests/run_suite.sh builds first) the first one's setup fills the graph."""
     # the longest end-to-end tests first, so that xdist's workers start them at once rather than
     # one of them after the short ones (the e2e process's wall time is its busiest worker's)
     items.sort(key=lambda item: next((i for i, name in enumerate(LONGEST_FIRST) if name in item.nodeid),
@@ -99,9 +99,9 @@ def fill_small_graph(home: Path, small_data: Path):
 
 
 def build_shared() -> None:
-    """What the suite's processes share, built before they start (tests/run_suite.sh): alone on
-    the 2 cores this takes about a minute and a half; built by the first process that needs it, it
-    took ten while the other processes ran."""
+    """What the suite's processes share, built before they start (tests/run_suite.sh): about two
+    minutes beside the niced rest; built by the first process that needed it, the fill alone took
+    ten while the other processes ran."""
     small = built_once("small_data", _generate_small_data)
     built_once("small_graph", lambda home: fill_small_graph(home, small))
     built_once("sample_data", _generate_demo_data)
