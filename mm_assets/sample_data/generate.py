@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from mm_assets import progress
@@ -15,6 +13,7 @@ from .canvas import Sizing
 from .dirty import write_dirty
 from .families import DOMAINS, FAMILIES
 from .plan import Plan, build_plan
+from .pool import process_pool
 from .render import render_chunk
 from .scales import PlantedMix, resolve_scale
 from .sources import source_to_domain
@@ -23,42 +22,6 @@ from .writer import JsonArrayWriter, write_json, write_tar_gz
 
 GENERATOR_VERSION = "2"   # 2: answer-format instructions (instructions.py), planted mix in the truth
 MAIN_JSON = "main/mammoth_si.json"
-
-
-class _Inline:
-    """Pool stand-in that runs everything in this process (workers=1)."""
-
-    class _Done:
-        def __init__(self, value):
-            self._value = value
-
-        def get(self):
-            return self._value
-
-    def apply_async(self, fn, args):
-        return self._Done(fn(*args))
-
-    def imap(self, fn, items):
-        return map(fn, items)
-
-
-@contextmanager
-def _pool(workers: int):
-    if workers <= 1:
-        yield _Inline()
-        return
-    # spawn: safe when the caller has threads (Dagster, pytest plugins)
-    pool = mp.get_context("spawn").Pool(workers)
-    try:
-        yield pool
-    except BaseException:
-        pool.terminate()
-        raise
-    # close + join, not `with Pool` (terminate): terminate signals idle workers with SIGTERM, and
-    # where SIGTERM is ignored (inherited from a background job) a worker blocked on the task
-    # queue's lock never exits and the join hangs — seen in the test suite
-    pool.close()
-    pool.join()
 
 
 def _ref(plan: Plan, ordinal: int) -> dict:
@@ -119,7 +82,7 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
               for i in range(0, len(plan.units), cfg.chunk_size)]
     lq_applied: dict[int, str] = {}
     shard_paths = [out / "main" / "images" / f"shard_{k:04d}.tar.gz" for k in range(plan.n_shards)]
-    with _pool(workers) as pool:
+    with process_pool(workers) as pool:
         side = [pool.apply_async(eval_sets.write_eval_set, (b, cfg.eval_items, seed, out / "eval"))
                 for b in eval_sets.BENCHMARKS]
         dirty_job = pool.apply_async(write_dirty, (out / "dirty", seed))
