@@ -22,7 +22,8 @@ from resources.settings import REPO_ROOT
 # The budget is what 27 runs (9 recipes x 3 seeds) afford in about half of the hour on 2 cores;
 # only final checkpoints are evaluated (the evals of 28 checkpoints x 2 500 items are the other
 # big cost).
-STUDY_SETTINGS = {"MM_TRAIN_SEEDS": "0,1,2", "MM_TRAIN_CHECKPOINTS": "1", "MM_TRAIN_BUDGET_TOKENS": "1000000"}
+STUDY_SETTINGS = {"MM_TRAIN_SEEDS": "0,1,2", "MM_TRAIN_CHECKPOINTS": "1", "MM_TRAIN_BUDGET_TOKENS": "1000000",
+                  "MM_TOWER_SCENES": "48000", "MM_TOWER_EPOCHS": "10"}
 
 
 def prepare_home(home: Path, settings: dict[str, str] | None = None) -> Path:

@@ -121,9 +121,14 @@ def mlflow_resource():
 def training_resource():
     """`MM_TRAIN_BASE_MODEL` (LLaVA-format path, default "tiny"), `MM_TRAIN_BUDGET_TOKENS` (the
     training budget of every recipe), `MM_TRAIN_CHECKPOINTS` (comma-separated budget fractions),
-    `MM_TRAIN_SEEDS` (comma-separated training seeds, one run per seed; default 0)."""
+    `MM_TRAIN_SEEDS` (comma-separated training seeds, one run per seed; default 0),
+    `MM_TOWER_SCENES` / `MM_TOWER_EPOCHS` (the tiny tower's dense pre-training)."""
     from resources.training import TrainingResource
     fields = {"base_model": setting("MM_TRAIN_BASE_MODEL", "tiny")}
+    if setting("MM_TOWER_SCENES"):
+        fields["tower_scenes"] = int(setting("MM_TOWER_SCENES"))
+    if setting("MM_TOWER_EPOCHS"):
+        fields["tower_epochs"] = int(setting("MM_TOWER_EPOCHS"))
     if setting("MM_TRAIN_BUDGET_TOKENS"):
         fields["budget_tokens"] = int(setting("MM_TRAIN_BUDGET_TOKENS"))
     if setting("MM_TRAIN_CHECKPOINTS"):

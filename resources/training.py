@@ -37,6 +37,13 @@ class TrainingResource(dg.ConfigurableResource):
     packing: bool = True
     seeds: list[int] = Field(default=[0], description="training seeds: one training run per seed and recipe")
     seed: int = Field(default=0, description='init seed of the "tiny" base model (not a training seed)')
+    # The tiny tower's dense pre-training (mm_assets/vlm/tower_pretraining.py); 0 scenes = the
+    # embedder's tower as it is. The default is the demo's size (under a minute on 2 cores, and
+    # too little to learn much: the tower needs a few hundred thousand scene presentations — the
+    # study's 48 000 x 10 — to separate the objects; README, "The curation study").
+    tower_scenes: int = Field(default=4000, ge=0, description='tiny base model only: grounding scenes the vision '
+                              'tower is pre-trained on (0: none)')
+    tower_epochs: int = Field(default=6, ge=1, description="tiny base model only: epochs over those scenes")
 
     @field_validator("seeds")
     @classmethod

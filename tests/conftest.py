@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tiny tower's dense pre-training at a test's size (a second, not the demo's minute); every
+# process the tests start (dagster dev, run workers) inherits it. Kept equal to TEST_TOWER.
+os.environ.setdefault("MM_TOWER_SCENES", "40")
+os.environ.setdefault("MM_TOWER_EPOCHS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # About 1.5 passes over the small data's baseline (≈ 128 samples): what the tests train on.

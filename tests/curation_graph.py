@@ -22,6 +22,8 @@ from resources.settings import REPO_ROOT, sample_data_source
 from resources.storage import StorageResource
 
 
+# The base model's tower pre-training at a test's size; conftest puts the same in the environment.
+TEST_TOWER = {"tower_scenes": 40, "tower_epochs": 1}
 SHIPPED_RECIPES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1", "oracle")
 
 
@@ -77,7 +79,7 @@ def small_graph_resources(home: Path, budget_tokens: int) -> dict:
     from resources.training import TrainingResource
 
     return {"training": TrainingResource(budget_tokens=budget_tokens, checkpoint_fractions=[0.5, 1.0],
-                                         batch_size=4, max_len=384, lr=3e-3, warmup=2),
+                                         batch_size=4, max_len=384, lr=3e-3, warmup=2, **TEST_TOWER),
             "checkpoints": CheckpointStoreResource(root=str(home / "checkpoints"), evaluate_on=["countbench"]),
             "eval_backend": EvalBackendResource(batch_size=8, max_items=4)}
 

@@ -136,6 +136,8 @@ def check_count_probe(res: dict, out: Path) -> None:
     final = res["final"]
     assert final["epoch"] == 2 and math.isfinite(final["train_loss"])
     assert 0 <= final["accuracy"] <= final["within_one"] <= 1 and final["accuracy"] <= res["best_accuracy"] <= 1
+    tower = res["tower_pretraining"]
+    assert tower["scenes"] == 30 and [e["epoch"] for e in tower["curve"]] == [1]
 
 
 # script, extra arguments, whether it takes --work, the result check

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from curation_graph import build_graph
+from curation_graph import TEST_TOWER, build_graph
 from resources.evaluation import CheckpointStoreResource, EvalBackendResource
 from resources.settings import checkpoint_store_resource, mlflow_resource, storage_resource
 from resources.training import TrainingResource
@@ -33,7 +33,7 @@ BUCKET = "mm-graph"
 
 def _sized(checkpoints: CheckpointStoreResource) -> dict:
     return {"training": TrainingResource(budget_tokens=10_000, checkpoint_fractions=[1.0], batch_size=4, max_len=384,
-                                         lr=3e-3, warmup=2),
+                                         lr=3e-3, warmup=2, **TEST_TOWER),
             "checkpoints": checkpoints, "eval_backend": EvalBackendResource(batch_size=8, max_items=4)}
 
 

@@ -19,6 +19,7 @@ def test_the_study_home_settings_reach_the_training_resource(tmp_path, monkeypat
     training = training_resource()
     assert training.seeds == [0, 1, 2] and training.checkpoint_fractions == [1.0]
     assert training.budget_tokens == int(STUDY_SETTINGS["MM_TRAIN_BUDGET_TOKENS"])
+    assert (training.tower_scenes, training.tower_epochs) == (48_000, 10)     # the study's tower pre-training
 
     monkeypatch.setenv("MM_TRAIN_SEEDS", "7")                 # the environment wins
     assert training_resource().seeds == [7]
@@ -27,6 +28,8 @@ def test_the_study_home_settings_reach_the_training_resource(tmp_path, monkeypat
     prepare_home(tmp_path)                                     # the demo: no settings, defaults
     assert not (tmp_path / "settings.json").exists()
     assert training_resource().seeds == TrainingResource().seeds
+    demo = training_resource()
+    assert (demo.tower_scenes, demo.tower_epochs) == (TrainingResource().tower_scenes, TrainingResource().tower_epochs)
 
 
 def test_mlflow_artifacts_go_where_the_store_is(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ import time
 import dagster as dg
 import pytest
 
-from curation_graph import build_graph
+from curation_graph import TEST_TOWER, build_graph
 from mm_assets.taxonomy import DOMAINS
 from resources.evaluation import CheckpointStoreResource, EvalBackendResource
 from resources.settings import REPO_ROOT
@@ -85,7 +85,7 @@ def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_e
                                                                                     instance_yaml):
     home, (yaml_path, storage) = tmp_path / "home", instance_yaml
     g = build_graph(home, small_data, recipes=("baseline", "ppl_top50"), instance_yaml=yaml_path,
-                    training=TrainingResource(budget_tokens=BUDGET, checkpoint_fractions=list(FRACTIONS)),
+                    training=TrainingResource(budget_tokens=BUDGET, checkpoint_fractions=list(FRACTIONS), **TEST_TOWER),
                     checkpoints=CheckpointStoreResource(root=str(home / "checkpoints"), evaluate_on=[BENCHMARK]),
                     eval_backend=EvalBackendResource(batch_size=8, max_items=4))
     assert type(g.instance.run_storage).__name__.startswith(storage)
@@ -99,7 +99,8 @@ def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_e
     env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(small_data), "MM_STORAGE_ROOT": str(home / "artifacts"),
            "MM_RECIPES": str(g.recipes_dir), "MM_EMBEDDER_MODEL": str(home / "siglip2"), "HF_HUB_OFFLINE": "1",
            "MM_TRAIN_BUDGET_TOKENS": str(BUDGET), "MM_TRAIN_CHECKPOINTS": ",".join(map(str, FRACTIONS)),
-           "MM_EVAL_MAX_ITEMS": "4", "MM_EVAL_BATCH_SIZE": "8", "MM_EVAL_ON_REGISTER": BENCHMARK}
+           "MM_EVAL_MAX_ITEMS": "4", "MM_EVAL_BATCH_SIZE": "8", "MM_EVAL_ON_REGISTER": BENCHMARK,
+           "MM_TOWER_SCENES": str(TEST_TOWER["tower_scenes"]), "MM_TOWER_EPOCHS": str(TEST_TOWER["tower_epochs"])}
     filled, runs_filled = g.counts(), _runs_by_job(g.instance)
     path = g.recipes_dir / "ppl_top50.yaml"
     original = path.read_text()

@@ -50,6 +50,9 @@ def test_checkpoints_at_fixed_fractions_of_the_budget_from_the_base_model(traine
         assert man["seed"] == 0
     assert manifests[0]["parent"] == base["uri"]
     assert manifests[1]["parent"].endswith(names[0])      # each checkpoint continues the previous one
+    # the tiny base model's tower was pre-trained as the resource says, and says how well
+    assert base["tower_pretraining"] == "40 scenes x 1 epochs"
+    assert 0 <= base["tower_held_out_class_accuracy"] <= 1
 
 
 def test_rematerializing_with_the_same_inputs_resumes_instead_of_retraining(trained):

@@ -12,6 +12,7 @@ import mlflow
 import pytest
 from safetensors.torch import load_file
 
+from curation_graph import TEST_TOWER
 from mm_assets.checkpoints import verify_checkpoint
 from mm_assets.definitions import build_definitions
 from mm_assets.lineage import lineage
@@ -65,7 +66,7 @@ def seeded(tmp_path_factory):
         mlflow=MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", artifact_root=(home / "mlruns").as_uri()),
         # one sample per row: every run ends within half a sample (< 1 %) of the budget
         training=TrainingResource(budget_tokens=BUDGET, checkpoint_fractions=list(FRACTIONS), batch_size=4,
-                                  packing=False, lr=3e-3, warmup=2))
+                                  packing=False, lr=3e-3, warmup=2, **TEST_TOWER))
     (home / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
         instance.add_dynamic_partitions(recipe_partitions.name, [RECIPE])

@@ -37,7 +37,7 @@ from resources.storage import StorageResource
 from resources.training import TrainingResource
 
 TRAINING_CODE_VERSION = "3"
-BASE_MODEL_CODE_VERSION = "1"
+BASE_MODEL_CODE_VERSION = "2"
 AUTOMATION_TAG = "dagster/from_automation_condition"
 
 
@@ -78,9 +78,9 @@ def _fingerprint(path: str, storage_options: dict) -> dict[str, str]:
           automation_condition=ON_CHANGED_DATA,
           ins={"raw_shards": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()), "embedder": dg.AssetIn()},
           description="The model every recipe's training starts from, identified by the hash of its files: the "
-                      "tiny default (LLaVA around the embedder's frozen SigLIP2 tower, tokenizer trained on the "
-                      "ingested text, seeded init), or an outside LLaVA checkpoint (MM_TRAIN_BASE_MODEL), "
-                      "fingerprinted, not copied.")
+                      "tiny default (LLaVA around the embedder's SigLIP2 tower, pre-trained densely on drawn "
+                      "grounding scenes and frozen, tokenizer trained on the ingested text, seeded init), or an "
+                      "outside LLaVA checkpoint (MM_TRAIN_BASE_MODEL), fingerprinted, not copied.")
 def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: dict, storage: StorageResource,
                training: TrainingResource) -> dg.Output[dict]:
     st = storage.get()
@@ -95,28 +95,45 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
                          metadata={"uri": training.base_model, "version": version, "files": len(files),
                                    "seconds": time.perf_counter() - started})
     inputs = content_digest([BASE_MODEL_CODE_VERSION, {d: p["version"] for d, p in sorted(raw_shards.items())},
-                             embedder["version"], training.seed, training.image_size])
+                             embedder["version"], training.seed, training.image_size,
+                             {"tower_scenes": training.tower_scenes, "tower_epochs": training.tower_epochs}])
     model = st.child(f"base_model/{inputs}/model")
     reused = model.exists("COMPLETE")
     if not reused:
         from mm_assets.embeddings.assets import load_embedder_from_pointer
         from mm_assets.vlm.tiny_llava import build_tiny_llava
         from mm_assets.vlm.tokenizer import train_bpe_tokenizer
+        from mm_assets.vlm.tower_pretraining import pretrain_tower
+
+        def pretrain(tower):
+            if training.tower_scenes:
+                report = pretrain_tower(tower, training.tower_scenes, training.tower_epochs, seed=training.seed,
+                                        image_size=training.image_size,
+                                        log=lambda row: context.log.info(f"tower pre-training: {row}"))
+                st.write_json(f"base_model/{inputs}/tower_pretraining.json", report)
 
         siglip2, _, _ = load_embedder_from_pointer(st, embedder)
         with scratch_dir("mm-base-") as tmp:
             build_tiny_llava(tmp, train_bpe_tokenizer(_corpus_texts(st, raw_shards)), seed=training.seed,
-                             image_size=training.image_size, vision_from=siglip2)
+                             image_size=training.image_size, vision_from=siglip2, prepare_tower=pretrain)
             seal_local_checkpoint(tmp, {"model": "tiny-llava (random init)", "training_run": None, "recipe": None,
                                         "curated_versions": None, "step": 0, "epoch": 0, "parent": None,
-                                        "tokens_seen": 0, "seed": training.seed, "built_from": inputs})
+                                        "tokens_seen": 0, "seed": training.seed, "built_from": inputs,
+                                        "tower_scenes": training.tower_scenes, "tower_epochs": training.tower_epochs})
             upload_sealed(tmp, model)
     manifest = verify_checkpoint(st, f"base_model/{inputs}/model")
     version = checkpoint_version(manifest)
+    tower = st.read_json(f"base_model/{inputs}/tower_pretraining.json") \
+        if training.tower_scenes and st.exists(f"base_model/{inputs}/tower_pretraining.json") else None
+    metadata = {"uri": model.uri(""), "version": version, "reused": reused, "files": len(manifest["files"]),
+                "seconds": time.perf_counter() - started,
+                "tower_pretraining": f"{training.tower_scenes} scenes x {training.tower_epochs} epochs"
+                if training.tower_scenes else "none (the embedder's tower as it is)"}
+    if tower:
+        metadata["tower_held_out_class_accuracy"] = tower["curve"][-1]["held_out_class_accuracy"]
+        metadata["tower_pretraining_seconds"] = tower["seconds"]
     return dg.Output({"uri": model.uri(""), "root": f"base_model/{inputs}/model", "version": version, "kind": "tiny"},
-                     data_version=dg.DataVersion(version),
-                     metadata={"uri": model.uri(""), "version": version, "reused": reused, "files": len(manifest["files"]),
-                               "seconds": time.perf_counter() - started})
+                     data_version=dg.DataVersion(version), metadata=metadata)
 
 
 @contextlib.contextmanager

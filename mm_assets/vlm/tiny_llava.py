@@ -182,18 +182,21 @@ def build_tiny_llava_model(tokenizer, seed: int = 0, spec: TinyLlavaSpec | None 
 
 
 def build_tiny_llava(out_dir: str | os.PathLike, tokenizer, seed: int = 0, image_size: int = 64,
-                     spec: TinyLlavaSpec | None = None, vision_from=None) -> Path:
+                     spec: TinyLlavaSpec | None = None, vision_from=None, prepare_tower=None) -> Path:
     """Build the tiny LLaVA for `tokenizer` and save model + processor into `out_dir`.
 
     `tokenizer` is :func:`mm_assets.vlm.tokenizer.train_bpe_tokenizer`'s (it must know
     ``<image>``, ``<s>``, ``</s>``, ``<pad>``). `image_size` is the tower's fixed resolution
     (ignored when `spec` is given). `vision_from`: see :func:`build_tiny_llava_model`.
+    `prepare_tower`: called with the vision tower before saving (e.g. to pre-train it).
     Returns `out_dir` as a ``Path``.
     """
     spec = spec or TinyLlavaSpec(image_size=image_size)
     if spec.image_size % spec.patch_size:
         raise ValueError(f"image_size {spec.image_size} is not a multiple of patch_size {spec.patch_size}")
     model = build_tiny_llava_model(tokenizer, seed=seed, spec=spec, vision_from=vision_from)
+    if prepare_tower is not None:
+        prepare_tower(model.model.vision_tower)
     patch = model.config.vision_config.patch_size
     processor = make_processor(tokenizer, make_image_processor(spec.image_size), spec, patch_size=patch)
     return save_llava(model, processor, out_dir)

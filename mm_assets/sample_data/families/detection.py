@@ -120,7 +120,7 @@ def draw_points(rng: random.Random, sizing: Sizing, count: int | None = None) ->
         qas.append(QA(f"Count the {plural} by pointing.",
                       f"Counting the {molmo_points(pts, plural)} shows a total of {n}.",
                       wrong=f"A total of {n + 1}."))
-    spec = {"w": w, "h": h, "label": label, "targets": targets, "points": pts}
+    spec = {"w": w, "h": h, "label": label, "targets": targets, "others": others, "points": pts}
     return Drawn(img, qas, spec)
 
 
