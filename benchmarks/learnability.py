@@ -55,6 +55,7 @@ from mm_assets.vlm.tiny_llava import (  # noqa: E402
     save_llava,
 )
 from mm_assets.vlm.tokenizer import train_bpe_tokenizer  # noqa: E402
+from mm_assets.vlm.tower_pretraining import pretrain_tower  # noqa: E402
 
 TRAIN_SEED = 1000   # the eval sets use seed 0: other draws
 QUICK = {"bench": "countbench,chartqa", "n": 8, "epochs": 1, "image_size": 64, "eval_items": 4}
@@ -93,6 +94,9 @@ def main() -> None:
     p.add_argument("--text-layers", type=int, default=TinyLlavaSpec.text_layers)
     p.add_argument("--tower", default="random", help="'random' or a SigLIP2 embedder directory")
     p.add_argument("--freeze", action="store_true", help="freeze the vision tower")
+    p.add_argument("--tower-scenes", type=int, default=0,
+                   help="pre-train the tower densely on this many grounding scenes first (the base model's step)")
+    p.add_argument("--tower-epochs", type=int, default=3)
     p.add_argument("--eval-items", type=int, default=200)
     p.add_argument("--rows", type=int, default=8, help="packed rows of 512 tokens per step")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -114,7 +118,14 @@ def main() -> None:
         spec = TinyLlavaSpec(image_size=args.image_size, patch_size=args.patch,
                              text_hidden_size=args.text_hidden, text_intermediate_size=2 * args.text_hidden,
                              text_layers=args.text_layers)
-        build_tiny_llava(tmp / "init", tokenizer, seed=0, spec=spec, vision_from=vision_from)
+        tower_report = {}
+
+        def pretrain(tower):
+            if args.tower_scenes:
+                tower_report.update(pretrain_tower(tower, args.tower_scenes, args.tower_epochs,
+                                                   image_size=args.image_size, log=print))
+
+        build_tiny_llava(tmp / "init", tokenizer, seed=0, spec=spec, vision_from=vision_from, prepare_tower=pretrain)
         model, processor = load_llava(tmp / "init")
         samples = [encode_conversation(processor, [{"from": "human", "value": f"<image>\n{q}"},
                                                    {"from": "gpt", "value": a}],
@@ -165,7 +176,8 @@ def main() -> None:
                     scores.setdefault(b, {})[label] = round(float(score), 3)
             backend.close()
     # the image-swap control: a model that uses the image scores lower with another item's image
-    result = {"settings": vars(args), "train_seconds": round(seconds, 1), "tokens": tokens,
+    result = {"settings": vars(args), "tower_pretraining": tower_report, "train_seconds": round(seconds, 1),
+              "tokens": tokens,
               "tokens_per_s": round(tokens / seconds), "scores": scores}
     print(json.dumps(result))
     if args.out:
