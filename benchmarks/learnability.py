@@ -97,6 +97,8 @@ def main() -> None:
     p.add_argument("--tower-scenes", type=int, default=0,
                    help="pre-train the tower densely on this many grounding scenes first (the base model's step)")
     p.add_argument("--tower-epochs", type=int, default=3)
+    p.add_argument("--tower-state", default=None,
+                   help="keep the pre-trained tower in this file, and load it from there when it exists")
     p.add_argument("--eval-items", type=int, default=200)
     p.add_argument("--rows", type=int, default=8, help="packed rows of 512 tokens per step")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -121,9 +123,15 @@ def main() -> None:
         tower_report = {}
 
         def pretrain(tower):
-            if args.tower_scenes:
+            if args.tower_state and Path(args.tower_state).exists():     # a tower pre-trained by an earlier call
+                tower.load_state_dict(torch.load(args.tower_state))
+                tower_report.update(json.loads(Path(args.tower_state + ".json").read_text()))
+            elif args.tower_scenes:
                 tower_report.update(pretrain_tower(tower, args.tower_scenes, args.tower_epochs,
                                                    image_size=args.image_size, log=print))
+                if args.tower_state:
+                    torch.save(tower.state_dict(), args.tower_state)
+                    Path(args.tower_state + ".json").write_text(json.dumps(tower_report))
 
         build_tiny_llava(tmp / "init", tokenizer, seed=0, spec=spec, vision_from=vision_from, prepare_tower=pretrain)
         model, processor = load_llava(tmp / "init")
