@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The tiny tower's dense pre-training at a test's size (a second, not the demo's minute); every
-# process the tests start (dagster dev, run workers) inherits it. Kept equal to TEST_TOWER.
+# process the tests start (dagster dev, run workers) inherits it; curation_graph.TEST_TOWER reads it.
 os.environ.setdefault("MM_TOWER_SCENES", "40")
 os.environ.setdefault("MM_TOWER_EPOCHS", "1")
 

@@ -6,6 +6,7 @@ so these tests check mechanisms, not embedding quality.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from resources.settings import REPO_ROOT, sample_data_source
 from resources.storage import StorageResource
 
 
-# The base model's tower pre-training at a test's size; conftest puts the same in the environment.
-TEST_TOWER = {"tower_scenes": 40, "tower_epochs": 1}
+# The base model's tower pre-training at a test's size, as conftest puts it in the environment
+# (for the processes the tests start), for the resources the tests build themselves.
+TEST_TOWER = {"tower_scenes": int(os.environ["MM_TOWER_SCENES"]), "tower_epochs": int(os.environ["MM_TOWER_EPOCHS"])}
 SHIPPED_RECIPES = ("baseline", "semdedup10", "ppl_top50", "rephrase", "mining", "v1", "oracle")
 
 

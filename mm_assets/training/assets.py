@@ -98,6 +98,8 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
                              embedder["version"], training.seed, training.image_size,
                              {"tower_scenes": training.tower_scenes, "tower_epochs": training.tower_epochs}])
     model = st.child(f"base_model/{inputs}/model")
+    report_path = f"base_model/{inputs}/tower_pretraining.json"
+    tower_report: dict = {}
     reused = model.exists("COMPLETE")
     if not reused:
         from mm_assets.embeddings.assets import load_embedder_from_pointer
@@ -107,10 +109,10 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
 
         def pretrain(tower):
             if training.tower_scenes:
-                report = pretrain_tower(tower, training.tower_scenes, training.tower_epochs, seed=training.seed,
-                                        image_size=training.image_size,
-                                        log=lambda row: context.log.info(f"tower pre-training: {row}"))
-                st.write_json(f"base_model/{inputs}/tower_pretraining.json", report)
+                tower_report.update(pretrain_tower(
+                    tower, training.tower_scenes, training.tower_epochs, seed=training.seed,
+                    image_size=training.image_size, log=lambda row: context.log.info(f"tower pre-training: {row}")))
+                st.write_json(report_path, tower_report)
 
         siglip2, _, _ = load_embedder_from_pointer(st, embedder)
         with scratch_dir("mm-base-") as tmp:
@@ -123,15 +125,15 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
             upload_sealed(tmp, model)
     manifest = verify_checkpoint(st, f"base_model/{inputs}/model")
     version = checkpoint_version(manifest)
-    tower = st.read_json(f"base_model/{inputs}/tower_pretraining.json") \
-        if training.tower_scenes and st.exists(f"base_model/{inputs}/tower_pretraining.json") else None
+    if reused and training.tower_scenes and st.exists(report_path):
+        tower_report = st.read_json(report_path)
     metadata = {"uri": model.uri(""), "version": version, "reused": reused, "files": len(manifest["files"]),
                 "seconds": time.perf_counter() - started,
                 "tower_pretraining": f"{training.tower_scenes} scenes x {training.tower_epochs} epochs"
                 if training.tower_scenes else "none (the embedder's tower as it is)"}
-    if tower:
-        metadata["tower_held_out_class_accuracy"] = tower["curve"][-1]["held_out_class_accuracy"]
-        metadata["tower_pretraining_seconds"] = tower["seconds"]
+    if tower_report:
+        metadata["tower_held_out_class_accuracy"] = tower_report["curve"][-1]["held_out_class_accuracy"]
+        metadata["tower_pretraining_seconds"] = tower_report["seconds"]
     return dg.Output({"uri": model.uri(""), "root": f"base_model/{inputs}/model", "version": version, "kind": "tiny"},
                      data_version=dg.DataVersion(version), metadata=metadata)
 

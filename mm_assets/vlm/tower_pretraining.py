@@ -24,16 +24,14 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from mm_assets.sample_data.canvas import OBJECT_COLOURS, SHAPES, Sizing, encode
+from mm_assets.sample_data import eval_sets
+from mm_assets.sample_data.canvas import OBJECT_COLOURS, SHAPES, encode
 from mm_assets.sample_data.families import detection, general
 from mm_assets.sample_data.pool import process_pool
 from mm_assets.sample_data.rng import rng_for
 
 N_CLASSES = 1 + len(SHAPES) * len(OBJECT_COLOURS)   # 0 = no object centred in the patch
 MAX_CENTRES = 2                                      # "2" means two or more
-# the sizes the eval look-alikes are drawn at (eval_sets.EVAL_SIZING, PIXMO_SIZING)
-_SCENE_SIZING = Sizing(192, 448)
-_POINTS_SIZING = Sizing(128, 256)
 
 
 @dataclass(frozen=True)
@@ -47,13 +45,13 @@ def grounding_scene(i: int, seed: int) -> Scene:
     rng = rng_for(seed, "grounding", i)
     kind = i % 3
     if kind == 0:
-        drawn = detection.draw_count(rng, _SCENE_SIZING, count=rng.randint(1, 10))
+        drawn = detection.draw_count(rng, eval_sets.EVAL_SIZING, count=rng.randint(1, 10))
         objs = list(drawn.spec["targets"]) + list(drawn.spec["others"])
     elif kind == 1:
-        drawn = general.draw_shapes(rng, _SCENE_SIZING)
+        drawn = general.draw_shapes(rng, eval_sets.EVAL_SIZING)
         objs = list(drawn.spec["objects"])
     else:
-        drawn = detection.draw_points(rng, _POINTS_SIZING)
+        drawn = detection.draw_points(rng, eval_sets.PIXMO_SIZING)
         objs = list(drawn.spec["targets"]) + list(drawn.spec["others"])
     w, h = drawn.spec["w"], drawn.spec["h"]
     return Scene(encode(drawn.image, "JPEG", quality=rng.randint(80, 95)),
