@@ -38,8 +38,12 @@ def seal_local_checkpoint(directory: str | Path, manifest: dict) -> dict:
     files = {p.relative_to(d).as_posix(): _sha256_file(p) for p in sorted(d.rglob("*"))
              if p.is_file() and p.name not in (MANIFEST, MARKER)}
     manifest = dict(manifest, files=files)
-    (d / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    (d / MARKER).write_text(hashlib.sha256((d / MANIFEST).read_bytes()).hexdigest())
+    # both through Storage's temporary-file-then-rename: a writer killed mid-write must not leave
+    # an empty marker, which `list_complete` and resume would take for a sealed checkpoint
+    raw = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    st = Storage(str(d))
+    st.write_bytes(MANIFEST, raw)
+    st.write_bytes(MARKER, hashlib.sha256(raw).hexdigest().encode())
     return manifest
 
 
