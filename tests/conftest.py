@@ -21,19 +21,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_BUDGET_TOKENS = 30_000
 
 
-LONGEST_FIRST = ("test_recipe_flow_e2e.py", "test_graph_on_s3.py", "test_checkpoint_sensor_e2e.py")
-
-
 def pytest_collection_modifyitems(items):
     """Marks the tests of the filled small graph, so that `make test` runs them in a process of
-    their own (the graph, minutes to fill, is built once there) beside the rest. (pytest-xdist's
-    `--dist loadgroup` would do it, but with pytest 9 it no longer groups: it renames `_nodeid`,
-    which pytest 9 does not read.) Their time limit is 15 minutes: run alone (without the shared
+    their own (the graph, minutes to fill, is built once there) beside the rest. Their time limit is 15 minutes: run alone (without the shared
     fill tests/run_suite.sh builds first) the first one's setup fills the graph."""
-    # the longest end-to-end tests first, so that xdist's workers start them at once rather than
-    # one of them after the short ones (the e2e process's wall time is its busiest worker's)
-    items.sort(key=lambda item: next((i for i, name in enumerate(LONGEST_FIRST) if name in item.nodeid),
-                                     len(LONGEST_FIRST)))
     for item in items:
         if "small_graph" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.small_graph)
@@ -50,8 +41,7 @@ def _generate_demo_data(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
-    """The demo-scale look-alike data. Read only, so the suite's processes (and the xdist
-    workers of the end-to-end tests) share one."""
+    """The demo-scale look-alike data. Read only, so the suite's processes share one."""
     return built_once("sample_data", _generate_demo_data) or _generate_demo_data(tmp_path_factory.mktemp("sample_data"))
 
 
@@ -102,13 +92,18 @@ def fill_small_graph(home: Path, small_data: Path):
     return g
 
 
-def build_shared() -> None:
-    """What the suite's processes share, built before they start (tests/run_suite.sh): about two
-    minutes beside the niced rest; built by the first process that needed it, the fill alone took
-    ten while the other processes ran."""
+def build_shared(part: str) -> None:
+    """What the suite's processes share, built before they start (tests/run_suite.sh): "data"
+    (the two data sets; the end-to-end tests need nothing else and start after it), then "fill"
+    (the filled small graph, for the two small-graph processes). Built by the first process that
+    needed it, the fill alone took ten minutes while the other processes ran."""
     small = built_once("small_data", _generate_small_data)
-    built_once("small_graph", lambda home: fill_small_graph(home, small))
-    built_once("sample_data", _generate_demo_data)
+    if part == "data":
+        built_once("sample_data", _generate_demo_data)
+    elif part == "fill":
+        built_once("small_graph", lambda home: fill_small_graph(home, small))
+    else:
+        raise ValueError(f"build_shared: {part!r} is neither 'data' nor 'fill'")
 
 
 @pytest.fixture(scope="session")

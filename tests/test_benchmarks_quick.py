@@ -168,7 +168,6 @@ def test_quick_mode(script, args, takes_work, check, tmp_path):
 
 
 @pytest.mark.e2e                        # starts two Ray clusters: beside the other real-server tests
-@pytest.mark.xdist_group("ray")
 def test_quick_mode_bench_ray(tmp_path):
     run_quick("bench_ray.py", [], True, check_ray, tmp_path)
 

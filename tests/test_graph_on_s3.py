@@ -22,7 +22,7 @@ from resources.settings import checkpoint_store_resource, mlflow_resource, stora
 from resources.training import TrainingResource
 from servers import moto_s3_server
 
-# e2e too: tests/run_suite.sh runs it in the xdist process of the real-server tests, beside the
+# e2e too: tests/run_suite.sh runs it in a lane of the real-server tests, beside the
 # daemon tests that mostly wait, rather than in the niced rest process (the suite's longest path)
 pytestmark = [pytest.mark.s3, pytest.mark.e2e]
 

@@ -35,7 +35,7 @@ from mm_assets.taxonomy import DOMAINS as ALL_DOMAINS
 from resources.ray_cluster import RayClusterResource
 from servers import ray_cluster
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.e2e
 
 DOMAINS = ("chart", "ocr")
 STEPS = ("embeddings", "question_embeddings", "perplexity_scores")
@@ -70,7 +70,7 @@ def home(small_data, tmp_path_factory):
 
 @contextlib.contextmanager
 def _four_samples_per_shard():
-    """The source resource reads MM_SAMPLES_PER_SHARD when it is built; the xdist worker's other
+    """The source resource reads MM_SAMPLES_PER_SHARD when it is built; the process's other
     tests must not see it."""
     previous = os.environ.get("MM_SAMPLES_PER_SHARD")
     os.environ["MM_SAMPLES_PER_SHARD"] = "4"
