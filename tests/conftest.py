@@ -94,9 +94,9 @@ def fill_small_graph(home: Path, small_data: Path):
 
 def build_shared(part: str) -> None:
     """What the suite's processes share, built before they start (tests/run_suite.sh): "data"
-    (the two data sets; the end-to-end tests need nothing else and start after it), then "fill"
-    (the filled small graph, for the two small-graph processes). Built by the first process that
-    needed it, the fill alone took ten minutes while the other processes ran."""
+    (the two data sets), then "fill" (the filled small graph, for the two small-graph
+    processes). Built by the first process that needed it, the fill alone took ten minutes while
+    the other processes ran."""
     small = built_once("small_data", _generate_small_data)
     if part == "data":
         built_once("sample_data", _generate_demo_data)

@@ -13,8 +13,8 @@ logs=.test-logs
 mkdir -p "$base" "$logs"
 # what the processes share is built first, while only the (niced) rest runs beside: built by the
 # first process that needed it, the fill took ten minutes among the others instead of one and a
-# half alone, and held two of them up. The end-to-end tests (the longest process) need only the
-# data sets and start as soon as those are there; the fill is built beside them.
+# half alone, and held two of them up (the end-to-end tests need only the data sets, but started
+# after those, their own fills held the shared one up just as much)
 rm -rf "$base/shared"
 export MM_TEST_SHARED="$base/shared"
 nice -n 5 $py -m pytest -q -m "not e2e and not small_graph" --basetemp="$base/rest" --durations=20 \
@@ -27,6 +27,7 @@ build_shared() {
     echo "shared $1: $((SECONDS - start)) s" >> "$logs/shared.log"
 }
 build_shared data
+build_shared fill
 # The end-to-end lanes, fixed rather than left to pytest-xdist: its scheduler hands each worker
 # three tests up front, so the longest test (the recipe flow, twelve minutes in CI) ran with two
 # more queued behind it on its worker. CI's times: the recipe flow 735 s; S3 475 + checkpoint
@@ -43,7 +44,6 @@ e2e_lane recipe_flow tests/test_recipe_flow_e2e.py
 e2e_lane s3_and_sensor tests/test_graph_on_s3.py tests/test_checkpoint_sensor_e2e.py
 e2e_lane others --ignore=tests/test_recipe_flow_e2e.py --ignore=tests/test_graph_on_s3.py \
     --ignore=tests/test_checkpoint_sensor_e2e.py
-build_shared fill
 $py -m pytest -q -m "small_graph and not e2e" -p no:cacheprovider --basetemp="$base/steps" --durations=10 \
     tests/test_curation_steps.py > "$logs/small_graph_steps.log" 2>&1 &
 steps=$!
