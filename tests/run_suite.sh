@@ -32,14 +32,15 @@ build_shared fill
 # three tests up front, so the longest test (the recipe flow, twelve minutes in CI) ran with two
 # more queued behind it on its worker. CI's times: the recipe flow 735 s; S3 475 + checkpoint
 # sensor 198; the others (browser 257, backfill 142, Ray ≈ 360) — new e2e tests land there.
-lanes=(recipe_flow s3_and_sensor others)
 e2e_lane() {
     local name=$1; shift
     $py -m pytest -q -m e2e -p no:cacheprovider --basetemp="$base/e2e_$name" --durations=5 "$@" \
         > "$logs/e2e_$name.log" 2>&1 &
     e2e_pids+=($!)
+    lanes+=("$name")
 }
 e2e_pids=()
+lanes=()
 e2e_lane recipe_flow tests/test_recipe_flow_e2e.py
 e2e_lane s3_and_sensor tests/test_graph_on_s3.py tests/test_checkpoint_sensor_e2e.py
 e2e_lane others --ignore=tests/test_recipe_flow_e2e.py --ignore=tests/test_graph_on_s3.py \
