@@ -34,9 +34,14 @@ def run_worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] |
 
 def worker_status(pid: int, started: float) -> CheckRunHealthResult:
     try:
-        created = psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        created, status = process.create_time(), process.status()
     except psutil.NoSuchProcess:
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
+    if status == psutil.STATUS_ZOMBIE:
+        # killed, and its new parent (the code server that launched it was killed too, as by an
+        # out-of-memory kill) has not reaped it: an init that never reaps keeps it for good
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone (a zombie)")
     if created > started + _CLOCK_SLACK_S:
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone "
                                                          f"(its id now belongs to a newer process)")

@@ -31,6 +31,13 @@ def test_the_run_worker_is_found_in_the_event_log_and_its_death_is_seen():
     gone = worker_status(child.pid, time.time())
     assert gone.status == WorkerStatus.FAILED and f"process {child.pid} is gone" in gone.msg
 
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])       # exited, not yet reaped
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    dead = worker_status(zombie.pid, time.time())
+    assert dead.status == WorkerStatus.FAILED and "zombie" in dead.msg, dead
+    zombie.wait()
+
     reused = worker_status(os.getpid(), psutil.Process().create_time() - 60)   # started before us
     assert reused.status == WorkerStatus.FAILED and "newer process" in reused.msg
     assert run_worker(instance, "no-such-run") is None
