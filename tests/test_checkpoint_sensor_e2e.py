@@ -36,7 +36,7 @@ def _drop_ready_checkpoints(staging):
                                 seed=i, training_run="e2e", step=i * 10)
 
 
-@pytest.mark.timeout(1800)     # the suite runs it beside four other processes
+@pytest.mark.timeout(2400)     # the suite runs it beside four other processes
 def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_path):
     pool_limit = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["concurrency"]["pools"]["default_limit"]
     home = tmp_path / "home"
@@ -68,9 +68,14 @@ def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_pat
                 return {checkpoint_benchmark_partitions.get_partition_key_from_str(r.partition_key)
                         .keys_by_dimension["checkpoint"] for r in recs}
 
-            deadline = time.time() + 900
-            while time.time() < deadline and evaluated() != expected:
+            # a stall bound, not a speed bound: fails when no eval finished for 10 minutes (on a
+            # busy 2-core machine the ten took from 4 to over 15 minutes)
+            done, progressed = evaluated(), time.time()
+            while done != expected and time.time() < progressed + 600:
                 time.sleep(5)
+                now = evaluated()
+                if now != done:
+                    done, progressed = now, time.time()
             assert evaluated() == expected, (sorted(expected - evaluated()), dev.log_tail())
         records = instance.fetch_materializations(dg.AssetKey("eval_scores"), limit=1000).records
         intervals = [(r.asset_materialization.metadata["loaded_at"].value,
