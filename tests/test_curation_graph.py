@@ -59,8 +59,9 @@ def test_target_fraction_is_hit_in_both_spaces(graph, target):
 def test_changing_the_target_only_rethresholds_stored_scores(graph):
     before = graph.counts()
     m = mask_for(graph, "sweep", recipe_text(target=0.07))
-    # the work flag is the property; the seconds only bound it (2.09 s once, on 2 cores under the whole suite)
-    assert m["kmeans_or_pairwise_work"] is False and m["seconds"] < 10.0
+    # the work flag is the property; the seconds only bound it (2.09 s once, on 2 cores under the
+    # whole suite, whose batch processes run at a lower priority than its end-to-end tests)
+    assert m["kmeans_or_pairwise_work"] is False and m["seconds"] < 30.0
     after = graph.counts()
     # only the mask: no score asset recomputed (a wall-clock bound here failed at 31 s under the suite's load)
     assert delta(before, after) == {("semdedup_mask", "sweep"): 1}
