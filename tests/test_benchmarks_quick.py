@@ -181,7 +181,7 @@ def run_quick(script, args, takes_work, check, tmp_path):
     # nothing of the caller's homes or settings: the scripts' temporary directories under tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MM_", "DAGSTER_"))}
     env.update(HF_HUB_OFFLINE="1", TMPDIR=str(tmp_path / "tmp"), MM_HOME=str(tmp_path / "home"))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     check(json.loads(out.read_text()), out)
 

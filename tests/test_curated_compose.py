@@ -212,7 +212,7 @@ def test_weight_copies_is_the_same_in_another_process():
             "print(json.dumps([weight_copies(s, 1.5) for s in json.loads(sys.stdin.read())]))")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(ids), capture_output=True, text=True,
-                         cwd=REPO_ROOT, env=env, check=True, timeout=120)
+                         cwd=REPO_ROOT, env=env, check=True, timeout=600)
     assert json.loads(out.stdout) == [weight_copies(s, 1.5) for s in ids]
 
 

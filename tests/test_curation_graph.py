@@ -191,13 +191,13 @@ def test_why_and_lineage_on_the_command_line(graph):
     dropped = ledger.filter((pl.col("step") == "curated") & (pl.col("decision") == "out"))["sample_id"][0]
     cli = [sys.executable, "-m", "mm_assets.cli"]
     out = subprocess.run(cli + ["why", dropped, "--recipe", "semdedup10"], env=env, capture_output=True,
-                         text=True, cwd=REPO_ROOT, timeout=120)
+                         text=True, cwd=REPO_ROOT, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "NOT in the curated dataset" in out.stdout and "semdedup" in out.stdout
     bad = subprocess.run(cli + ["why", "0000000000000000", "--recipe", "semdedup10"], env=env,
-                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
     assert bad.returncode == 2 and "not in any ledger" in bad.stderr
     out = subprocess.run(cli + ["lineage", "curated_dataset[semdedup10/chart]"], env=env, capture_output=True,
-                         text=True, cwd=REPO_ROOT, timeout=120)
+                         text=True, cwd=REPO_ROOT, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "raw_shards[chart]" in out.stdout

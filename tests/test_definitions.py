@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_dagster_definitions_validate():
     dagster = Path(sys.executable).parent / "dagster"
     out = subprocess.run([str(dagster), "definitions", "validate", "-m", "mm_assets.definitions"],
-                         cwd=REPO, capture_output=True, text=True, timeout=180)
+                         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful" in out.stdout + out.stderr
 

@@ -123,7 +123,7 @@ def test_a_run_whose_instance_disk_filled_up_is_failed_once_space_is_back(tmp_pa
     with small_tmpfs(tmp_path / "instance", "4m") as home:
         shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
         proc = subprocess.run([sys.executable, "-c", CHATTY_RUN, str(home)], capture_output=True, text=True,
-                              timeout=300)
+                              timeout=900)
         assert proc.returncode != 0 and ("disk" in proc.stderr or "full" in proc.stderr), proc.stderr[-500:]
         subprocess.run(["mount", "-o", "remount,size=64m", str(home)], check=True)
         instance = dg.DagsterInstance.from_config(str(home))
