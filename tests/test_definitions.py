@@ -17,6 +17,17 @@ def test_dagster_definitions_validate():
     assert "Validation successful" in out.stdout + out.stderr
 
 
+def test_loading_the_code_location_imports_no_model_library():
+    """Every run worker loads the code location before it runs: a run that never touches a model
+    (a curated dataset, a checkpoint's registration, the leaderboard) should not pay for torch's
+    import (≈ 3 core-s on a 2-core machine, some 300 MB)."""
+    code = ("import sys; import mm_assets.definitions; "
+            "print(sorted(m for m in ('torch', 'transformers', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_graph_shape():
     from mm_assets.definitions import defs
     from mm_assets.taxonomy import BENCHMARKS, DOMAINS

@@ -11,16 +11,19 @@ BOS: a rendered chat that already starts with the BOS string is tokenised with
 ``add_special_tokens=False`` (what ``ProcessorMixin.apply_chat_template(tokenize=True)`` does),
 so a checkpoint whose template *and* tokenizer both add BOS still gets exactly one.
 
-No Dagster import.
+No Dagster import; torch is imported when a backend is created, so that loading the code
+location (every run worker does) does not import it for runs that never generate.
 """
 
 from __future__ import annotations
 
 import gc
-
-import torch
+from typing import TYPE_CHECKING
 
 from .base import GenerationRequest, user_turn
+
+if TYPE_CHECKING:
+    import torch
 
 
 class HFBackend:
@@ -31,7 +34,9 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, checkpoint: str, batch_size: int = 8, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, local_files_only: bool | None = None):
+                 dtype: torch.dtype | None = None, local_files_only: bool | None = None):
+        import torch
+
         from mm_assets.vlm.tiny_llava import load_llava
 
         if batch_size < 1:
@@ -39,7 +44,7 @@ class HFBackend:
         self.model_id = str(checkpoint)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        self.model, self.processor = load_llava(checkpoint, dtype=dtype, device=device,
+        self.model, self.processor = load_llava(checkpoint, dtype=dtype or torch.float32, device=device,
                                                 local_files_only=local_files_only)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
@@ -84,11 +89,14 @@ class HFBackend:
             return []
         texts = [self.render(r) for r in requests]
         results: list[str] = [""] * len(requests)
+        import torch
+
         eos = self.model.generation_config.eos_token_id
         with torch.inference_mode():
             for batch in self._batches(texts, requests):
                 has_image = requests[batch[0]].image is not None
-                inputs = self._inputs([texts[i] for i in batch], [requests[i].image for i in batch] if has_image else None)
+                images = [requests[i].image for i in batch] if has_image else None
+                inputs = self._inputs([texts[i] for i in batch], images)
                 out = self.model.generate(**inputs, do_sample=False, num_beams=1, use_cache=True,
                                           max_new_tokens=int(max_new_tokens),
                                           pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos)
@@ -102,7 +110,9 @@ class HFBackend:
         self.processor = None
         self.tokenizer = None
         gc.collect()
-        if self.device.type == "cuda" and torch.cuda.is_available():
+        if self.device.type == "cuda":
+            import torch
+
             torch.cuda.empty_cache()
 
     def __enter__(self):
