@@ -134,8 +134,26 @@ class LocalGraph:
             self.seconds[f"{job}[{partition}]" if partition else job] = seconds
             done()
 
+    def submit(self, job: str, partition: str | None = None):
+        """Start one run in a worker process and return its future (None: run here, now, when
+        there are no workers). Wait for it with `finish`."""
+        if self._pool is None:
+            self.run(job, partition)
+            return None
+        return self._pool.submit(_worker_run, job, None if partition is None else str(partition))
+
+    def finish(self, name: str, future) -> None:
+        """Wait for a run started by `submit` (a console stage while it is still running)."""
+        if future is None:
+            return
+        with progress.stage(name, total=1, unit="runs") as stage:
+            job, partition, seconds = future.result()
+            self.seconds[f"{job}[{partition}]" if partition else job] = seconds
+            stage.advance()
+
     def run_stage(self, name: str, requests: list[tuple[str, str | None]], workers: bool = False) -> None:
-        """Run jobs as one stage of the console (one line when done, a bar while running)."""
+        """Run jobs as one stage of the console (one line when done, a bar while running);
+        `workers`: in the worker processes when there are some."""
         with progress.stage(name, total=len(requests), unit="runs") as stage:
             if workers:
                 self.run_all(requests, done=stage.advance)
@@ -180,16 +198,27 @@ class LocalGraph:
         if eval_sets or any("eval_embeddings" in s.score_assets for s in STEPS if s.kind in used):
             self.run_stage("eval sets", [("eval_sets_job", b) for b in BENCHMARKS])
         self.run_stage("embedder", [("embedder_job", None)])
-        self.run_stage("embeddings", [("embeddings_job", d) for d in DOMAINS])
+        # With worker processes, the base model (the tower's pre-training: minutes at the study's
+        # scale) is built in one of them while the other works through the curation stages; the
+        # partitions of one stage are independent of each other, the stages run in order.
+        base_model = self.submit("base_model_job") if train and self._pool is not None else None
+        parallel = self._pool is not None
+        self.run_stage("embeddings", [("embeddings_job", d) for d in DOMAINS], workers=parallel)
         scores = []               # steps share score assets (question embeddings, eval neighbours)
         for step in (s for s in STEPS if s.kind in used):
             scores += [a for a in step.score_assets if a not in scores]
-        self.run_stage("curation-step scores", [(f"{a}_job", p) for a in scores for p in self.partition_keys(a)])
-        self.run_stage("decisions and curated datasets", [
-            job for name in runnable for job in [("step_decisions_job", name)] + [
-                ("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": d})) for d in DOMAINS]])
+        for asset in scores:      # in order: a score asset may read an earlier one
+            self.run_stage(f"curation-step scores: {asset}", [(f"{asset}_job", p) for p in self.partition_keys(asset)],
+                           workers=parallel)
+        self.run_stage("step decisions", [("step_decisions_job", name) for name in runnable], workers=parallel)
+        self.run_stage("curated datasets", [
+            ("curated_dataset_job", dg.MultiPartitionKey({"recipe": name, "domain": d}))
+            for name in runnable for d in DOMAINS], workers=parallel)
         if train:
-            self.run_stage("base model", [("base_model_job", None)])
+            if base_model is None:
+                self.run_stage("base model", [("base_model_job", None)])
+            else:
+                self.finish("base model", base_model)
             self.run_stage("training runs", [("training_job", name) for name in runnable], workers=True)
         self.seconds["fill"] = time.perf_counter() - started
         return rejected
