@@ -145,6 +145,9 @@ def test_a_recipe_edit_flows_to_training_evals_and_the_leaderboard_and_nothing_e
         _wait(lambda: g.counts().get(("ablation_report", None), 0) > filled.get(("ablation_report", None), 0),
               600, "an ablation report after the new evals", dev)
         time.sleep(20)                      # and nothing else follows
+        # every run ends before dagster dev stops: a run's last materialization comes before its
+        # end, and stopping dagster dev in between would interrupt it (marked FAILURE below)
+        _wait(lambda: all(r.is_finished for r in g.instance.get_runs()), 300, "every run to end", dev)
         after = g.counts()
 
     delta = {k: after[k] - filled.get(k, 0) for k in after if after[k] != filled.get(k, 0)}
