@@ -140,6 +140,14 @@ def check_count_probe(res: dict, out: Path) -> None:
     assert tower["scenes"] == 30 and [e["epoch"] for e in tower["curve"]] == [1]
 
 
+def check_merge(res: dict, out: Path) -> None:
+    assert res["identical"], "a Gray-code soup differs from the same subset merged from scratch"
+    assert res["experts"] == 3 and res["soups"] == 7 and res["copied_tensors"] == 2
+    assert res["ratio_ceiling_mean_subset_size"] == 12 / 7
+    assert all(positive(v) for v in res["per_soup"].values())
+    assert positive(res["ratio_scratch_over_gray"]) and positive(res["ratio_gray_over_pure"])
+
+
 # script, extra arguments, whether it takes --work, the result check
 SCRIPTS = [
     ("bench_ingest.py", [], True, check_ingest),
@@ -149,6 +157,7 @@ SCRIPTS = [
     ("bench_recompute.py", [], True, check_recompute),
     ("bench_eval_backends.py", [], True, check_eval_backends),
     ("bench_training.py", [], True, check_training),
+    ("bench_merge.py", [], True, check_merge),
     ("learnability.py", [], False, check_learnability),
     ("count_probe.py", [], False, check_count_probe),
 ]

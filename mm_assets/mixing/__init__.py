@@ -1,0 +1,1 @@
+"""Data mixing by model merging: soups of per-domain experts (plain functions)."""
