@@ -106,6 +106,21 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soup(args: argparse.Namespace) -> int:
+    from mm_assets.checkpoints import IncompleteCheckpoint
+    from mm_assets.mixing.soups import write_soup
+    from resources.settings import checkpoint_store_resource
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    store = checkpoint_store_resource().get()
+    try:
+        name = write_soup(store, args.experts, weights, label=args.label)
+    except (IncompleteCheckpoint, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{name}: written to {store.uri(name)} (the checkpoint sensor registers it and requests its evals)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mm-curation", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -130,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--home", default=".study", help="study home: data, artifacts, DAGSTER_HOME, settings")
     study.add_argument("--seed", type=int, default=0, help="data generation seed")
     study.set_defaults(func=_study)
+
+    soup = sub.add_parser("soup", help="write the merge (soup) of checkpoints into the checkpoint store as a "
+                                       "checkpoint of its own: a manifest, its weights merged when it is evaluated")
+    soup.add_argument("experts", nargs="+", help="checkpoint names in the checkpoint store (MM_CHECKPOINTS)")
+    soup.add_argument("--weights", help="comma-separated, one per expert (default: the uniform mean)")
+    soup.add_argument("--label", help="names the subset in the soup's name, e.g. chart+ocr")
+    soup.set_defaults(func=_soup)
 
     why = sub.add_parser("why", help="a sample's path through every step of a recipe (from the decision ledger)")
     why.add_argument("sample_id")

@@ -124,6 +124,18 @@ def _base_model_of(instance, event) -> list:
             if (_event(r).tags or {}).get("dagster/data_version") == version][:1]
 
 
+def _experts_of(instance, event) -> list[tuple[str, object]]:
+    """A soup's experts: (name, the checkpoint event with the version the soup names, or None)."""
+    lin = event.metadata.get("lineage")
+    soup = (lin.value if lin is not None else {}).get("soup") or {}
+    out = []
+    for expert in soup.get("experts", []):
+        match = [r for r in _records(instance, dg.AssetKey("checkpoint"), expert["name"], observation=False)
+                 if (_event(r).tags or {}).get("dagster/data_version") == expert["version"]]
+        out.append((expert["name"], match[0] if match else None))
+    return out
+
+
 def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, record=None,
                storage_options: dict | None = None) -> Node:
     storage_options = storage_options or {}
@@ -149,6 +161,9 @@ def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, 
                 node.parents.append(visit(dg.AssetKey("curated_dataset"), prec.partition_key, prec, "materialization"))
             for prec in _base_model_of(instance, _event(rec)):
                 node.parents.append(visit(dg.AssetKey("base_model"), None, prec, "materialization"))
+            # a soup's inputs: the expert checkpoints it merges, at the versions it names
+            for expert, prec in _experts_of(instance, _event(rec)):
+                node.parents.append(visit(dg.AssetKey("checkpoint"), expert, prec, "materialization"))
         with dg.partition_loading_context(dynamic_partitions_store=instance):
             parents = graph.get_parents_partitions(asset_key, part).parent_partitions
         for parent in sorted(parents, key=lambda p: (p.asset_key.to_user_string(), p.partition_key or "")):

@@ -41,7 +41,7 @@ EVAL_CODE_VERSION = "2"
 BY_CHECKPOINT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="checkpoint")
 BY_BENCHMARK = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark")
 LINEAGE_KEYS = ("training_run", "recipe", "curated_versions", "step", "epoch", "parent", "base_model",
-                "base_model_version", "tokens_seen", "budget_tokens", "budget_fraction", "seed")
+                "base_model_version", "tokens_seen", "budget_tokens", "budget_fraction", "seed", "soup")
 
 
 @dg.asset(group_name="evaluation", partitions_def=checkpoint_partitions, kinds={"safetensors"}, code_version="1",
@@ -139,9 +139,10 @@ def _generate(context, name: str, version: str, items_ptr: dict, bench, st, root
     by the directory it was loaded from: a temporary download when the store is remote, and a
     location in the result would give the leaderboard another version wherever checkpoints live."""
     from mm_assets.evaluation.backends import load_backend
+    from mm_assets.mixing.soups import model_dir
 
     items = _item_frame(st, items_ptr, eval_backend.max_items)
-    with local_dir(checkpoints.get(), name) as path:
+    with model_dir(checkpoints.get(), name) as path:        # a soup's weights are merged here
         loaded_at = time.time()
         backend = load_backend(eval_backend.kind, path, batch_size=eval_backend.batch_size, device=eval_backend.device)
         try:

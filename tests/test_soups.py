@@ -1,0 +1,160 @@
+"""Soups as checkpoints (mm_assets/mixing/soups.py): a sealed manifest of experts, registered and
+evaluated through the same checkpoint and eval_scores assets as a trained checkpoint, its
+weights merged only for the evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import dagster as dg
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from mm_assets.checkpoints import MANIFEST, MARKER, checkpoint_version, seal_local_checkpoint, verify_checkpoint
+from mm_assets.mixing.soups import SOUP, model_dir, soup_weights, write_soup
+from mm_assets.storage import Storage
+from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+
+TEXTS = ["How many circles are there?", "What is the title?"] * 50
+
+
+def _reseal(directory, manifest: dict) -> None:
+    (directory / MANIFEST).unlink()
+    (directory / MARKER).unlink()
+    seal_local_checkpoint(directory, manifest)
+
+
+def _experts(store_dir, n: int) -> list[str]:
+    """n checkpoints of one start model: the same tower, language models apart (as per-domain
+    experts trained from one start checkpoint with the tower frozen)."""
+    names = [f"expert-{i}" for i in range(n)]
+    write_random_checkpoint(store_dir / names[0], TEXTS, seed=0, training_run="run-0", step=10)
+    for i, name in enumerate(names[1:], start=1):
+        shutil.copytree(store_dir / names[0], store_dir / name)
+        weights = store_dir / name / "model.safetensors"
+        state = load_file(str(weights))
+        g = torch.Generator().manual_seed(i)
+        state = {k: v if "vision_tower." in k or not v.is_floating_point() else v + 0.05 * torch.randn(
+            v.shape, generator=g) for k, v in state.items()}
+        save_file(state, str(weights), metadata={"format": "pt"})
+        _reseal(store_dir / name, dict(json.loads((store_dir / name / MANIFEST).read_text()), training_run=f"run-{i}"))
+    return names
+
+
+def test_a_soup_is_a_sealed_checkpoint_named_by_its_experts_and_weights(tmp_path):
+    store = Storage(str(tmp_path))
+    experts = _experts(tmp_path, 3)
+    name = write_soup(store, experts[:2], label="a+b")
+    manifest = verify_checkpoint(store, name)
+    assert name.startswith("soup-a+b-") and manifest["experts"] == experts[:2]
+    assert SOUP in manifest["files"] and "config.json" in manifest["files"]
+    assert not any(f.endswith(".safetensors") or f == "optimizer.pt" for f in manifest["files"])   # no weights stored
+    assert write_soup(store, experts[:2], label="a+b") == name                            # found, not rewritten
+    assert write_soup(store, experts[:2], weights=[0.7, 0.3], label="a+b") != name
+    assert write_soup(store, experts[1:], label="a+b") != name
+    with pytest.raises(ValueError, match="appears twice"):
+        write_soup(store, [experts[0], experts[0]])
+
+
+def test_the_merged_weights_keep_every_tensor_and_copy_the_tower(tmp_path):
+    store = Storage(str(tmp_path))
+    experts = _experts(tmp_path, 3)
+    name = write_soup(store, experts)
+    states = [load_file(str(tmp_path / e / "model.safetensors")) for e in experts]
+    with model_dir(store, name) as path:
+        merged = load_file(os.path.join(path, "model.safetensors"))
+        from mm_assets.vlm.tiny_llava import load_llava
+        model, _ = load_llava(path)                     # the back ends' loader reads it as a checkpoint
+    assert set(merged) == set(states[0])
+    tower = [k for k in merged if "vision_tower." in k]
+    assert tower and all(torch.equal(merged[k], states[0][k]) for k in tower)
+    lm = next(k for k in merged if k.endswith("embed_tokens.weight"))
+    assert torch.allclose(merged[lm], torch.stack([s[lm] for s in states]).double().mean(0).float())
+    assert torch.equal(dict(model.named_parameters())[next(n for n, _ in model.named_parameters()
+                                                           if n.endswith("embed_tokens.weight"))], merged[lm])
+    assert not os.path.exists(path)                     # the merged weights lived for the evaluation only
+
+
+def test_a_soup_whose_expert_changed_is_refused_by_name(tmp_path):
+    store = Storage(str(tmp_path))
+    experts = _experts(tmp_path, 2)
+    name = write_soup(store, experts)
+    spec = json.loads((tmp_path / name / SOUP).read_text())
+    state = load_file(str(tmp_path / experts[1] / "model.safetensors"))
+    key = next(k for k in state if not k.startswith("model.vision_tower") and state[k].is_floating_point())
+    state[key] = state[key] + 1
+    save_file(state, str(tmp_path / experts[1] / "model.safetensors"), metadata={"format": "pt"})
+    _reseal(tmp_path / experts[1], json.loads((tmp_path / experts[1] / MANIFEST).read_text()))
+    with pytest.raises(ValueError, match=f"expert {experts[1]} has changed since the soup was written"):
+        soup_weights(store, spec)
+
+
+def test_experts_with_different_towers_cannot_be_souped(tmp_path):
+    store = Storage(str(tmp_path))
+    write_random_checkpoint(tmp_path / "x", TEXTS, seed=0)
+    write_random_checkpoint(tmp_path / "y", TEXTS, seed=1)
+    name = write_soup(store, ["x", "y"])
+    with pytest.raises(ValueError, match=r"expert 1: tensor .*vision_tower.* is frozen"):
+        with model_dir(store, name):
+            pass
+
+
+def test_a_soup_is_registered_and_evaluated_through_the_eval_assets(sample_data, tmp_path):
+    from mm_assets.definitions import build_definitions
+    from mm_assets.local_runner import LocalGraph
+    from mm_assets.partitions import checkpoint_partitions
+
+    home = tmp_path / "home"
+    store_dir = home / "checkpoints"
+    store_dir.mkdir(parents=True)
+    experts = _experts(store_dir, 2)
+    name = write_soup(Storage(str(store_dir)), experts, label="two")
+    env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(sample_data), "MM_EVAL_MAX_ITEMS": "8",
+           "MM_EVAL_BATCH_SIZE": "8", "HF_HUB_OFFLINE": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        (home / "dagster_home").mkdir()
+        with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
+            g = LocalGraph(build_definitions(), instance)
+            g.run("source_job")
+            g.run("eval_sets_job", "countbench")
+            instance.add_dynamic_partitions(checkpoint_partitions.name, [name, experts[0]])
+            g.run("checkpoint_job", experts[0])       # the other expert is not registered
+            g.run("checkpoint_job", name)
+            g.run("eval_job", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
+            ck = g.meta("checkpoint", name)
+            from mm_assets.lineage import lineage
+            tree = lineage(instance, g.defs, f"eval_scores[{name}/countbench]")
+            scores = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    versions = [checkpoint_version(verify_checkpoint(Storage(str(store_dir)), e)) for e in experts]
+    assert ck["lineage"]["soup"]["experts"] == [{"name": e, "version": v} for e, v in zip(experts, versions)]
+    assert scores["n"] == 8 and 0 <= scores["score"] <= 1
+    # lineage: eval table -> soup -> its experts (a registered one with its version, the other missing)
+    lines = tree.splitlines()
+    assert any(f"checkpoint[{name}]" in line for line in lines), tree
+    assert any(f"checkpoint[{experts[0]}]  data version {versions[0]}" in line for line in lines), tree
+    assert any(f"checkpoint[{experts[1]}]  (never materialized)" in line for line in lines), tree
+    assert not any(f.endswith(".safetensors") for f in os.listdir(store_dir / name))
+
+
+def test_the_soup_command_writes_a_soup_or_names_what_is_wrong(tmp_path):
+    import subprocess
+    import sys
+
+    experts = _experts(tmp_path, 2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MM_", "DAGSTER_"))}
+    env.update(MM_CHECKPOINTS=str(tmp_path), HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "mm_assets.cli", "soup", *experts, "--label", "pair"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.split(":")[0]
+    assert name.startswith("soup-pair-") and verify_checkpoint(Storage(str(tmp_path)), name)["experts"] == experts
+    bad = subprocess.run(cmd[:4] + ["missing-checkpoint"], env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "missing-checkpoint" in bad.stderr and "COMPLETE" in bad.stderr
