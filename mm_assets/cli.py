@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from mm_assets.taxonomy import BENCHMARKS
+
 
 def _mix_overrides(pairs: list[str] | None) -> dict | None:
     """`--mix low_quality_rate=0.1 --mix leak_rate=0.05` -> {"low_quality_rate": 0.1, ...}."""
@@ -121,6 +123,35 @@ def _soup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soups(args: argparse.Namespace) -> int:
+    from mm_assets.checkpoints import IncompleteCheckpoint
+    from mm_assets.evaluation.benchmarks import get as get_benchmark
+    from mm_assets.mixing.sweep import EvalTarget, sweep_soups, write_subset_soups
+    from resources.json_io_manager import read_pointers
+    from resources.settings import checkpoint_store_resource, eval_backend_resource, storage_resource
+    experts = dict(e.split("=", 1) for e in args.expert)
+    store, st, backend = checkpoint_store_resource().get(), storage_resource().get(), eval_backend_resource()
+    try:
+        soups = write_subset_soups(store, experts)
+        print(f"{len(soups)} soups of {len(experts)} experts written to {store.uri('')}")
+        if args.sweep:
+            pointers = read_pointers(st, "eval_sets", args.benchmarks)
+            targets = []
+            for bench_name, pointer in pointers.items():
+                items = st.read_parquet(pointer["root"])
+                items = items.head(backend.max_items) if backend.max_items else items
+                targets.append(EvalTarget(get_benchmark(bench_name), items, pointer["version"], backend.max_items))
+            counts = sweep_soups(store, st, list(soups.values()), targets, backend=backend.kind,
+                                 batch_size=backend.batch_size, device=backend.device,
+                                 progress=lambda soup, bench: print(f"  {soup} on {bench}", flush=True))
+            print(f"evaluated in Gray-code order: {counts}")
+    except (IncompleteCheckpoint, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("the checkpoint sensor registers the soups; their eval_scores runs reuse the stored predictions")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mm-curation", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -152,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     soup.add_argument("--weights", help="comma-separated, one per expert (default: the uniform mean)")
     soup.add_argument("--label", help="names the subset in the soup's name, e.g. chart+ocr")
     soup.set_defaults(func=_soup)
+
+    soups = sub.add_parser("soups", help="the uniform soup of every subset of experts, written as checkpoints and "
+                                         "evaluated in Gray-code order (one expert added or removed per soup)")
+    soups.add_argument("--expert", action="append", required=True, metavar="LABEL=CHECKPOINT",
+                       help="an expert (repeatable), e.g. chart=chart-expert-e1-s400; labels name the soups")
+    soups.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), help="eval sets to evaluate on")
+    soups.add_argument("--no-sweep", dest="sweep", action="store_false",
+                       help="only write the soups (their eval_scores runs then merge and generate one by one)")
+    soups.set_defaults(func=_soups)
 
     why = sub.add_parser("why", help="a sample's path through every step of a recipe (from the decision ledger)")
     why.add_argument("sample_id")

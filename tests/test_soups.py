@@ -102,16 +102,16 @@ def test_experts_with_different_towers_cannot_be_souped(tmp_path):
             pass
 
 
-def test_a_soup_is_registered_and_evaluated_through_the_eval_assets(sample_data, tmp_path):
+@pytest.fixture(scope="module")
+def graph(sample_data, tmp_path_factory):
+    """An instance with the countbench eval set, three experts in its checkpoint store."""
     from mm_assets.definitions import build_definitions
     from mm_assets.local_runner import LocalGraph
-    from mm_assets.partitions import checkpoint_partitions
 
-    home = tmp_path / "home"
+    home = tmp_path_factory.mktemp("soups") / "home"
     store_dir = home / "checkpoints"
     store_dir.mkdir(parents=True)
-    experts = _experts(store_dir, 2)
-    name = write_soup(Storage(str(store_dir)), experts, label="two")
+    experts = _experts(store_dir, 3)
     env = {"MM_HOME": str(home), "MM_SAMPLE_DATA": str(sample_data), "MM_EVAL_MAX_ITEMS": "8",
            "MM_EVAL_BATCH_SIZE": "8", "HF_HUB_OFFLINE": "1"}
     old = {k: os.environ.get(k) for k in env}
@@ -122,26 +122,71 @@ def test_a_soup_is_registered_and_evaluated_through_the_eval_assets(sample_data,
             g = LocalGraph(build_definitions(), instance)
             g.run("source_job")
             g.run("eval_sets_job", "countbench")
-            instance.add_dynamic_partitions(checkpoint_partitions.name, [name, experts[0]])
-            g.run("checkpoint_job", experts[0])       # the other expert is not registered
-            g.run("checkpoint_job", name)
-            g.run("eval_job", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
-            ck = g.meta("checkpoint", name)
-            from mm_assets.lineage import lineage
-            tree = lineage(instance, g.defs, f"eval_scores[{name}/countbench]")
-            scores = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
+            yield g, Storage(str(store_dir)), experts
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    versions = [checkpoint_version(verify_checkpoint(Storage(str(store_dir)), e)) for e in experts]
+
+
+def _evaluate(g, name: str) -> dict:
+    from mm_assets.partitions import checkpoint_partitions
+
+    g.instance.add_dynamic_partitions(checkpoint_partitions.name, [name])
+    g.run("checkpoint_job", name)
+    g.run("eval_job", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
+    return g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
+
+
+def test_a_soup_is_registered_and_evaluated_through_the_eval_assets(graph):
+    from mm_assets.lineage import lineage
+    from mm_assets.partitions import checkpoint_partitions
+
+    g, store, experts = graph
+    name = write_soup(store, experts[:2], weights=[0.75, 0.25], label="two")     # not one of the sweep's
+    g.instance.add_dynamic_partitions(checkpoint_partitions.name, [experts[0]])
+    g.run("checkpoint_job", experts[0])       # the other expert is not registered
+    scores = _evaluate(g, name)
+    ck = g.meta("checkpoint", name)
+    tree = lineage(g.instance, g.defs, f"eval_scores[{name}/countbench]")
+    versions = [checkpoint_version(verify_checkpoint(store, e)) for e in experts[:2]]
     assert ck["lineage"]["soup"]["experts"] == [{"name": e, "version": v} for e, v in zip(experts, versions)]
-    assert scores["n"] == 8 and 0 <= scores["score"] <= 1
+    assert scores["n"] == 8 and 0 <= scores["score"] <= 1 and scores["generated_items"] == 8
+    assert not any(f.endswith(".safetensors") for f in os.listdir(store.uri(name)))
     # lineage: eval table -> soup -> its experts (a registered one with its version, the other missing)
     lines = tree.splitlines()
     assert any(f"checkpoint[{name}]" in line for line in lines), tree
     assert any(f"checkpoint[{experts[0]}]  data version {versions[0]}" in line for line in lines), tree
     assert any(f"checkpoint[{experts[1]}]  (never materialized)" in line for line in lines), tree
-    assert not any(f.endswith(".safetensors") for f in os.listdir(store_dir / name))
+
+
+def test_the_gray_code_sweep_stores_what_each_soups_own_evaluation_would(graph):
+    from mm_assets.evaluation.backends.hf import HFBackend
+    from mm_assets.evaluation.benchmarks import get as get_benchmark
+    from mm_assets.evaluation.runner import evaluate
+    from mm_assets.mixing.sweep import EvalTarget, sweep_soups, write_subset_soups
+    from resources.json_io_manager import read_pointers
+
+    g, store, experts = graph
+    soups = write_subset_soups(store, dict(zip("abc", experts)))
+    assert len(soups) == 7 and soups[frozenset("ab")].startswith("soup-a+b-")
+    st = g.defs.resources["storage"].get()
+    pointer = read_pointers(st, "eval_sets", ["countbench"])["countbench"]
+    items = st.read_parquet(pointer["root"]).head(8)
+    target = EvalTarget(get_benchmark("countbench"), items, pointer["version"], 8)
+    counts = sweep_soups(store, st, list(soups.values())[::-1], [target], batch_size=8)
+    # every soup one expert away from the one before, whatever order they were given in
+    assert counts == {"soups": 7, "evaluations_stored": 7, "evaluations_found": 0, "experts_read": 7}
+    assert sweep_soups(store, st, list(soups.values()), [target])["evaluations_found"] == 7     # resumable
+    # the soup's own evaluation (merged into a directory, loaded from it) finds the stored predictions...
+    name = soups[frozenset("ac")]
+    scores = _evaluate(g, name)
+    assert scores["reused"] and scores["generated_items"] == 0
+    stored = Storage(scores["uri"]).read_parquet("predictions.parquet")
+    # ...and generating them that way gives the same predictions
+    with model_dir(store, name) as path:
+        with HFBackend(path, batch_size=8) as backend:
+            fresh = evaluate(backend, target.bench, items, batch_size=8)
+    assert fresh.equals(stored)
 
 
 def test_the_soup_command_writes_a_soup_or_names_what_is_wrong(tmp_path):

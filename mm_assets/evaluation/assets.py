@@ -24,7 +24,7 @@ from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
 from mm_assets.evaluation.benchmarks import get as get_benchmark
 from mm_assets.evaluation.compare import compare_to_baseline, format_comparison
 from mm_assets.evaluation.leaderboard import leaderboard_table, plot_scores_by_tokens
-from mm_assets.evaluation.runner import MAX_NEW_TOKENS, evaluate, summarize
+from mm_assets.evaluation.runner import EVAL_CODE_VERSION, eval_root, eval_version, evaluate, write_result
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.partitions import benchmark_partitions, checkpoint_benchmark_partitions, checkpoint_partitions
 from mm_assets.steps import reads_planted_truth, recipe_label
@@ -37,7 +37,6 @@ from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 
 EVAL_POOL = "eval_checkpoint_load"
-EVAL_CODE_VERSION = "2"
 BY_CHECKPOINT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="checkpoint")
 BY_BENCHMARK = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark")
 LINEAGE_KEYS = ("training_run", "recipe", "curated_versions", "step", "epoch", "parent", "base_model",
@@ -78,13 +77,6 @@ def _log_mlflow(mlflow_res: MlflowResource, run_name: str, params: dict, metrics
     return run.info.run_id
 
 
-def eval_version(checkpoint_version_: str, eval_set_version: str, backend: str, bench, max_items: int) -> str:
-    """What an eval result is a function of: the checkpoint's and the eval set's content, the
-    prompt, metric and generation settings, the backend."""
-    return content_digest([EVAL_CODE_VERSION, checkpoint_version_, eval_set_version, backend, bench.prompt_version,
-                           bench.metric_version, max_items, MAX_NEW_TOKENS[bench.name]])
-
-
 @dg.asset(group_name="evaluation", partitions_def=checkpoint_benchmark_partitions, pool=EVAL_POOL,
           code_version=EVAL_CODE_VERSION, kinds={"pytorch", "parquet", "mlflow"},
           ins={"checkpoint": dg.AssetIn(partition_mapping=BY_CHECKPOINT),
@@ -102,7 +94,7 @@ def eval_scores(context: dg.AssetExecutionContext, checkpoint: dict, eval_sets: 
     bench = get_benchmark(bench_name)
     st = storage.get()
     version = eval_version(ck["version"], items_ptr["version"], eval_backend.kind, bench, eval_backend.max_items)
-    root = f"eval_scores/{bench_name}/{version}"
+    root = eval_root(bench_name, version)
     record = f"{root}/checkpoints/{name}.json"
     generated, timing = not st.exists(f"{root}/result.json"), {}
     if generated:
@@ -134,10 +126,10 @@ def eval_scores(context: dg.AssetExecutionContext, checkpoint: dict, eval_sets: 
 
 def _generate(context, name: str, version: str, items_ptr: dict, bench, st, root: str,
               checkpoints: CheckpointStoreResource, eval_backend: EvalBackendResource) -> dict:
-    """Load the checkpoint, generate for every item, write the predictions, then the result
-    (last: it marks the stored result complete). The result names the model by its version, not
-    by the directory it was loaded from: a temporary download when the store is remote, and a
-    location in the result would give the leaderboard another version wherever checkpoints live."""
+    """Load the checkpoint, generate for every item, store the predictions and the result (named
+    by the checkpoint's version, not by the directory it was loaded from: a temporary download
+    when the store is remote, and a location would give the leaderboard another version wherever
+    checkpoints live)."""
     from mm_assets.evaluation.backends import load_backend
     from mm_assets.mixing.soups import model_dir
 
@@ -152,10 +144,7 @@ def _generate(context, name: str, version: str, items_ptr: dict, bench, st, root
         finally:
             backend.close()
             released_at = time.time()
-    st.write_bytes(f"{root}/predictions.parquet", parquet_bytes(predictions))
-    st.write_json(f"{root}/result.json", dict(summarize(predictions, bench), model_id=f"checkpoint@{version}",
-                                              backend=eval_backend.kind, eval_set_version=items_ptr["version"],
-                                              max_new_tokens=MAX_NEW_TOKENS[bench.name]))
+    write_result(st, root, predictions, bench, version, eval_backend.kind, items_ptr["version"])
     return {"loaded_at": loaded_at, "released_at": released_at, "seconds_loaded": released_at - loaded_at}
 
 

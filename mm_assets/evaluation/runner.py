@@ -18,11 +18,26 @@ from PIL import Image
 
 from mm_assets.evaluation.backends.base import GenerationBackend, GenerationRequest
 from mm_assets.evaluation.benchmarks import Benchmark
+from mm_assets.metadata import content_digest
+from mm_assets.storage import parquet_bytes
 
+EVAL_CODE_VERSION = "2"
 MAX_NEW_TOKENS = {"docvqa": 32, "chartqa": 16, "countbench": 16, "realworldqa": 16, "pixmo_points": 128}
 PREDICTIONS_SCHEMA = {"item_id": pl.String, "prompt_hash": pl.String, "prompt": pl.String,
                       "raw_output": pl.String, "parsed": pl.String, "score": pl.Float64,
                       "item_scores": pl.String}
+
+
+def eval_version(model_version: str, eval_set_version: str, backend: str, bench: Benchmark, max_items: int) -> str:
+    """What an eval result is a function of: the checkpoint's and the eval set's content, the
+    prompt, metric and generation settings, the backend."""
+    return content_digest([EVAL_CODE_VERSION, model_version, eval_set_version, backend, bench.prompt_version,
+                           bench.metric_version, max_items, MAX_NEW_TOKENS[bench.name]])
+
+
+def eval_root(bench_name: str, version: str) -> str:
+    """Where an evaluation is stored (content-addressed: found again by the same version)."""
+    return f"eval_scores/{bench_name}/{version}"
 
 
 def prompt_hash(prompt: str, prompt_version: str) -> str:
@@ -61,6 +76,16 @@ def bootstrap_ci(scores: np.ndarray, n_boot: int = 2000, seed: int = 0, level: f
     means = scores[rng.integers(0, scores.size, size=(n_boot, scores.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def write_result(st, root: str, predictions: pl.DataFrame, bench: Benchmark, model_version: str, backend: str,
+                 eval_set_version: str) -> None:
+    """Store an evaluation: the predictions, then the result (last: it marks the stored result
+    complete). The result names the model by its content version, not by where it was loaded from."""
+    st.write_bytes(f"{root}/predictions.parquet", parquet_bytes(predictions))
+    st.write_json(f"{root}/result.json", dict(summarize(predictions, bench), model_id=f"checkpoint@{model_version}",
+                                              backend=backend, eval_set_version=eval_set_version,
+                                              max_new_tokens=MAX_NEW_TOKENS[bench.name]))
 
 
 def summarize(predictions: pl.DataFrame, bench: Benchmark) -> dict:

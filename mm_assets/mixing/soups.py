@@ -87,7 +87,8 @@ def write_soup(store: Storage, experts: Sequence[str], weights: Sequence[float] 
     return name
 
 
-def _read_weights(store: Storage, name: str, manifest: dict) -> dict:
+def read_weights(store: Storage, name: str, manifest: dict) -> dict:
+    """Every tensor of a checkpoint's safetensors files (one file or shards)."""
     from safetensors.torch import load, load_file
 
     files = sorted(f for f in manifest["files"] if f.endswith(".safetensors"))
@@ -116,7 +117,7 @@ def soup_weights(store: Storage, spec: dict) -> dict:
     def load(i: int) -> dict:
         if i not in cache:
             cache.clear()                 # one expert in memory at a time
-            cache[i] = _read_weights(store, spec["experts"][i]["name"], manifests[i])
+            cache[i] = read_weights(store, spec["experts"][i]["name"], manifests[i])
         return cache[i]
 
     plan = merge_plan(load(0), frozen=is_vision_tower)

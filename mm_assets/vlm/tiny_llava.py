@@ -227,6 +227,21 @@ def load_llava(path_or_id: str | os.PathLike, dtype: torch.dtype = torch.float32
     return model, processor
 
 
+def load_llava_with_weights(config_dir: str | os.PathLike, state: dict, dtype: torch.dtype = torch.float32,
+                            device: str = "cpu"):
+    """``(model, processor)`` from a checkpoint directory's configuration and processor files and
+    weights held in memory (the tensors as ``save_pretrained`` names them), in eval mode."""
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+
+    _silence_transformers_warnings()
+    kw = dict(trust_remote_code=False, local_files_only=True)
+    processor = AutoProcessor.from_pretrained(str(config_dir), **kw)
+    config = AutoConfig.from_pretrained(str(config_dir), **kw)
+    model = LlavaForConditionalGeneration.from_pretrained(None, config=config, state_dict=state, dtype=dtype).to(device)
+    model.eval()
+    return model, processor
+
+
 # ----------------------------------------------------------------------------- SigLIP2 -> SigLIP
 
 

@@ -34,7 +34,9 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, checkpoint: str, batch_size: int = 8, device: str = "cpu",
-                 dtype: torch.dtype | None = None, local_files_only: bool | None = None):
+                 dtype: torch.dtype | None = None, local_files_only: bool | None = None, loaded=None):
+        """`loaded`: a (model, processor) already in memory (a soup merged there); `checkpoint`
+        then only names it."""
         import torch
 
         from mm_assets.vlm.tiny_llava import load_llava
@@ -44,8 +46,8 @@ class HFBackend:
         self.model_id = str(checkpoint)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        self.model, self.processor = load_llava(checkpoint, dtype=dtype or torch.float32, device=device,
-                                                local_files_only=local_files_only)
+        self.model, self.processor = loaded if loaded is not None else load_llava(
+            checkpoint, dtype=dtype or torch.float32, device=device, local_files_only=local_files_only)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:

@@ -1,0 +1,116 @@
+"""Every soup of a set of experts, evaluated in Gray-code order (no Dagster here).
+
+`write_subset_soups` writes the soup of every non-empty subset of the experts into the
+checkpoint store (`soups.write_soup`), each named by its experts' labels. `sweep_soups` then
+evaluates them on the benchmarks one after the other with one running sum: the next soup adds or
+removes one expert (`merge.RunningSoup`), its weights go straight into a model in memory (no file),
+and its predictions are stored where `eval_scores` looks for them — the same content-addressed
+root (checkpoint version × eval set × prompt, metric, backend), the same files. When the
+checkpoint sensor registers the soups, their `eval_scores` runs find the stored predictions and
+generate nothing: the metrics, intervals, records, MLflow runs and leaderboard rows are those of
+every checkpoint. Memory: the running float64 sum, one expert being read, one model.
+
+The HF back end only (vLLM loads a directory: its soups are merged per evaluation by
+`soups.model_dir` instead). Resumable: an evaluation already stored is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
+from mm_assets.mixing.merge import RunningSoup, gray_code_subsets
+from mm_assets.mixing.soups import SOUP, is_vision_tower, read_weights, write_soup
+from mm_assets.storage import Storage, local_dir
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """One benchmark's eval set as `eval_scores` sees it."""
+    bench: object                  # mm_assets.evaluation.benchmarks.Benchmark
+    items: pl.DataFrame            # already cut to max_items
+    eval_set_version: str
+    max_items: int
+
+
+def write_subset_soups(store: Storage, experts: Mapping[str, str]) -> dict[frozenset[str], str]:
+    """The uniform soup of every non-empty subset of `experts` ({label: checkpoint name}), in
+    Gray-code order; returns {subset of labels: soup name}."""
+    labels = list(experts)
+    out = {}
+    for _, _, subset in gray_code_subsets(len(labels)):
+        chosen = [labels[i] for i in sorted(subset)]
+        out[frozenset(chosen)] = write_soup(store, [experts[label] for label in chosen], label="+".join(chosen))
+    return out
+
+
+def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets: Sequence[EvalTarget],
+                backend: str = "hf", batch_size: int = 8, device: str = "cpu",
+                progress: Callable[[str, str], None] | None = None) -> dict:
+    """Evaluate uniform soups of one set of experts on every target, in Gray-code order of their
+    subsets; store each evaluation that is not stored yet. Returns counts."""
+    import torch
+
+    from mm_assets.evaluation.backends.hf import HFBackend
+    from mm_assets.evaluation.runner import eval_root, eval_version, evaluate, write_result
+    from mm_assets.mixing.merge import merge_plan
+    from mm_assets.vlm.tiny_llava import load_llava_with_weights
+
+    if backend != "hf":
+        raise ValueError(f"the Gray-code sweep runs on the hf back end (got {backend!r}); the eval_scores runs "
+                         "merge each soup for other back ends")
+    specs = {name: json.loads(store.read_bytes(f"{name}/{SOUP}")) for name in soups}
+    experts: list[dict] = []
+    for spec in specs.values():
+        if spec["weights"] is not None:
+            raise ValueError("the sweep takes uniform soups; weighted ones are evaluated one by one")
+        for e in spec["experts"]:
+            if e not in experts:
+                experts.append(e)
+    for e in experts:
+        if checkpoint_version(verify_checkpoint(store, e["name"])) != e["version"]:
+            raise ValueError(f"expert {e['name']} has changed since its soups were written")
+    index = {e["name"]: i for i, e in enumerate(experts)}
+    manifests = [verify_checkpoint(store, e["name"], check_hashes=False) for e in experts]
+    rank = {subset: n for n, (_, _, subset) in enumerate(gray_code_subsets(len(experts)))}
+    order = sorted(soups, key=lambda s: rank[frozenset(index[e["name"]] for e in specs[s]["experts"])])
+
+    def load(i: int) -> dict:
+        return read_weights(store, experts[i]["name"], manifests[i])
+
+    plan = merge_plan(load(0), frozen=is_vision_tower)
+    running = RunningSoup(plan, load)
+    counts = {"soups": len(order), "evaluations_stored": 0, "evaluations_found": 0, "experts_read": 0}
+    for name in order:
+        version = checkpoint_version(verify_checkpoint(store, name))
+        roots = {t.bench.name: eval_root(t.bench.name, eval_version(version, t.eval_set_version, backend, t.bench,
+                                                                    t.max_items)) for t in targets}
+        todo = [t for t in targets if not results.exists(f"{roots[t.bench.name]}/result.json")]
+        counts["evaluations_found"] += len(targets) - len(todo)
+        if not todo:
+            continue
+        wanted = {index[e["name"]] for e in specs[name]["experts"]}
+        for i in sorted(running.members - wanted):
+            running.remove(i)
+            counts["experts_read"] += 1
+        for i in sorted(wanted - running.members):
+            running.add(i)
+            counts["experts_read"] += 1
+        with local_dir(store, name) as config_dir:
+            model, processor = load_llava_with_weights(config_dir, running.soup(), dtype=torch.float32, device=device)
+        generator = HFBackend(name, batch_size=batch_size, device=device, loaded=(model, processor))
+        try:
+            for t in todo:
+                if progress:
+                    progress(name, t.bench.name)
+                predictions = evaluate(generator, t.bench, t.items, batch_size=batch_size)
+                write_result(results, roots[t.bench.name], predictions, t.bench, version, backend, t.eval_set_version)
+                counts["evaluations_stored"] += 1
+        finally:
+            generator.close()
+    return counts
+
