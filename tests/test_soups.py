@@ -203,3 +203,19 @@ def test_the_soup_command_writes_a_soup_or_names_what_is_wrong(tmp_path):
     assert name.startswith("soup-pair-") and verify_checkpoint(Storage(str(tmp_path)), name)["experts"] == experts
     bad = subprocess.run(cmd[:4] + ["missing-checkpoint"], env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "missing-checkpoint" in bad.stderr and "COMPLETE" in bad.stderr
+
+
+def test_the_soups_command_writes_every_subset_or_names_what_is_wrong(tmp_path):
+    import subprocess
+    import sys
+
+    experts = _experts(tmp_path, 2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MM_", "DAGSTER_"))}
+    env.update(MM_CHECKPOINTS=str(tmp_path), MM_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "mm_assets.cli", "soups", "--expert", f"x={experts[0]}", "--expert", f"y={experts[1]}"]
+    done = subprocess.run(cmd + ["--no-sweep"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("soup-*")) == ["soup-x", "soup-x+y", "soup-y"]
+    # sweeping needs the eval sets: without them the command says which to materialize
+    swept = subprocess.run(cmd + ["--benchmarks", "countbench"], env=env, capture_output=True, text=True, timeout=600)
+    assert swept.returncode == 2 and "eval_sets is not materialized" in swept.stderr, swept.stderr
