@@ -126,6 +126,7 @@ def _soup(args: argparse.Namespace) -> int:
 def _soups(args: argparse.Namespace) -> int:
     from mm_assets.checkpoints import IncompleteCheckpoint
     from mm_assets.evaluation.benchmarks import get as get_benchmark
+    from mm_assets.evaluation.runner import eval_items
     from mm_assets.mixing.sweep import EvalTarget, sweep_soups, write_subset_soups
     from resources.json_io_manager import read_pointers
     from resources.settings import checkpoint_store_resource, eval_backend_resource, storage_resource
@@ -138,9 +139,8 @@ def _soups(args: argparse.Namespace) -> int:
             pointers = read_pointers(st, "eval_sets", args.benchmarks)
             targets = []
             for bench_name, pointer in pointers.items():
-                items = st.read_parquet(pointer["root"])
-                items = items.head(backend.max_items) if backend.max_items else items
-                targets.append(EvalTarget(get_benchmark(bench_name), items, pointer["version"], backend.max_items))
+                targets.append(EvalTarget(get_benchmark(bench_name), eval_items(st, pointer, backend.max_items),
+                                          pointer["version"], backend.max_items))
             counts = sweep_soups(store, st, list(soups.values()), targets, backend=backend.kind,
                                  batch_size=backend.batch_size, device=backend.device,
                                  progress=lambda soup, bench: print(f"  {soup} on {bench}", flush=True))

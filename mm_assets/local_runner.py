@@ -130,9 +130,13 @@ class LocalGraph:
             return
         futures = [self._pool.submit(_worker_run, job, None if p is None else str(p)) for job, p in requests]
         for future in as_completed(futures):
-            job, partition, seconds = future.result()
-            self.seconds[f"{job}[{partition}]" if partition else job] = seconds
+            self._record(future)
             done()
+
+    def _record(self, future) -> None:
+        """Wait for a worker's run (its exception raises here) and keep its seconds."""
+        job, partition, seconds = future.result()
+        self.seconds[f"{job}[{partition}]" if partition else job] = seconds
 
     def submit(self, job: str, partition: str | None = None):
         """Start one run in a worker process and return its future (None: run here, now, when
@@ -147,8 +151,7 @@ class LocalGraph:
         if future is None:
             return
         with progress.stage(name, total=1, unit="runs") as stage:
-            job, partition, seconds = future.result()
-            self.seconds[f"{job}[{partition}]" if partition else job] = seconds
+            self._record(future)
             stage.advance()
 
     def run_stage(self, name: str, requests: list[tuple[str, str | None]], workers: bool = False) -> None:

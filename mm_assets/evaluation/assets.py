@@ -24,7 +24,8 @@ from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
 from mm_assets.evaluation.benchmarks import get as get_benchmark
 from mm_assets.evaluation.compare import compare_to_baseline, format_comparison
 from mm_assets.evaluation.leaderboard import leaderboard_table, plot_scores_by_tokens
-from mm_assets.evaluation.runner import EVAL_CODE_VERSION, eval_root, eval_version, evaluate, write_result
+from mm_assets.evaluation.runner import EVAL_CODE_VERSION, eval_items, eval_root, eval_version, evaluate, \
+    write_result
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.partitions import benchmark_partitions, checkpoint_benchmark_partitions, checkpoint_partitions
 from mm_assets.steps import reads_planted_truth, recipe_label
@@ -58,11 +59,6 @@ def checkpoint(context: dg.AssetExecutionContext, checkpoints: CheckpointStoreRe
         metadata={"uri": store.uri(name), "files": len(manifest["files"]),
                   "lineage": dg.MetadataValue.json(lineage), "model": manifest.get("model", "")},
     )
-
-
-def _item_frame(st, eval_pointer: dict, max_items: int) -> pl.DataFrame:
-    items = st.read_parquet(eval_pointer["root"])
-    return items.head(max_items) if max_items else items
 
 
 def _log_mlflow(mlflow_res: MlflowResource, run_name: str, params: dict, metrics: dict, tags: dict,
@@ -133,7 +129,7 @@ def _generate(context, name: str, version: str, items_ptr: dict, bench, st, root
     from mm_assets.evaluation.backends import load_backend
     from mm_assets.mixing.soups import model_dir
 
-    items = _item_frame(st, items_ptr, eval_backend.max_items)
+    items = eval_items(st, items_ptr, eval_backend.max_items)
     with model_dir(checkpoints.get(), name) as path:        # a soup's weights are merged here
         loaded_at = time.time()
         backend = load_backend(eval_backend.kind, path, batch_size=eval_backend.batch_size, device=eval_backend.device)

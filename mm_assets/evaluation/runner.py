@@ -35,6 +35,12 @@ def eval_version(model_version: str, eval_set_version: str, backend: str, bench:
                            bench.metric_version, max_items, MAX_NEW_TOKENS[bench.name]])
 
 
+def eval_items(st, eval_pointer: dict, max_items: int) -> pl.DataFrame:
+    """The items an evaluation scores: the eval set's first `max_items` (0: all)."""
+    items = st.read_parquet(eval_pointer["root"])
+    return items.head(max_items) if max_items else items
+
+
 def eval_root(bench_name: str, version: str) -> str:
     """Where an evaluation is stored (content-addressed: found again by the same version)."""
     return f"eval_scores/{bench_name}/{version}"

@@ -82,6 +82,13 @@ def _two_sum(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return s, (a - (s - bb)) + (b - bb)
 
 
+def _add_exactly(sums: dict[str, torch.Tensor], inexact: set[str], key: str, x: torch.Tensor) -> None:
+    """sums[key] += x in float64; `key` goes into `inexact` when the addition rounded."""
+    sums[key], e = _two_sum(sums[key], x)
+    if e.any():
+        inexact.add(key)
+
+
 def _double_double_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
     """fl64 of the exact sum of float64 tensors, accumulated in double-double (renormalised after
     each term): exact while the sum fits in ~106 bits."""
@@ -129,10 +136,8 @@ def merge_from_scratch(plan: MergePlan, load: Loader, members: Iterable[int],
     for i in members:
         state = load(i)
         plan.check(state, str(i))
-        for key, acc in sums.items():
-            sums[key], e = _two_sum(acc, _term(state, key, None if weights is None else weights[i]))
-            if e.any():
-                inexact.add(key)
+        for key in sums:
+            _add_exactly(sums, inexact, key, _term(state, key, None if weights is None else weights[i]))
     sums.update(_resum(plan, load, members, inexact, weights))
     out = {k: v.clone() for k, v in plan.verbatim.items()}
     divisor = 1 if weights is not None else len(members)
@@ -159,12 +164,9 @@ class RunningSoup:
         if i not in self._checked:
             self.plan.check(state, str(i))
             self._checked.add(i)
-        for key, acc in self._sum.items():
+        for key in self._sum:
             x = state[key].to(torch.float64)
-            s, e = _two_sum(acc, x if sign > 0 else -x)
-            if e.any():
-                self._inexact.add(key)
-            self._sum[key] = s
+            _add_exactly(self._sum, self._inexact, key, x if sign > 0 else -x)
 
     def add(self, i: int) -> None:
         if i in self.members:

@@ -38,21 +38,27 @@ def is_vision_tower(key: str) -> bool:
     return "vision_tower." in key
 
 
-def soup_spec(store: Storage, experts: Sequence[str], weights: Sequence[float] | None = None) -> dict:
+def verified_experts(store: Storage, experts: Sequence[str], versions: Sequence[str] | None = None) -> list[dict]:
+    """Each expert's verified manifest (its files hashed once here); with `versions`, each must
+    still have the content version a soup names."""
+    manifests = [verify_checkpoint(store, name) for name in experts]
+    for name, manifest, want in zip(experts, manifests, versions or [None] * len(experts)):
+        if want is not None and checkpoint_version(manifest) != want:
+            raise ValueError(f"expert {name} has changed since the soup was written (version "
+                             f"{checkpoint_version(manifest)}, the soup names {want})")
+    return manifests
+
+
+def soup_spec(experts: Sequence[str], manifests: Sequence[dict], weights: Sequence[float] | None = None) -> dict:
     """What identifies a soup: each expert's name and content version (from its verified
     manifest), the weights rounded to float32 (as the merge uses them), the merge code."""
-    if not experts:
-        raise ValueError("a soup needs at least one expert")
-    if len(set(experts)) != len(experts):
-        raise ValueError(f"an expert appears twice in {list(experts)}")
     if weights is not None:
         import numpy as np
 
         if len(weights) != len(experts):
             raise ValueError(f"{len(weights)} weights for {len(experts)} experts")
         weights = [float(np.float32(w)) for w in weights]
-    return {"experts": [{"name": name, "version": checkpoint_version(verify_checkpoint(store, name))}
-                        for name in experts],
+    return {"experts": [{"name": name, "version": checkpoint_version(m)} for name, m in zip(experts, manifests)],
             "weights": weights, "merge_code_version": MERGE_CODE_VERSION}
 
 
@@ -63,14 +69,20 @@ def soup_name(spec: dict, label: str | None = None) -> str:
 
 
 def write_soup(store: Storage, experts: Sequence[str], weights: Sequence[float] | None = None,
-               label: str | None = None) -> str:
-    """Write (or find) the soup of `experts` in the checkpoint store; returns its name."""
-    spec = soup_spec(store, experts, weights)
+               label: str | None = None, manifests: Sequence[dict] | None = None) -> str:
+    """Write (or find) the soup of `experts` in the checkpoint store; returns its name.
+    `manifests`: the experts' already verified (`verified_experts`), for many soups of them."""
+    if not experts:
+        raise ValueError("a soup needs at least one expert")
+    if len(set(experts)) != len(experts):
+        raise ValueError(f"an expert appears twice in {list(experts)}")
+    manifests = manifests or verified_experts(store, experts)
+    spec = soup_spec(experts, manifests, weights)
     name = soup_name(spec, label)
     if store.exists(f"{name}/{MARKER}"):
         verify_checkpoint(store, name)
         return name
-    first = verify_checkpoint(store, experts[0])
+    first = manifests[0]
     with scratch_dir("mm-soup-") as tmp, local_dir(store, experts[0]) as src:
         out = Path(tmp) / name
         out.mkdir()
@@ -79,7 +91,7 @@ def write_soup(store: Storage, experts: Sequence[str], weights: Sequence[float] 
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(src) / rel, out / rel)
         (out / SOUP).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        bases = {verify_checkpoint(store, e, check_hashes=False).get("base_model_version") for e in experts}
+        bases = {m.get("base_model_version") for m in manifests}
         base = bases.pop() if len(bases) == 1 else None        # the experts' common start, when they share one
         seal_local_checkpoint(out, {"model": first.get("model", ""), "soup": spec, "experts": list(experts),
                                     "base_model_version": base})
@@ -105,13 +117,7 @@ def soup_weights(store: Storage, spec: dict) -> dict:
     """The merged tensors of a soup; every expert must still have the version the soup names."""
     from mm_assets.mixing.merge import merge_from_scratch, merge_plan
 
-    manifests = []
-    for e in spec["experts"]:
-        manifest = verify_checkpoint(store, e["name"])
-        if checkpoint_version(manifest) != e["version"]:
-            raise ValueError(f"expert {e['name']} has changed since the soup was written (version "
-                             f"{checkpoint_version(manifest)}, the soup names {e['version']})")
-        manifests.append(manifest)
+    manifests = verified_experts(store, [e["name"] for e in spec["experts"]], [e["version"] for e in spec["experts"]])
     cache: dict[int, dict] = {}
 
     def load(i: int) -> dict:

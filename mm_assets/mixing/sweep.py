@@ -24,7 +24,7 @@ import polars as pl
 
 from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
 from mm_assets.mixing.merge import RunningSoup, gray_code_subsets
-from mm_assets.mixing.soups import SOUP, is_vision_tower, read_weights, write_soup
+from mm_assets.mixing.soups import SOUP, is_vision_tower, read_weights, verified_experts, write_soup
 from mm_assets.storage import Storage, local_dir
 
 
@@ -41,10 +41,12 @@ def write_subset_soups(store: Storage, experts: Mapping[str, str]) -> dict[froze
     """The uniform soup of every non-empty subset of `experts` ({label: checkpoint name}), in
     Gray-code order; returns {subset of labels: soup name}."""
     labels = list(experts)
+    manifests = dict(zip(labels, verified_experts(store, [experts[label] for label in labels])))   # hashed once
     out = {}
     for _, _, subset in gray_code_subsets(len(labels)):
         chosen = [labels[i] for i in sorted(subset)]
-        out[frozenset(chosen)] = write_soup(store, [experts[label] for label in chosen], label="+".join(chosen))
+        out[frozenset(chosen)] = write_soup(store, [experts[label] for label in chosen], label="+".join(chosen),
+                                            manifests=[manifests[label] for label in chosen])
     return out
 
 
@@ -71,11 +73,8 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
         for e in spec["experts"]:
             if e not in experts:
                 experts.append(e)
-    for e in experts:
-        if checkpoint_version(verify_checkpoint(store, e["name"])) != e["version"]:
-            raise ValueError(f"expert {e['name']} has changed since its soups were written")
+    manifests = verified_experts(store, [e["name"] for e in experts], [e["version"] for e in experts])
     index = {e["name"]: i for i, e in enumerate(experts)}
-    manifests = [verify_checkpoint(store, e["name"], check_hashes=False) for e in experts]
     rank = {subset: n for n, (_, _, subset) in enumerate(gray_code_subsets(len(experts)))}
     order = sorted(soups, key=lambda s: rank[frozenset(index[e["name"]] for e in specs[s]["experts"])])
 
