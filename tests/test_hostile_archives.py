@@ -44,14 +44,17 @@ def index_cost(path, **kw) -> tuple[float, int, object]:
 
 def test_indexing_a_very_compressible_member_is_linear_with_bounded_memory(tmp_path):
     """Before: 64/128/256 MB of zeros took 1.3/4.8/18.2 s and ~2× the member in memory."""
-    costs = {}
+    seconds = {}
     for mb in (32, 128):
         zeros_tarball(tmp_path / f"z{mb}.tar.gz", mb)
-        costs[mb] = index_cost(tmp_path / f"z{mb}.tar.gz")
-        seconds, peak, ix = costs[mb]
-        assert [m[0] for m in ix.members] == ["imgs/zeros.bin"] and ix.error is None
-        assert peak < 24 << 20, f"{mb} MB member: peak {peak / 1e6:.0f} MB of Python memory"
-    ratio = costs[128][0] / costs[32][0]
+        runs = []
+        for _ in range(3):        # the best of three: a load spike beside the suite is not the index's cost
+            took, peak, ix = index_cost(tmp_path / f"z{mb}.tar.gz")
+            assert [m[0] for m in ix.members] == ["imgs/zeros.bin"] and ix.error is None
+            assert peak < 24 << 20, f"{mb} MB member: peak {peak / 1e6:.0f} MB of Python memory"
+            runs.append(took)
+        seconds[mb] = min(runs)
+    ratio = seconds[128] / seconds[32]
     assert ratio < 8, f"4× the member took {ratio:.1f}× the time (linear: ~4×)"
 
 
