@@ -11,6 +11,10 @@ started after the run began (the id was reused). Such a run is marked FAILED by 
 (`free_slots_after_run_end_seconds`) — else two killed evaluations would block the eval pool
 (limit 2) for good. Without a daemon (the demo, the in-process runner), `release_dead_runs` does
 the same when a home is opened.
+
+A worker killed between storing its run-start event and setting the run's status (a moment)
+leaves the run STARTING; the daemon checks STARTING runs only against `start_timeout_seconds`,
+so it fails such a run after that timeout (600 s in dagster.yaml); `release_dead_runs` at once.
 """
 
 from __future__ import annotations
@@ -64,10 +68,13 @@ class MonitoredRunLauncher(DefaultRunLauncher):
 
 def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """What the daemon's run monitoring does, for an instance used without a daemon: mark the
-    STARTED runs whose worker is gone FAILED, and free the concurrency slots still held by
+    started runs whose worker is gone FAILED, and free the concurrency slots still held by
     finished runs. Returns the runs marked failed."""
     failed = []
-    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+    # STARTING too: a worker killed between storing its run-start event and setting the run's
+    # status leaves it STARTING (the daemon fails such a run only after its start timeout)
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                                   dg.DagsterRunStatus.STARTING])):
         run = record.dagster_run
         found = run_worker(instance, run.run_id)
         if found is None or found[0] is None:

@@ -74,10 +74,14 @@ def test_a_killed_run_worker_is_marked_failed(sample_data, tmp_path, monkeypatch
         # only the backfill's run: the recipe sensor's first tick launches an observation run at
         # the same time, and killing that one's worker is not what this test is about
         of_backfill = dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]})
+        # killed once the run is STARTED: the worker stores its run-start event before it sets the
+        # run's status, and a worker killed in between leaves the run STARTING, which the daemon
+        # fails only after `start_timeout_seconds` (600 s) — seen once in CI under load
         deadline, worker = time.time() + 180, None
         while time.time() < deadline and worker is None:
             runs = instance.get_runs(filters=of_backfill)
-            worker = run_worker(instance, runs[0].run_id) if runs else None
+            if runs and runs[0].status == dg.DagsterRunStatus.STARTED:
+                worker = run_worker(instance, runs[0].run_id)
             time.sleep(0.1)
         assert worker, dev.log_tail()
         server = psutil.Process(worker[0]).parent()

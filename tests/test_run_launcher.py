@@ -9,6 +9,7 @@ import time
 
 import dagster as dg
 import psutil
+import pytest
 from dagster._core.launcher import WorkerStatus
 
 from resources.run_launcher import run_worker, worker_status
@@ -70,10 +71,11 @@ dg.materialize([slow], instance=instance)
 """
 
 
-def test_a_killed_run_without_a_daemon_is_failed_and_its_pool_slot_freed(tmp_path):
+@pytest.mark.parametrize("left_starting", [False, True], ids=["started", "left_starting"])
+def test_a_killed_run_without_a_daemon_is_failed_and_its_pool_slot_freed(tmp_path, left_starting):
     """The in-process runner's recovery (the demo has no daemon): a run SIGKILLed while holding
     an eval-pool slot is marked FAILED and the slot is freed — else two such kills would block
-    every later evaluation."""
+    every later evaluation. Also when the kill left the run STARTING."""
     import shutil
     import signal
 
@@ -89,6 +91,12 @@ def test_a_killed_run_without_a_daemon_is_failed_and_its_pool_slot_freed(tmp_pat
     (run,) = instance.get_runs()
     assert run.status == dg.DagsterRunStatus.STARTED
     assert instance.event_log_storage.get_concurrency_run_ids() == {run.run_id}
+
+    if left_starting:
+        # killed between storing its run-start event and setting the run's status (the CI race)
+        instance.run_storage.handle_run_event(
+            run.run_id, dg.DagsterEvent(dg.DagsterEventType.RUN_STARTING.value, job_name=run.job_name))
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTING
 
     assert release_dead_runs(instance) == [run.run_id]
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
