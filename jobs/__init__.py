@@ -32,6 +32,13 @@ _CORE_JOBS = {
     "leaderboard_job": (["leaderboard"], "Collect every eval table into the leaderboard and compare recipes."),
     "ablation_report_job": (["ablation_report"], "Compare every recipe to baseline and the oracle over seeds, "
                                                  "paired on the eval items, with intervals."),
+    "mixing_start_job": (["mixing_start"], "Train the domain experts' shared start on every domain of the mixing "
+                                           "recipe."),
+    "domain_expert_job": (["domain_expert"], "Train one domain's expert from the shared start."),
+    "soup_sweep_job": (["soup_sweep"], "Write and evaluate the uniform soup of every subset of the domain experts, "
+                                       "in Gray-code order."),
+    "mixing_table_job": (["mixing_table"], "Collect every evaluated soup into the mixing table: best mixtures, "
+                                           "each expert's gain, searches against the exhaustive table."),
 }
 
 

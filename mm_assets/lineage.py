@@ -124,15 +124,19 @@ def _base_model_of(instance, event) -> list:
             if (_event(r).tags or {}).get("dagster/data_version") == version][:1]
 
 
-def _experts_of(instance, event) -> list[tuple[str, object]]:
-    """A soup's experts: (name, the checkpoint event with the version the soup names, or None)."""
+def _checkpoints_of(instance, event) -> list[tuple[str, object]]:
+    """The checkpoints a checkpoint was made from, as its manifest names them (name and
+    version): a soup's experts, an expert's start checkpoint. Each with the checkpoint event of
+    that version, or None."""
     lin = event.metadata.get("lineage")
-    soup = (lin.value if lin is not None else {}).get("soup") or {}
+    lin = lin.value if lin is not None else {}
+    refs = [*((lin.get("soup") or {}).get("experts", [])), *([lin["start_checkpoint"]] if lin.get("start_checkpoint")
+                                                              else [])]
     out = []
-    for expert in soup.get("experts", []):
-        match = [r for r in _records(instance, dg.AssetKey("checkpoint"), expert["name"], observation=False)
-                 if (_event(r).tags or {}).get("dagster/data_version") == expert["version"]]
-        out.append((expert["name"], match[0] if match else None))
+    for ref in refs:
+        match = [r for r in _records(instance, dg.AssetKey("checkpoint"), ref["name"], observation=False)
+                 if (_event(r).tags or {}).get("dagster/data_version") == ref["version"]]
+        out.append((ref["name"], match[0] if match else None))
     return out
 
 
@@ -161,9 +165,9 @@ def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, 
                 node.parents.append(visit(dg.AssetKey("curated_dataset"), prec.partition_key, prec, "materialization"))
             for prec in _base_model_of(instance, _event(rec)):
                 node.parents.append(visit(dg.AssetKey("base_model"), None, prec, "materialization"))
-            # a soup's inputs: the expert checkpoints it merges, at the versions it names
-            for expert, prec in _experts_of(instance, _event(rec)):
-                node.parents.append(visit(dg.AssetKey("checkpoint"), expert, prec, "materialization"))
+            # a soup's experts, an expert's start: checkpoints at the versions the manifest names
+            for source, prec in _checkpoints_of(instance, _event(rec)):
+                node.parents.append(visit(dg.AssetKey("checkpoint"), source, prec, "materialization"))
         with dg.partition_loading_context(dynamic_partitions_store=instance):
             parents = graph.get_parents_partitions(asset_key, part).parent_partitions
         for parent in sorted(parents, key=lambda p: (p.asset_key.to_user_string(), p.partition_key or "")):

@@ -74,3 +74,21 @@ class MlflowResource(dg.ConfigurableResource):
                     os.environ.pop("MLFLOW_TRACKING_URI", None)
                 else:
                     os.environ["MLFLOW_TRACKING_URI"] = previous
+
+    def log_report(self, experiment: str, run_name: str, params: dict, metrics: dict, artifacts: dict[str, bytes],
+                   tags: dict | None = None) -> str:
+        """One MLflow run for a report asset: params, metrics (None values left out) and files."""
+        import tempfile
+        from pathlib import Path
+
+        import mlflow
+
+        with self.session(experiment) as experiment_id, \
+                mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run, \
+                tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_params(params)
+            mlflow.log_metrics({k.replace(" ", "_"): float(v) for k, v in metrics.items() if v is not None})
+            for name, data in artifacts.items():
+                (Path(tmp) / name).write_bytes(data)
+                mlflow.log_artifact(str(Path(tmp) / name))
+        return run.info.run_id

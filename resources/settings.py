@@ -138,6 +138,18 @@ def training_resource():
     return TrainingResource(**fields)
 
 
+def mixing_resource():
+    """`MM_MIXING_RECIPE` (default baseline), `MM_MIXING_START_TOKENS`, `MM_MIXING_EXPERT_TOKENS`
+    (0: one pass over the largest domain)."""
+    from resources.mixing import MixingResource
+    fields = {"recipe": setting("MM_MIXING_RECIPE", "baseline")}
+    if setting("MM_MIXING_START_TOKENS"):
+        fields["start_budget_tokens"] = int(setting("MM_MIXING_START_TOKENS"))
+    if setting("MM_MIXING_EXPERT_TOKENS"):
+        fields["expert_budget_tokens"] = int(setting("MM_MIXING_EXPERT_TOKENS"))
+    return MixingResource(**fields)
+
+
 def canaries_resource():
     """`MM_CANARIES`: a canary file (one sample_id per line); unset = the planted truth of generated data."""
     from resources.canaries import CanariesResource
@@ -159,4 +171,4 @@ def default_resources() -> dict:
     return {"storage": storage_resource(), "mammoth": source_resource(), "embedder_model": embedder_resource(),
             "recipes": recipes_resource(), "checkpoints": checkpoint_store_resource(),
             "eval_backend": eval_backend_resource(), "mlflow": mlflow_resource(), "training": training_resource(),
-            "canaries": canaries_resource(), "ray_cluster": ray_cluster_resource()}
+            "canaries": canaries_resource(), "ray_cluster": ray_cluster_resource(), "mixing": mixing_resource()}

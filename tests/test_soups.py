@@ -219,3 +219,39 @@ def test_the_soups_command_writes_every_subset_or_names_what_is_wrong(tmp_path):
     # sweeping needs the eval sets: without them the command says which to materialize
     swept = subprocess.run(cmd + ["--benchmarks", "countbench"], env=env, capture_output=True, text=True, timeout=600)
     assert swept.returncode == 2 and "eval_sets is not materialized" in swept.stderr, swept.stderr
+
+
+def test_the_mixing_table_collects_every_evaluated_soup(graph):
+    """The seven soups of three experts registered and evaluated (their stored sweep predictions
+    reused), then `mixing_table`: a row per subset with its eval score, the best mixture, each
+    expert's gain, and the searches replayed against the complete table."""
+    import polars as pl
+
+    from mm_assets.evaluation.benchmarks import get as get_benchmark
+    from mm_assets.mixing.sweep import EvalTarget, sweep_soups, write_subset_soups
+    from resources.json_io_manager import read_pointers
+
+    g, store, experts = graph
+    soups = write_subset_soups(store, dict(zip("abc", experts)))
+    st = g.defs.resources["storage"].get()
+    pointer = read_pointers(st, "eval_sets", ["countbench"])["countbench"]
+    target = EvalTarget(get_benchmark("countbench"), st.read_parquet(pointer["root"]).head(8), pointer["version"], 8)
+    sweep_soups(store, st, list(soups.values()), [target], batch_size=8)
+    scores = {subset: _evaluate(g, name)["score"] for subset, name in soups.items()}
+    g.run("mixing_table_job")
+    meta = g.meta("mixing_table")
+    assert meta["soups"] == 7
+    root = Storage(meta["uri"])
+    table = root.read_parquet("subsets.parquet")
+    assert table.height == 7 and set(table.columns) == {"label", "experts", "size", "countbench", "average"}
+    for row in table.iter_rows(named=True):
+        subset = frozenset(row["label"].split("+"))
+        assert row["countbench"] == pytest.approx(scores[subset]) == pytest.approx(row["average"])
+    best = root.read_parquet("best.parquet").filter(pl.col("benchmark") == "average").row(0, named=True)
+    assert best["score"] == pytest.approx(max(scores.values()))
+    searches = root.read_parquet("searches.parquet")
+    assert searches.filter(pl.col("search") == "exhaustive")["evaluations"].to_list() == [7]
+    assert (searches["below_exhaustive_best"] >= 0).all()
+    gains = root.read_parquet("marginal_contributions.parquet")
+    assert sorted(gains.filter(pl.col("benchmark") == "average")["expert"].to_list()) == ["a", "b", "c"]
+    assert root.read_bytes("mixing.png")[:4] == b"\x89PNG"

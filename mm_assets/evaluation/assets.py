@@ -41,7 +41,8 @@ EVAL_POOL = "eval_checkpoint_load"
 BY_CHECKPOINT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="checkpoint")
 BY_BENCHMARK = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark")
 LINEAGE_KEYS = ("training_run", "recipe", "curated_versions", "step", "epoch", "parent", "base_model",
-                "base_model_version", "tokens_seen", "budget_tokens", "budget_fraction", "seed", "soup")
+                "base_model_version", "tokens_seen", "budget_tokens", "budget_fraction", "seed", "soup",
+                "start_checkpoint")
 
 
 @dg.asset(group_name="evaluation", partitions_def=checkpoint_partitions, kinds={"safetensors"}, code_version="1",

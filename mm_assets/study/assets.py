@@ -166,11 +166,6 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
 
 def _log_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, result: dict, png: bytes, blob: bytes) -> None:
     """One MLflow run per report: delta, interval and gap recovered per recipe and benchmark."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
     metrics = {}
     for row in result["rows"] + result["average"]:
         bench = "average" if row["benchmark"] == result["average"][0]["benchmark"] else row["benchmark"]
@@ -182,12 +177,8 @@ def _log_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, result: dict, p
         if row.get("gap_recovered") is not None:
             metrics.update({f"{name}/gap_recovered": row["gap_recovered"], f"{name}/gap_lo": row["gap_lo"],
                             f"{name}/gap_hi": row["gap_hi"]})
-    with mlflow_res.session("mm-curation-study") as experiment_id, \
-            mlflow.start_run(experiment_id=experiment_id, run_name="ablation_report",
-                             tags={"dagster/run_id": dagster_run_id}), tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({"n_boot": result["n_boot"], "level": result["level"], "baseline": result["baseline"],
-                           "oracle": result["oracle"], "recipes": ",".join(result["recipes"])})
-        mlflow.log_metrics({k.replace(" ", "_"): float(v) for k, v in metrics.items() if v is not None})
-        for name, data in (("ablation.png", png), ("report.json", blob)):
-            (Path(tmp) / name).write_bytes(data)
-            mlflow.log_artifact(str(Path(tmp) / name))
+    mlflow_res.log_report("mm-curation-study", "ablation_report",
+                          params={"n_boot": result["n_boot"], "level": result["level"], "baseline": result["baseline"],
+                                  "oracle": result["oracle"], "recipes": ",".join(result["recipes"])},
+                          metrics=metrics, artifacts={"ablation.png": png, "report.json": blob},
+                          tags={"dagster/run_id": dagster_run_id})

@@ -139,7 +139,7 @@ def base_model(context: dg.AssetExecutionContext, raw_shards: dict, embedder: di
 
 
 @contextlib.contextmanager
-def _base_model_dir(st: Storage, pointer: dict):
+def base_model_dir(st: Storage, pointer: dict):
     """A local directory holding the base model (downloaded when it is not local)."""
     if pointer["kind"] == "tiny":
         with local_dir(st, pointer["root"]) as d:
@@ -189,7 +189,7 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
     with contextlib.ExitStack() as stack:
         shard_dirs = [stack.enter_context(local_dir(st, p["root"])) for _, p in sorted(curated.items())]
         shard_paths = [str(t) for d in shard_dirs for t in sorted(Path(d).glob("*.tar"))]
-        base_dir = stack.enter_context(_base_model_dir(st, base_model))
+        base_dir = stack.enter_context(base_model_dir(st, base_model))
         # every seed trains on the same shards with the base model's processor: encoded once
         dataset = encode_shards(base_dir, shard_paths, training.max_len)
         context.log.info(f"{recipe_name}: {len(dataset[0])} samples encoded in {time.perf_counter() - started:.0f} s")
@@ -203,8 +203,8 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
                               batch_size=training.batch_size, grad_accum=training.grad_accum,
                               max_len=training.max_len, packing=training.packing, seed=seed,
                               base_model_version=base_model["version"], base_model_uri=base_model["uri"])
-            summary, curve = _train_one(context, cfg, settings, store, base_dir, shard_paths, dataset)
-            _log_training_mlflow(mlflow, context.run_id, summary, curve)
+            summary, curve = train_one_seed(context, cfg, settings, store, base_dir, shard_paths, dataset)
+            log_training_mlflow(mlflow, context.run_id, summary, curve)
             st.write_json(f"training_runs/{run_id}/summary.json", summary)
             runs.append(summary)
             curves.append(curve)
@@ -253,7 +253,7 @@ def first_seed_final(run: dict) -> dict:
     return {"checkpoint": run["checkpoints"][-1], "tokens_seen": run.get("tokens_seen")}
 
 
-def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: Storage, base_dir: str,
+def train_one_seed(context: dg.AssetExecutionContext, cfg, settings: dict, store: Storage, base_dir: str,
                shard_paths: list[str], dataset) -> tuple[dict, dict]:
     """One seed's training run, resumed from its own latest checkpoint if there is one: its
     summary and loss curves (`history`: every step, resumed ones included; `this_call`: the
@@ -295,7 +295,7 @@ def _train_one(context: dg.AssetExecutionContext, cfg, settings: dict, store: St
     return summary, {"history": result.history, "this_call": this_call}
 
 
-def _log_training_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, summary: dict, curves: dict) -> None:
+def log_training_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, summary: dict, curves: dict) -> None:
     """One MLflow run per seed and materialization: the whole loss curve (a resumed run includes
     the steps before its resume point, restored from the checkpoint), throughput of the steps it ran."""
     import mlflow

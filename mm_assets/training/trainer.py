@@ -100,6 +100,7 @@ class TrainConfig:
     stop_after_steps: int | None = None   # stop this call after so many steps (checkpointed)
     base_model_version: str | None = None  # the content hash of the model training starts from (lineage)
     base_model_uri: str | None = None      # where that model is stored (default: `checkpoint_in`)
+    start_checkpoint: dict | None = None   # {name, version} when training starts from a registered checkpoint
     freeze_vision: bool = True
     attn_implementation: str = "sdpa"     # "sdpa" or "eager" (both take the packed 4D mask)
 
@@ -482,7 +483,8 @@ def train(config: TrainConfig, checkpoint_in: str | Path, shard_paths: Iterable[
                             "budget_fraction": (cumulative[global_step - 1] / cfg.budget_tokens
                                                 if cfg.budget_tokens else None),
                             "seed": cfg.seed, **({"base_model_version": cfg.base_model_version}
-                                                 if cfg.base_model_version else {})}
+                                                 if cfg.base_model_version else {}),
+                            **({"start_checkpoint": cfg.start_checkpoint} if cfg.start_checkpoint else {})}
                 sealed = save_checkpoint(target, model, processor, optimizer, state, manifest, storage_options)
                 result.checkpoints.append({"path": str(target), "step": global_step, "epoch": e + 1,
                                            "manifest": sealed})

@@ -1,0 +1,76 @@
+"""Dagster asset of the mixing stage: the mixing table of every evaluated soup
+(`mm_assets/mixing/table.py` does the work)."""
+
+import base64
+import io
+import json
+
+import dagster as dg
+import polars as pl
+
+from mm_assets.metadata import bytes_digest, content_digest, markdown_table
+from mm_assets.mixing.table import AVERAGE, best_mixtures, marginal_contributions, plot_mixing, search_report, \
+    soup_rows, subset_table
+from mm_assets.storage import parquet_bytes
+from resources.evaluation import MlflowResource
+from resources.storage import StorageResource
+
+ALL = {"partition_mapping": dg.AllPartitionMapping(), "metadata": {"allow_missing_partitions": True}}
+
+
+@dg.asset(group_name="mixing", kinds={"parquet", "png", "mlflow"}, ins={"eval_scores": dg.AssetIn(**ALL)},
+          description="Every evaluated soup (uniform merge of expert checkpoints) × benchmark: the subset table "
+                      "with the average over benchmarks, the best mixture per benchmark and on average, each "
+                      "expert's mean gain when added, and greedy soup / beam search replayed against the "
+                      "exhaustive table (evaluations spent vs best found). Materialize it once the soups' evals "
+                      "are in (`mm-curation soups`, then the checkpoint sensor).")
+def mixing_table(context: dg.AssetExecutionContext, eval_scores: dict, storage: StorageResource,
+                 mlflow: MlflowResource) -> dg.Output[dict]:
+    st = storage.get()
+    summaries = [st.read_json(pointer["summary"]) for pointer in eval_scores.values() if "summary" in pointer]
+    rows = soup_rows(summaries)
+    table = subset_table(rows)
+    best, gains = best_mixtures(table), marginal_contributions(table)
+    try:
+        searches, curves = search_report(table)
+        search_note = ""
+    except ValueError as incomplete:            # some subsets not (yet) evaluated on every benchmark
+        searches, curves, search_note = pl.DataFrame(), [], str(incomplete)
+    png = io.BytesIO()
+    plot_mixing(table, gains, curves, png)
+    parts = {"soups.parquet": parquet_bytes(rows), "subsets.parquet": parquet_bytes(table),
+             "best.parquet": parquet_bytes(best), "marginal_contributions.parquet": parquet_bytes(gains),
+             "searches.parquet": parquet_bytes(searches)}
+    version = content_digest({name: bytes_digest(data) for name, data in parts.items()})
+    root = f"mixing_table/{version}"
+    for name, data in {**parts, "mixing.png": png.getvalue()}.items():
+        st.write_bytes(f"{root}/{name}", data)
+    if table.height:
+        _log_mlflow(mlflow, context.run_id, best, gains, searches, png.getvalue(), table)
+    benches = [c for c in table.columns if c not in ("label", "experts", "size")]
+    shown = table.select("label", "size", *benches).sort(AVERAGE, descending=True, nulls_last=True) \
+        if table.height else table
+    return dg.Output(
+        {"root": root, "version": version}, data_version=dg.DataVersion(version),
+        metadata={"uri": st.uri(root), "soups": table.height, "weighted_soups": rows.filter(
+                      pl.col("weights").is_not_null())["soup"].n_unique(),
+                  "subsets": dg.MetadataValue.md(markdown_table(shown.head(20))),
+                  "best": dg.MetadataValue.md(markdown_table(best)),
+                  "marginal_contributions": dg.MetadataValue.md(markdown_table(
+                      gains.pivot(on="benchmark", index="expert", values="mean_gain") if gains.height else gains)),
+                  "searches": dg.MetadataValue.md(markdown_table(searches) if searches.height else search_note
+                                                  or "no soups evaluated"),
+                  "plot": dg.MetadataValue.md(f"![mixing](data:image/png;base64,"
+                                              f"{base64.b64encode(png.getvalue()).decode()})")})
+
+
+def _log_mlflow(mlflow: MlflowResource, dagster_run_id: str, best: pl.DataFrame, gains: pl.DataFrame,
+                searches: pl.DataFrame, png: bytes, table: pl.DataFrame) -> None:
+    metrics = {f"best/{r['benchmark']}": r["score"] for r in best.iter_rows(named=True)}
+    metrics |= {f"gain/{r['expert']}/{r['benchmark']}": r["mean_gain"] for r in gains.iter_rows(named=True)}
+    metrics |= {f"search/{r['search']}/evaluations": r["evaluations"] for r in searches.iter_rows(named=True)}
+    metrics |= {f"search/{r['search']}/below_best": r["below_exhaustive_best"] for r in searches.iter_rows(named=True)}
+    mlflow.log_report("mm-curation-mixing", "mixing_table", params={"soups": table.height},
+                      metrics={k.replace("(", "").replace(")", "").replace("+", "_"): v for k, v in metrics.items()},
+                      artifacts={"mixing.png": png, "subsets.json": json.dumps(table.to_dicts()).encode()},
+                      tags={"dagster/run_id": dagster_run_id})

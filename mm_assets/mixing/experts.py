@@ -1,0 +1,197 @@
+"""Dagster assets of data mixing by merging: the shared start, one expert per domain, and the
+Gray-code sweep of every subset soup of the experts.
+
+- `mixing_start`: a short general run from the base model on every curated domain of the mixing
+  recipe (`MixingResource.recipe`, default baseline), `start_budget_tokens` long. It also counts
+  each domain's tokens: the experts' budget is one pass over the largest domain unless set.
+- `domain_expert[domain]`: from the start's checkpoint, the recipe's curated data of that one
+  domain, the same token budget for every domain (smaller domains repeat). A sealed checkpoint
+  like any other: the checkpoint sensor registers it and requests its evals; its manifest names
+  the curated version it was trained on and the start checkpoint (name and version), so
+  `mm-curation lineage` walks expert → start → base model and curated datasets.
+- `soup_sweep`: the uniform soup of every subset of the materialized experts, written into the
+  checkpoint store and evaluated in Gray-code order with one running sum
+  (`mm_assets/mixing/sweep.py`) on the registered eval sets; the sensor then registers the soups
+  and their `eval_scores` runs reuse the stored predictions, and `mixing_table` collects them.
+  It holds one slot of the eval pool (it loads one model at a time).
+
+Only `start_checkpoint` and `curated_versions` differ from `training_run`'s checkpoints; the
+trainer, the checkpoint format and the resumption after a kill are the same.
+"""
+
+import contextlib
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from mm_assets.evaluation.assets import EVAL_POOL
+from mm_assets.metadata import content_digest, markdown_table
+from mm_assets.partitions import domain_partitions, recipe_domain_partitions
+from mm_assets.storage import Storage, local_dir
+from mm_assets.training.assets import TRAINING_CODE_VERSION, base_model_dir, log_training_mlflow, train_one_seed
+from resources.evaluation import CheckpointStoreResource, EvalBackendResource, MlflowResource
+from resources.mixing import MixingResource
+from resources.storage import StorageResource
+from resources.training import TrainingResource
+
+BY_DOMAIN = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="domain")
+ANY = {"metadata": {"allow_missing_partitions": True}}
+
+
+def _of_recipe(curated_dataset: dict, recipe: str) -> dict[str, dict]:
+    """{domain: curated pointer} of one recipe, from a multi-partition input."""
+    out = {}
+    for key, pointer in curated_dataset.items():
+        dims = recipe_domain_partitions.get_partition_key_from_str(key).keys_by_dimension
+        if dims["recipe"] == recipe:
+            out[dims["domain"]] = pointer
+    if not out:
+        recipes = sorted({recipe_domain_partitions.get_partition_key_from_str(k).keys_by_dimension["recipe"]
+                          for k in curated_dataset})
+        raise ValueError(f"the mixing recipe {recipe!r} has no curated datasets (materialized: {recipes or 'none'}); "
+                         f"materialize curated_dataset for it or set MM_MIXING_RECIPE")
+    return dict(sorted(out.items()))
+
+
+def _train(context, run_name: str, recipe: str, curated: dict[str, dict], start_dir: str, budget: int,
+           training: TrainingResource, mixing: MixingResource, store: Storage, st: Storage, mlflow: MlflowResource,
+           start: dict | None, base_model: dict, encoded=None) -> tuple[dict, list]:
+    """One training run to `budget` tokens with a single (final) checkpoint; returns its summary
+    and the encoded samples per domain (for counting)."""
+    from mm_assets.training.trainer import TrainConfig, encode_shards
+
+    curated_versions = {d: p["version"] for d, p in curated.items()}
+    settings = dict(training.model_dump(), budget_tokens=budget, seeds=[mixing.seed], checkpoint_fractions=[1.0])
+    trajectory = {k: v for k, v in settings.items() if k not in ("checkpoint_fractions", "seeds")}
+    parent_version = start["version"] if start else base_model["version"]
+    digest = content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, parent_version, mixing.seed])
+    run_id = f"{run_name}-seed{mixing.seed}-{digest[:8]}"
+    with contextlib.ExitStack() as stack:
+        dirs = {d: stack.enter_context(local_dir(st, p["root"])) for d, p in curated.items()}
+        shards = {d: [str(t) for t in sorted(Path(path).glob("*.tar"))] for d, path in dirs.items()}
+        per_domain = {d: encode_shards(start_dir, paths, training.max_len) for d, paths in shards.items()}
+        samples = [s for d in per_domain for s in per_domain[d][0]]
+        skipped = sum((per_domain[d][1] for d in per_domain), start=Counter())
+        cfg = TrainConfig(training_run=run_id, recipe=recipe, curated_versions=curated_versions,
+                          model_name=f"tiny-llava ({training.base_model})", budget_tokens=budget,
+                          checkpoint_fractions=(1.0,), save_each_epoch=False, lr=training.lr,
+                          schedule=training.schedule, warmup=training.warmup, batch_size=training.batch_size,
+                          grad_accum=training.grad_accum, max_len=training.max_len, packing=training.packing,
+                          seed=mixing.seed, base_model_version=parent_version,
+                          base_model_uri=store.uri(start["name"]) if start else base_model["uri"],
+                          start_checkpoint={"name": start["name"], "version": start["version"]} if start else None)
+        summary, curve = train_one_seed(context, cfg, settings, store, start_dir,
+                                        [p for d in shards for p in shards[d]], (samples, skipped))
+    log_training_mlflow(mlflow, context.run_id, summary, curve)
+    st.write_json(f"training_runs/{run_id}/summary.json", summary)
+    tokens = {d: sum(s.length for s in per_domain[d][0]) for d in per_domain}
+    return summary, tokens
+
+
+def _checkpoint_pointer(store: Storage, summary: dict) -> dict:
+    from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
+
+    name = summary["checkpoints"][-1]
+    return {"name": name, "version": checkpoint_version(verify_checkpoint(store, name)), "uri": store.uri(name)}
+
+
+@dg.asset(group_name="mixing", kinds={"pytorch", "safetensors"},
+          ins={"curated_dataset": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY),
+               "base_model": dg.AssetIn()},
+          description="The experts' shared start: a short general training run from the base model on every "
+                      "curated domain of the mixing recipe (MM_MIXING_RECIPE, default baseline). Counts each "
+                      "domain's tokens, which set the experts' budget (one pass over the largest domain).")
+def mixing_start(context: dg.AssetExecutionContext, curated_dataset: dict, base_model: dict,
+                 storage: StorageResource, checkpoints: CheckpointStoreResource, training: TrainingResource,
+                 mixing: MixingResource, mlflow: MlflowResource) -> dg.Output[dict]:
+    st, store = storage.get(), checkpoints.get()
+    curated = _of_recipe(curated_dataset, mixing.recipe)
+    started = time.perf_counter()
+    with base_model_dir(st, base_model) as base_dir:
+        summary, tokens = _train(context, f"mixstart-{mixing.recipe}", mixing.recipe, curated, base_dir,
+                                 mixing.start_budget_tokens, training, mixing, store, st, mlflow, None, base_model)
+    pointer = _checkpoint_pointer(store, summary)
+    expert_budget = mixing.expert_budget_tokens or max(tokens.values())
+    value = {**pointer, "recipe": mixing.recipe, "training_run": summary["training_run"],
+             "curated_versions": summary["curated_versions"], "domain_tokens": tokens,
+             "expert_budget_tokens": expert_budget}
+    return dg.Output(value, data_version=dg.DataVersion(content_digest(value)),
+                     metadata={"checkpoint": pointer["name"], "version": pointer["version"],
+                               "recipe": mixing.recipe, "tokens_seen": summary["tokens_seen"],
+                               "expert_budget_tokens": expert_budget,
+                               "domain_tokens": dg.MetadataValue.json(tokens),
+                               "loss_last_10pct": summary["loss_last_10pct"],
+                               "seconds": time.perf_counter() - started})
+
+
+@dg.asset(group_name="mixing", partitions_def=domain_partitions, kinds={"pytorch", "safetensors"},
+          ins={"curated_dataset": dg.AssetIn(partition_mapping=BY_DOMAIN, **ANY), "mixing_start": dg.AssetIn()},
+          description="One expert per domain: from the shared start, the mixing recipe's curated data of this "
+                      "domain only, the same token budget for every domain (smaller domains repeat). A sealed "
+                      "checkpoint the sensor registers and evaluates, with lineage to its curated version and "
+                      "the start.")
+def domain_expert(context: dg.AssetExecutionContext, curated_dataset: dict, mixing_start: dict,
+                  storage: StorageResource, checkpoints: CheckpointStoreResource, training: TrainingResource,
+                  mixing: MixingResource, mlflow: MlflowResource) -> dg.Output[dict]:
+    domain = context.partition_key
+    st, store = storage.get(), checkpoints.get()
+    curated = _of_recipe(curated_dataset, mixing_start["recipe"])
+    if domain not in curated:
+        raise ValueError(f"no curated dataset of recipe {mixing_start['recipe']!r} for domain {domain!r}")
+    budget = mixing_start["expert_budget_tokens"]
+    started = time.perf_counter()
+    with local_dir(store, mixing_start["name"]) as start_dir:
+        summary, tokens = _train(context, f"expert-{mixing_start['recipe']}-{domain}", mixing_start["recipe"],
+                                 {domain: curated[domain]}, start_dir, budget, training, mixing, store, st, mlflow,
+                                 mixing_start, {"version": mixing_start["version"]})
+    pointer = _checkpoint_pointer(store, summary)
+    value = {**pointer, "domain": domain, "recipe": mixing_start["recipe"], "training_run": summary["training_run"],
+             "start": {"name": mixing_start["name"], "version": mixing_start["version"]},
+             "budget_tokens": budget, "tokens_seen": summary["tokens_seen"]}
+    return dg.Output(value, data_version=dg.DataVersion(pointer["version"]),
+                     metadata={"checkpoint": pointer["name"], "version": pointer["version"],
+                               "budget_tokens": budget, "tokens_seen": summary["tokens_seen"],
+                               "domain_tokens": tokens[domain], "passes": round(summary["epochs_seen"], 3),
+                               "loss_last_10pct": summary["loss_last_10pct"],
+                               "seconds": time.perf_counter() - started})
+
+
+@dg.asset(group_name="mixing", ins={"domain_expert": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY),
+                                    "eval_sets": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY)},
+          pool=EVAL_POOL,
+          description="The uniform soup of every subset of the materialized domain experts, written into the "
+                      "checkpoint store and evaluated in Gray-code order (one expert added or removed per soup, "
+                      "one running sum) on the eval sets the checkpoint sensor evaluates; the soups' own "
+                      "eval_scores runs then reuse the stored predictions.")
+def soup_sweep(context: dg.AssetExecutionContext, domain_expert: dict, eval_sets: dict, storage: StorageResource,
+               checkpoints: CheckpointStoreResource, eval_backend: EvalBackendResource) -> dg.Output[dict]:
+    from mm_assets.evaluation.benchmarks import get as get_benchmark
+    from mm_assets.evaluation.runner import eval_items
+    from mm_assets.mixing.sweep import EvalTarget, sweep_soups, write_subset_soups
+
+    st, store = storage.get(), checkpoints.get()
+    if len(domain_expert) < 2:
+        raise ValueError(f"a sweep needs at least two experts (materialized: {sorted(domain_expert) or 'none'})")
+    benchmarks = [b for b in checkpoints.benchmarks() if b in eval_sets]
+    if not benchmarks:
+        raise ValueError(f"none of the benchmarks the sensor evaluates on ({list(checkpoints.benchmarks())}) has an "
+                         "eval set yet: materialize eval_sets first")
+    experts = {domain: pointer["name"] for domain, pointer in sorted(domain_expert.items())}
+    started = time.perf_counter()
+    soups = write_subset_soups(store, experts)
+    targets = [EvalTarget(get_benchmark(b), eval_items(st, eval_sets[b], eval_backend.max_items),
+                          eval_sets[b]["version"], eval_backend.max_items) for b in benchmarks]
+    counts = sweep_soups(store, st, list(soups.values()), targets, backend=eval_backend.kind,
+                         batch_size=eval_backend.batch_size, device=eval_backend.device,
+                         progress=lambda soup, bench: context.log.info(f"{soup} on {bench}"))
+    value = {"soups": {"+".join(sorted(subset)): name for subset, name in soups.items()},
+             "experts": {d: {"name": p["name"], "version": p["version"]} for d, p in sorted(domain_expert.items())},
+             "benchmarks": benchmarks}
+    return dg.Output(value, data_version=dg.DataVersion(content_digest(value)),
+                     metadata={**counts, "benchmarks": dg.MetadataValue.json(benchmarks),
+                               "experts": dg.MetadataValue.md(markdown_table(pl.DataFrame(
+                                   {"domain": list(experts), "checkpoint": list(experts.values())}))),
+                               "seconds": time.perf_counter() - started})
