@@ -37,6 +37,8 @@ _CORE_JOBS = {
     "domain_expert_job": (["domain_expert"], "Train one domain's expert from the shared start."),
     "soup_sweep_job": (["soup_sweep"], "Write and evaluate the uniform soup of every subset of the domain experts, "
                                        "in Gray-code order."),
+    "mixture_run_job": (["mixture_run"], "Train a model for real on one data mixture from the experts' start."),
+    "proxy_check_job": (["proxy_check"], "Rank agreement of soups and real mixture models (Spearman's rho)."),
     "mixing_table_job": (["mixing_table"], "Collect every evaluated soup into the mixing table: best mixtures, "
                                            "each expert's gain, searches against the exhaustive table."),
 }

@@ -152,6 +152,37 @@ def _soups(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mixtures(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from mm_assets.mixing.proxy import mixture_domains, spread_over_ranking
+    from mm_assets.partitions import mixture_partitions
+    from mm_assets.storage import Storage
+    from mm_assets.taxonomy import DOMAINS
+
+    instance = dg.DagsterInstance.get()
+    labels = list(args.mixtures)
+    if args.spread:
+        records = instance.fetch_materializations(dg.AssetKey("mixing_table"), limit=1).records
+        if not records:
+            print("error: --spread ranks the mixing table's soups: materialize mixing_table first", file=sys.stderr)
+            return 2
+        uri = records[0].asset_materialization.metadata["uri"].value
+        table = Storage(uri).read_parquet("subsets.parquet")
+        labels += spread_over_ranking({r["label"]: r["average"] for r in table.iter_rows(named=True)
+                                       if r["average"] is not None}, args.spread)
+    try:
+        for label in labels:
+            mixture_domains(label, DOMAINS)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    instance.add_dynamic_partitions(mixture_partitions.name, labels)
+    print(f"mixtures: {', '.join(labels)} (materialize mixture_run for each, then proxy_check once they are "
+          "evaluated)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mm-curation", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -192,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     soups.add_argument("--no-sweep", dest="sweep", action="store_false",
                        help="only write the soups (their eval_scores runs then merge and generate one by one)")
     soups.set_defaults(func=_soups)
+
+    mixtures = sub.add_parser("mixtures", help="add data mixtures to train for real (mixture_run partitions), "
+                                               "named or spread over the mixing table's ranking")
+    mixtures.add_argument("mixtures", nargs="*", help="domains joined by + in sorted order, e.g. chart+ocr")
+    mixtures.add_argument("--spread", type=int, default=0, metavar="K",
+                          help="K mixtures of 2+ domains at evenly spaced places of the soups' ranking by average")
+    mixtures.set_defaults(func=_mixtures)
 
     why = sub.add_parser("why", help="a sample's path through every step of a recipe (from the decision ledger)")
     why.add_argument("sample_id")

@@ -7,8 +7,8 @@ from mm_assets.curated.assets import curated_dataset
 from mm_assets.curated.step_assets import DECISIONS_ASSETS, SCORE_ASSETS
 from mm_assets.embeddings.assets import embedder, embeddings
 from mm_assets.evaluation.assets import checkpoint, eval_scores, leaderboard
-from mm_assets.mixing.assets import mixing_table
-from mm_assets.mixing.experts import domain_expert, mixing_start, soup_sweep
+from mm_assets.mixing.assets import mixing_table, proxy_check
+from mm_assets.mixing.experts import domain_expert, mixing_start, mixture_run, soup_sweep
 from mm_assets.recipes.assets import RECIPE_SECTION_ASSETS
 from mm_assets.sources.assets import eval_sets, quarantine, raw_shards, samples, source
 from mm_assets.study.assets import ablation_report
@@ -26,7 +26,8 @@ ASSETS = [
     base_model, training_run,                             # training
     checkpoint, eval_scores, leaderboard,                 # evaluation
     ablation_report,                                      # the curation study
-    mixing_start, domain_expert, soup_sweep, mixing_table,   # data mixing by merging experts
+    mixing_start, domain_expert, soup_sweep, mixing_table,   # data mixing by merging experts,
+    mixture_run, proxy_check,                                # and the check against real mixtures
 ]
 SENSORS = build_sensors(ASSETS)
 

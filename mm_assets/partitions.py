@@ -23,3 +23,7 @@ recipe_domain_partitions = dg.MultiPartitionsDefinition({"recipe": recipe_partit
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoint")
 checkpoint_benchmark_partitions = dg.MultiPartitionsDefinition(
     {"checkpoint": checkpoint_partitions, "benchmark": benchmark_partitions})
+
+# One partition per data mixture trained for real (`mixture_run`), named by its domains joined
+# with "+" in sorted order, e.g. "chart+ocr"; added by `mm-curation mixtures` (or by hand).
+mixture_partitions = dg.DynamicPartitionsDefinition(name="mixture")

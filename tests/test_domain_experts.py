@@ -1,21 +1,25 @@
 """Data mixing through the asset graph on a copy of the filled small graph: the shared start on
-every domain of baseline, two domain experts from it at one budget (one pass over the largest
+every domain of baseline, three domain experts from it at one budget (one pass over the largest
 domain), the checkpoint sensor registering them with lineage expert → start → base model and
-curated data, the Gray-code sweep of their three soups, the soups' own evals reusing the sweep's
-predictions, and the mixing table."""
+curated data, the Gray-code sweep of their seven soups, the soups' own evals reusing the sweep's
+predictions, the mixing table, and the proxy check: the four mixtures of two or more domains
+added by `mm-curation mixtures --spread`, trained for real, ranked against their soups."""
 
 import shutil
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from conftest import SMALL_BUDGET_TOKENS, built_once, fill_small_graph
 from mm_assets.checkpoints import verify_checkpoint
 from mm_assets.lineage import lineage
 from mm_assets.partitions import checkpoint_partitions
+from mm_assets.storage import Storage
 
 pytestmark = pytest.mark.small_graph
-EXPERT_DOMAINS = ("chart", "ocr")
+EXPERT_DOMAINS = ("caption", "chart", "ocr")
+ONE_STEP = 4 * 384          # the budget is met to within one optimizer step (4 rows of 384 tokens)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,11 @@ def test_experts_train_from_the_shared_start_at_one_budget(mixed):
         assert manifest["start_checkpoint"] == {"name": start["checkpoint"], "version": start["version"]}
         assert manifest["curated_versions"] == {domain: baseline[domain]} and manifest["recipe"] == "baseline"
         assert expert["budget_tokens"] == start["expert_budget_tokens"]
-        assert start["expert_budget_tokens"] <= expert["tokens_seen"] <= start["expert_budget_tokens"] + 4 * 384
+        assert abs(expert["tokens_seen"] - start["expert_budget_tokens"]) <= ONE_STEP
         passes[domain] = expert["passes"]
-    # the same budget, so the smaller domain is seen more often
-    small, large = sorted(EXPERT_DOMAINS, key=lambda d: start["domain_tokens"][d])
+    # the same budget, so a smaller domain is seen more often
+    tokens = start["domain_tokens"]
+    small, large = min(EXPERT_DOMAINS, key=tokens.get), max(EXPERT_DOMAINS, key=tokens.get)
     assert passes[small] > passes[large] >= 0.99
 
 
@@ -80,15 +85,54 @@ def test_the_sweep_evaluates_every_soup_and_the_mixing_table_collects_them(mixed
     g = mixed
     g.run("soup_sweep_job")
     sweep = g.meta("soup_sweep")
-    assert (sweep["soups"], sweep["evaluations_stored"], sweep["experts_read"]) == (3, 3, 3)
+    assert (sweep["soups"], sweep["evaluations_stored"], sweep["experts_read"]) == (7, 7, 7)
     while g.sensor_tick("checkpoint_sensor"):          # registers the soups; their evals reuse the sweep's
         pass
     names = [n for n in g.instance.get_dynamic_partitions(checkpoint_partitions.name) if n.startswith("soup-")]
-    assert len(names) == 3
+    assert len(names) == 7
     for name in names:
         scores = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
         assert scores["generated_items"] == 0 and scores["reused"]
     g.run("mixing_table_job")
     table = g.meta("mixing_table")
-    assert table["soups"] == 3
-    assert "chart+ocr" in table["subsets"] and "exhaustive" in table["searches"]
+    assert table["soups"] == 7
+    assert "caption+chart+ocr" in table["subsets"] and "exhaustive" in table["searches"]
+
+
+def test_the_proxy_check_ranks_soups_against_models_trained_on_the_same_mixtures(mixed, monkeypatch, capsys):
+    from mm_assets.cli import main
+
+    g = mixed
+    if not g.instance.fetch_materializations(dg.AssetKey("mixing_table"), limit=1).records:
+        pytest.skip("needs the sweep and the mixing table of the test before it")
+    monkeypatch.setenv("DAGSTER_HOME", str(g.home / "dagster_home"))
+    assert main(["mixtures", "chart+chart"]) == 2 and "each once" in capsys.readouterr().err
+    assert main(["mixtures", "ocr"]) == 2 and "domain_expert[ocr]" in capsys.readouterr().err
+    assert main(["mixtures", "--spread", "4"]) == 0
+    mixtures = sorted(g.instance.get_dynamic_partitions("mixture"))
+    assert mixtures == ["caption+chart", "caption+chart+ocr", "caption+ocr", "chart+ocr"]   # every one of 2+
+    for mixture in mixtures:
+        g.run("mixture_run_job", mixture)
+
+    def run_name(mixture: str) -> str:
+        return g.meta("mixture_run", mixture)["checkpoint"]
+    start = g.meta("mixing_start")
+    run = g.meta("mixture_run", "caption+chart+ocr")
+    assert abs(run["tokens_seen"] - start["expert_budget_tokens"]) <= ONE_STEP
+    tokens = start["domain_tokens"]
+    assert run["repeats"] == {d: max(1, round(max(tokens[e] for e in EXPERT_DOMAINS) / tokens[d]))
+                              for d in EXPERT_DOMAINS}
+    while g.sensor_tick("checkpoint_sensor"):          # the mixture models' evals
+        pass
+    g.run("proxy_check_job")
+    check = g.meta("proxy_check")
+    assert check["mixtures"] == 4 and check["not_evaluated_yet"] == 0
+    root = Storage(check["uri"])
+    pair = root.read_parquet("pairs.parquet").filter(pl.col("mixture") == "chart+ocr").row(0, named=True)
+    assert pair["soup"].startswith("soup-chart+ocr-") and pair["real"] == run_name("chart+ocr")
+    for model, column in ((pair["soup"], "soup_score"), (pair["real"], "real_score")):
+        scores = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": model, "benchmark": "countbench"}))
+        assert pair[column] == pytest.approx(scores["score"])
+    agreement = root.read_parquet("agreement.parquet")
+    assert agreement["benchmark"].to_list() == ["countbench", "average"]
+    assert agreement["mixtures"].to_list() == [4, 4]

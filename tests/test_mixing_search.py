@@ -183,3 +183,20 @@ def test_with_no_soups_the_table_and_its_analyses_are_empty_and_the_plot_still_d
     png = io.BytesIO()
     plot_mixing(table, marginal_contributions(table), searches, png)
     assert png.getvalue()[:4] == b"\x89PNG"
+
+
+def test_mixtures_are_named_by_their_sorted_domains_and_spread_over_the_ranking():
+    from mm_assets.mixing.proxy import equal_share_repeats, mixture_domains, spread_over_ranking
+
+    known = ["chart", "ocr", "caption"]
+    assert mixture_domains("chart+ocr", known) == ["chart", "ocr"]
+    for bad, reason in [("ocr+chart", "sorted order"), ("chart+chart", "each once"), ("chart+maps", "unknown"),
+                        ("chart", "domain_expert")]:
+        with pytest.raises(ValueError, match=reason):
+            mixture_domains(bad, known)
+    assert equal_share_repeats({"a": 1000, "b": 240, "c": 600}) == {"a": 1, "b": 4, "c": 2}
+    scores = {"a": 0.9, "a+b": 0.5, "a+c": 0.7, "b+c": 0.1, "a+b+c": 0.3, "a+b+c+d": 0.6, "b+d": 0.2}
+    # the six of 2+ domains by score: a+c .7, a+b+c+d .6, a+b .5, a+b+c .3, b+d .2, b+c .1
+    assert spread_over_ranking(scores, 3) == ["a+c", "a+b", "b+c"]         # places 0, 2 (of 0..5), 5
+    assert spread_over_ranking(scores, 10) == ["a+c", "a+b+c+d", "a+b", "a+b+c", "b+d", "b+c"]
+    assert spread_over_ranking(scores, 1) == ["a+c"]

@@ -1,5 +1,6 @@
-"""Dagster asset of the mixing stage: the mixing table of every evaluated soup
-(`mm_assets/mixing/table.py` does the work)."""
+"""Dagster assets of the mixing stage's reports: the mixing table of every evaluated soup
+(`mm_assets/mixing/table.py`) and the proxy check, soups against models trained on the same
+mixtures (`mm_assets/mixing/proxy.py`). The training and sweep assets are in experts.py."""
 
 import base64
 import io
@@ -9,6 +10,7 @@ import dagster as dg
 import polars as pl
 
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
+from mm_assets.mixing.proxy import rank_agreement
 from mm_assets.mixing.table import AVERAGE, best_mixtures, marginal_contributions, plot_mixing, search_report, \
     soup_rows, subset_table
 from mm_assets.storage import parquet_bytes
@@ -74,3 +76,59 @@ def _log_mlflow(mlflow: MlflowResource, dagster_run_id: str, best: pl.DataFrame,
                       metrics={k.replace("(", "").replace(")", "").replace("+", "_"): v for k, v in metrics.items()},
                       artifacts={"mixing.png": png, "subsets.json": json.dumps(table.to_dicts()).encode()},
                       tags={"dagster/run_id": dagster_run_id})
+
+
+@dg.asset(group_name="mixing", kinds={"parquet", "mlflow"},
+          ins={"eval_scores": dg.AssetIn(**ALL),
+               "mixture_run": dg.AssetIn(**ALL),
+               "soup_sweep": dg.AssetIn()},
+          description="Does the merge proxy rank mixtures as training on them does? For every trained mixture "
+                      "(two or more domains) whose soup and real model are evaluated: Spearman's rho between the "
+                      "soups' and the real models' scores per benchmark and on the average, with a bootstrap 95% "
+                      "interval over mixtures.")
+def proxy_check(context: dg.AssetExecutionContext, eval_scores: dict, mixture_run: dict, soup_sweep: dict,
+                storage: StorageResource, mlflow: MlflowResource) -> dg.Output[dict]:
+    from mm_assets.partitions import checkpoint_benchmark_partitions
+
+    st = storage.get()
+    score = {}
+    for key, pointer in eval_scores.items():
+        dims = checkpoint_benchmark_partitions.get_partition_key_from_str(key).keys_by_dimension
+        score[(dims["checkpoint"], dims["benchmark"])] = pointer["score"]
+    rows = []
+    for label, run in sorted(mixture_run.items()):
+        soup = soup_sweep["soups"].get(label)
+        for bench in soup_sweep["benchmarks"]:
+            rows.append({"mixture": label, "benchmark": bench, "soup": soup, "real": run["name"],
+                         "soup_score": score.get((soup, bench)), "real_score": score.get((run["name"], bench))})
+    pairs = pl.DataFrame(rows, schema={"mixture": pl.String, "benchmark": pl.String, "soup": pl.String,
+                                       "real": pl.String, "soup_score": pl.Float64, "real_score": pl.Float64})
+    complete = pairs.filter(pl.col("soup_score").is_not_null() & pl.col("real_score").is_not_null())
+    complete = complete.filter(pl.col("mixture").count().over("mixture") == len(soup_sweep["benchmarks"]))
+    averages = complete.group_by("mixture").agg(pl.col("soup_score").mean(), pl.col("real_score").mean()) \
+        .with_columns(pl.lit(AVERAGE).alias("benchmark"))
+    agreement = []
+    for bench, part in [*((b, complete.filter(pl.col("benchmark") == b)) for b in soup_sweep["benchmarks"]),
+                        (AVERAGE, averages)]:
+        proxy, real = dict(zip(part["mixture"], part["soup_score"])), dict(zip(part["mixture"], part["real_score"]))
+        found = rank_agreement(proxy, real) if len(proxy) >= 3 else {"mixtures": len(proxy)}
+        agreement.append({"benchmark": bench, **{k: (None if isinstance(v, float) and v != v else v)
+                                                 for k, v in found.items()}})
+    table = pl.DataFrame(agreement, schema={"benchmark": pl.String, "rho": pl.Float64, "ci95_low": pl.Float64,
+                                            "ci95_high": pl.Float64, "mixtures": pl.Int64, "resamples": pl.Int64,
+                                            "resamples_without_rho": pl.Int64})
+    data = {"pairs.parquet": parquet_bytes(pairs), "agreement.parquet": parquet_bytes(table)}
+    version = content_digest({name: bytes_digest(blob) for name, blob in data.items()})
+    root = f"proxy_check/{version}"
+    for name, blob in data.items():
+        st.write_bytes(f"{root}/{name}", blob)
+    if complete.height:
+        mlflow.log_report("mm-curation-mixing", "proxy_check", params={"mixtures": complete["mixture"].n_unique()},
+                          metrics={f"rho/{r['benchmark']}": r["rho"] for r in agreement},
+                          artifacts={"agreement.json": json.dumps(agreement).encode()},
+                          tags={"dagster/run_id": context.run_id})
+    return dg.Output({"root": root, "version": version}, data_version=dg.DataVersion(version),
+                     metadata={"uri": st.uri(root), "mixtures": complete["mixture"].n_unique(),
+                               "not_evaluated_yet": pairs.height - complete.height,
+                               "agreement": dg.MetadataValue.md(markdown_table(table)),
+                               "pairs": dg.MetadataValue.md(markdown_table(pairs.drop("soup", "real")))})

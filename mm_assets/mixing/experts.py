@@ -9,6 +9,9 @@ Gray-code sweep of every subset soup of the experts.
   like any other: the checkpoint sensor registers it and requests its evals; its manifest names
   the curated version it was trained on and the start checkpoint (name and version), so
   `mm-curation lineage` walks expert → start → base model and curated datasets.
+- `mixture_run[mixture]`: a model trained for real on a mixture of domains (`chart+ocr`), from
+  the start at the experts' budget, each domain an equal share by whole repeats — what the soup
+  of those experts stands in for (`proxy_check` in assets.py compares the two).
 - `soup_sweep`: the uniform soup of every subset of the materialized experts, written into the
   checkpoint store and evaluated in Gray-code order with one running sum
   (`mm_assets/mixing/sweep.py`) on the registered eval sets; the sensor then registers the soups
@@ -22,6 +25,7 @@ trainer, the checkpoint format and the resumption after a kill are the same.
 import contextlib
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -29,7 +33,8 @@ import polars as pl
 
 from mm_assets.evaluation.assets import EVAL_POOL
 from mm_assets.metadata import content_digest, markdown_table
-from mm_assets.partitions import domain_partitions, recipe_domain_partitions
+from mm_assets.mixing.proxy import equal_share_repeats, mixture_domains
+from mm_assets.partitions import domain_partitions, mixture_partitions, recipe_domain_partitions
 from mm_assets.storage import Storage, local_dir
 from mm_assets.training.assets import TRAINING_CODE_VERSION, base_model_dir, log_training_mlflow, train_one_seed
 from resources.evaluation import CheckpointStoreResource, EvalBackendResource, MlflowResource
@@ -56,39 +61,51 @@ def _of_recipe(curated_dataset: dict, recipe: str) -> dict[str, dict]:
     return dict(sorted(out.items()))
 
 
-def _train(context, run_name: str, recipe: str, curated: dict[str, dict], start_dir: str, budget: int,
-           training: TrainingResource, mixing: MixingResource, store: Storage, st: Storage, mlflow: MlflowResource,
-           start: dict | None, base_model: dict, encoded=None) -> tuple[dict, list]:
-    """One training run to `budget` tokens with a single (final) checkpoint; returns its summary
-    and the encoded samples per domain (for counting)."""
+@dataclass(frozen=True)
+class _Resources:
+    training: TrainingResource
+    mixing: MixingResource
+    store: Storage            # the checkpoint store
+    st: Storage               # artifacts
+    mlflow: MlflowResource
+
+
+def _train(context, run_name: str, recipe: str, curated: dict[str, dict], model_dir: str, budget: int,
+           res: _Resources, parent: dict, from_start: bool, repeats: dict[str, int] | None = None
+           ) -> tuple[dict, dict[str, int]]:
+    """One training run from `model_dir` (the base model, or the start checkpoint when
+    `from_start`; `parent`: its version and uri, and name for the start) to `budget` tokens with
+    one final checkpoint. `repeats`: whole repeats of a domain's samples in the data (default 1).
+    Returns the run's summary and each domain's tokens (one pass, before repeats)."""
     from mm_assets.training.trainer import TrainConfig, encode_shards
 
+    training, seed = res.training, res.mixing.seed
+    repeats = repeats or {}
     curated_versions = {d: p["version"] for d, p in curated.items()}
-    settings = dict(training.model_dump(), budget_tokens=budget, seeds=[mixing.seed], checkpoint_fractions=[1.0])
+    settings = dict(training.model_dump(), budget_tokens=budget, seeds=[seed], checkpoint_fractions=[1.0],
+                    **({"domain_repeats": repeats} if repeats else {}))
     trajectory = {k: v for k, v in settings.items() if k not in ("checkpoint_fractions", "seeds")}
-    parent_version = start["version"] if start else base_model["version"]
-    digest = content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, parent_version, mixing.seed])
-    run_id = f"{run_name}-seed{mixing.seed}-{digest[:8]}"
+    digest = content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, parent["version"], seed])
+    run_id = f"{run_name}-seed{seed}-{digest[:8]}"
     with contextlib.ExitStack() as stack:
-        dirs = {d: stack.enter_context(local_dir(st, p["root"])) for d, p in curated.items()}
+        dirs = {d: stack.enter_context(local_dir(res.st, p["root"])) for d, p in curated.items()}
         shards = {d: [str(t) for t in sorted(Path(path).glob("*.tar"))] for d, path in dirs.items()}
-        per_domain = {d: encode_shards(start_dir, paths, training.max_len) for d, paths in shards.items()}
-        samples = [s for d in per_domain for s in per_domain[d][0]]
+        per_domain = {d: encode_shards(model_dir, paths, training.max_len) for d, paths in shards.items()}
+        samples = [s for d in per_domain for s in per_domain[d][0] * repeats.get(d, 1)]
         skipped = sum((per_domain[d][1] for d in per_domain), start=Counter())
         cfg = TrainConfig(training_run=run_id, recipe=recipe, curated_versions=curated_versions,
                           model_name=f"tiny-llava ({training.base_model})", budget_tokens=budget,
                           checkpoint_fractions=(1.0,), save_each_epoch=False, lr=training.lr,
                           schedule=training.schedule, warmup=training.warmup, batch_size=training.batch_size,
                           grad_accum=training.grad_accum, max_len=training.max_len, packing=training.packing,
-                          seed=mixing.seed, base_model_version=parent_version,
-                          base_model_uri=store.uri(start["name"]) if start else base_model["uri"],
-                          start_checkpoint={"name": start["name"], "version": start["version"]} if start else None)
-        summary, curve = train_one_seed(context, cfg, settings, store, start_dir,
+                          seed=seed, base_model_version=parent["version"], base_model_uri=parent["uri"],
+                          start_checkpoint={"name": parent["name"], "version": parent["version"]} if from_start
+                          else None)
+        summary, curve = train_one_seed(context, cfg, settings, res.store, model_dir,
                                         [p for d in shards for p in shards[d]], (samples, skipped))
-    log_training_mlflow(mlflow, context.run_id, summary, curve)
-    st.write_json(f"training_runs/{run_id}/summary.json", summary)
-    tokens = {d: sum(s.length for s in per_domain[d][0]) for d in per_domain}
-    return summary, tokens
+    log_training_mlflow(res.mlflow, context.run_id, summary, curve)
+    res.st.write_json(f"training_runs/{run_id}/summary.json", summary)
+    return summary, {d: sum(s.length for s in per_domain[d][0]) for d in per_domain}
 
 
 def _checkpoint_pointer(store: Storage, summary: dict) -> dict:
@@ -110,9 +127,10 @@ def mixing_start(context: dg.AssetExecutionContext, curated_dataset: dict, base_
     st, store = storage.get(), checkpoints.get()
     curated = _of_recipe(curated_dataset, mixing.recipe)
     started = time.perf_counter()
+    res = _Resources(training, mixing, store, st, mlflow)
     with base_model_dir(st, base_model) as base_dir:
         summary, tokens = _train(context, f"mixstart-{mixing.recipe}", mixing.recipe, curated, base_dir,
-                                 mixing.start_budget_tokens, training, mixing, store, st, mlflow, None, base_model)
+                                 mixing.start_budget_tokens, res, base_model, from_start=False)
     pointer = _checkpoint_pointer(store, summary)
     expert_budget = mixing.expert_budget_tokens or max(tokens.values())
     value = {**pointer, "recipe": mixing.recipe, "training_run": summary["training_run"],
@@ -145,8 +163,8 @@ def domain_expert(context: dg.AssetExecutionContext, curated_dataset: dict, mixi
     started = time.perf_counter()
     with local_dir(store, mixing_start["name"]) as start_dir:
         summary, tokens = _train(context, f"expert-{mixing_start['recipe']}-{domain}", mixing_start["recipe"],
-                                 {domain: curated[domain]}, start_dir, budget, training, mixing, store, st, mlflow,
-                                 mixing_start, {"version": mixing_start["version"]})
+                                 {domain: curated[domain]}, start_dir, budget,
+                                 _Resources(training, mixing, store, st, mlflow), mixing_start, from_start=True)
     pointer = _checkpoint_pointer(store, summary)
     value = {**pointer, "domain": domain, "recipe": mixing_start["recipe"], "training_run": summary["training_run"],
              "start": {"name": mixing_start["name"], "version": mixing_start["version"]},
@@ -194,4 +212,38 @@ def soup_sweep(context: dg.AssetExecutionContext, domain_expert: dict, eval_sets
                      metadata={**counts, "benchmarks": dg.MetadataValue.json(benchmarks),
                                "experts": dg.MetadataValue.md(markdown_table(pl.DataFrame(
                                    {"domain": list(experts), "checkpoint": list(experts.values())}))),
+                               "seconds": time.perf_counter() - started})
+
+
+@dg.asset(group_name="mixing", partitions_def=mixture_partitions, kinds={"pytorch", "safetensors"},
+          ins={"curated_dataset": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY),
+               "mixing_start": dg.AssetIn()},
+          description="A model trained for real on one data mixture (the partition names its domains, e.g. "
+                      "chart+ocr): from the shared start, at the experts' token budget, each domain an equal share "
+                      "of the data by whole repeats. What the soup of those domains' experts stands in for; the "
+                      "proxy check compares the two.")
+def mixture_run(context: dg.AssetExecutionContext, curated_dataset: dict, mixing_start: dict,
+                storage: StorageResource, checkpoints: CheckpointStoreResource, training: TrainingResource,
+                mixing: MixingResource, mlflow: MlflowResource) -> dg.Output[dict]:
+    label = context.partition_key
+    recipe = mixing_start["recipe"]
+    curated = _of_recipe(curated_dataset, recipe)
+    domains = mixture_domains(label, list(curated))
+    st, store = storage.get(), checkpoints.get()
+    repeats = equal_share_repeats({d: mixing_start["domain_tokens"][d] for d in domains})
+    budget = mixing_start["expert_budget_tokens"]
+    started = time.perf_counter()
+    with local_dir(store, mixing_start["name"]) as start_dir:
+        summary, tokens = _train(context, f"mixture-{recipe}-{label}", recipe, {d: curated[d] for d in domains},
+                                 start_dir, budget, _Resources(training, mixing, store, st, mlflow), mixing_start,
+                                 from_start=True, repeats=repeats)
+    pointer = _checkpoint_pointer(store, summary)
+    value = {**pointer, "mixture": label, "domains": domains, "repeats": repeats, "recipe": recipe,
+             "training_run": summary["training_run"], "budget_tokens": budget, "tokens_seen": summary["tokens_seen"],
+             "start": {"name": mixing_start["name"], "version": mixing_start["version"]}}
+    return dg.Output(value, data_version=dg.DataVersion(pointer["version"]),
+                     metadata={"checkpoint": pointer["name"], "version": pointer["version"],
+                               "repeats": dg.MetadataValue.json(repeats),
+                               "domain_tokens": dg.MetadataValue.json(tokens), "budget_tokens": budget,
+                               "tokens_seen": summary["tokens_seen"], "loss_last_10pct": summary["loss_last_10pct"],
                                "seconds": time.perf_counter() - started})

@@ -5,11 +5,17 @@ trained on the actual mixture, and returns Spearman's ρ with a percentile boots
 over the mixtures (resampled with replacement; a resample whose ranks are all tied on one side
 has no ρ and is dropped, and counted). With K = 8 the interval is wide: that is the honest
 statement of what eight mixtures can show.
+
+A mixture is a set of domains, named by them joined with "+" in sorted order ("chart+ocr"), as
+the soup of their experts is. Trained for real (`mixture_run`), each domain gets an equal share
+of the data — the uniform soup weighs its experts equally — by whole repeats of the smaller
+domains' samples (`equal_share_repeats`). A one-domain mixture is its expert, so the proxy and
+the real model would be the same model: the check uses mixtures of two or more domains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -50,3 +56,36 @@ def rank_agreement(proxy: Mapping, real: Mapping, n_boot: int = 2000, seed: int 
     lo, hi = (np.quantile(kept, [(1 - level) / 2, 1 - (1 - level) / 2]) if kept.size else (np.nan, np.nan))
     return {"rho": spearman(x, y), "ci95_low": float(lo), "ci95_high": float(hi), "mixtures": len(keys),
             "resamples": int(kept.size), "resamples_without_rho": int(boot.size - kept.size)}
+
+
+def mixture_label(domains: Sequence[str]) -> str:
+    return "+".join(sorted(domains))
+
+
+def mixture_domains(label: str, known: Sequence[str]) -> list[str]:
+    """The domains a mixture's name lists; an error names what is wrong with it."""
+    domains = label.split("+")
+    unknown = [d for d in domains if d not in known]
+    if unknown:
+        raise ValueError(f"mixture {label!r}: unknown domain(s) {unknown}; known: {list(known)}")
+    if len(set(domains)) != len(domains) or label != mixture_label(domains):
+        raise ValueError(f"mixture {label!r}: name it by its domains, each once, in sorted order: "
+                         f"{mixture_label(set(domains))!r}")
+    if len(domains) < 2:
+        raise ValueError(f"mixture {label!r} has one domain: that model is domain_expert[{label}]")
+    return domains
+
+
+def equal_share_repeats(tokens: Mapping[str, int]) -> dict[str, int]:
+    """Whole repeats per domain that bring each domain's tokens closest to the largest's."""
+    most = max(tokens.values())
+    return {d: max(1, round(most / t)) if t else 1 for d, t in sorted(tokens.items())}
+
+
+def spread_over_ranking(scores: Mapping[str, float], k: int, min_size: int = 2) -> list[str]:
+    """`k` mixtures (of at least `min_size` domains) at evenly spaced places of the ranking by
+    score, best and worst included: the real-mixture runs the proxy check trains."""
+    ranked = sorted((m for m in scores if len(m.split("+")) >= min_size), key=lambda m: (-scores[m], m))
+    if k >= len(ranked):
+        return ranked
+    return [ranked[round(i * (len(ranked) - 1) / (k - 1))] for i in range(k)] if k > 1 else ranked[:1]
