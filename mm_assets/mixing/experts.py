@@ -108,6 +108,26 @@ def _train(context, run_name: str, recipe: str, curated: dict[str, dict], model_
     return summary, {d: sum(s.length for s in per_domain[d][0]) for d in per_domain}
 
 
+def _from_start(context, run_name: str, curated: dict[str, dict], mixing_start: dict, res: _Resources,
+                repeats: dict[str, int] | None = None) -> tuple[dict, dict]:
+    """A run from the shared start on `curated`'s domains at the experts' budget: the asset's
+    value (its final checkpoint and what it was trained from) and metadata."""
+    budget = mixing_start["expert_budget_tokens"]
+    started = time.perf_counter()
+    with local_dir(res.store, mixing_start["name"]) as start_dir:
+        summary, tokens = _train(context, run_name, mixing_start["recipe"], curated, start_dir, budget, res,
+                                 mixing_start, from_start=True, repeats=repeats)
+    pointer = _checkpoint_pointer(res.store, summary)
+    value = {**pointer, "recipe": mixing_start["recipe"], "training_run": summary["training_run"],
+             "start": {"name": mixing_start["name"], "version": mixing_start["version"]},
+             "budget_tokens": budget, "tokens_seen": summary["tokens_seen"]}
+    metadata = {"checkpoint": pointer["name"], "version": pointer["version"], "budget_tokens": budget,
+                "tokens_seen": summary["tokens_seen"], "domain_tokens": dg.MetadataValue.json(tokens),
+                "passes": round(summary["epochs_seen"], 3), "loss_last_10pct": summary["loss_last_10pct"],
+                "seconds": time.perf_counter() - started}
+    return value, metadata
+
+
 def _checkpoint_pointer(store: Storage, summary: dict) -> dict:
     from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
 
@@ -159,22 +179,9 @@ def domain_expert(context: dg.AssetExecutionContext, curated_dataset: dict, mixi
     curated = _of_recipe(curated_dataset, mixing_start["recipe"])
     if domain not in curated:
         raise ValueError(f"no curated dataset of recipe {mixing_start['recipe']!r} for domain {domain!r}")
-    budget = mixing_start["expert_budget_tokens"]
-    started = time.perf_counter()
-    with local_dir(store, mixing_start["name"]) as start_dir:
-        summary, tokens = _train(context, f"expert-{mixing_start['recipe']}-{domain}", mixing_start["recipe"],
-                                 {domain: curated[domain]}, start_dir, budget,
-                                 _Resources(training, mixing, store, st, mlflow), mixing_start, from_start=True)
-    pointer = _checkpoint_pointer(store, summary)
-    value = {**pointer, "domain": domain, "recipe": mixing_start["recipe"], "training_run": summary["training_run"],
-             "start": {"name": mixing_start["name"], "version": mixing_start["version"]},
-             "budget_tokens": budget, "tokens_seen": summary["tokens_seen"]}
-    return dg.Output(value, data_version=dg.DataVersion(pointer["version"]),
-                     metadata={"checkpoint": pointer["name"], "version": pointer["version"],
-                               "budget_tokens": budget, "tokens_seen": summary["tokens_seen"],
-                               "domain_tokens": tokens[domain], "passes": round(summary["epochs_seen"], 3),
-                               "loss_last_10pct": summary["loss_last_10pct"],
-                               "seconds": time.perf_counter() - started})
+    value, metadata = _from_start(context, f"expert-{mixing_start['recipe']}-{domain}", {domain: curated[domain]},
+                                  mixing_start, _Resources(training, mixing, store, st, mlflow))
+    return dg.Output({**value, "domain": domain}, data_version=dg.DataVersion(value["version"]), metadata=metadata)
 
 
 @dg.asset(group_name="mixing", ins={"domain_expert": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY),
@@ -231,19 +238,8 @@ def mixture_run(context: dg.AssetExecutionContext, curated_dataset: dict, mixing
     domains = mixture_domains(label, list(curated))
     st, store = storage.get(), checkpoints.get()
     repeats = equal_share_repeats({d: mixing_start["domain_tokens"][d] for d in domains})
-    budget = mixing_start["expert_budget_tokens"]
-    started = time.perf_counter()
-    with local_dir(store, mixing_start["name"]) as start_dir:
-        summary, tokens = _train(context, f"mixture-{recipe}-{label}", recipe, {d: curated[d] for d in domains},
-                                 start_dir, budget, _Resources(training, mixing, store, st, mlflow), mixing_start,
-                                 from_start=True, repeats=repeats)
-    pointer = _checkpoint_pointer(store, summary)
-    value = {**pointer, "mixture": label, "domains": domains, "repeats": repeats, "recipe": recipe,
-             "training_run": summary["training_run"], "budget_tokens": budget, "tokens_seen": summary["tokens_seen"],
-             "start": {"name": mixing_start["name"], "version": mixing_start["version"]}}
-    return dg.Output(value, data_version=dg.DataVersion(pointer["version"]),
-                     metadata={"checkpoint": pointer["name"], "version": pointer["version"],
-                               "repeats": dg.MetadataValue.json(repeats),
-                               "domain_tokens": dg.MetadataValue.json(tokens), "budget_tokens": budget,
-                               "tokens_seen": summary["tokens_seen"], "loss_last_10pct": summary["loss_last_10pct"],
-                               "seconds": time.perf_counter() - started})
+    value, metadata = _from_start(context, f"mixture-{recipe}-{label}", {d: curated[d] for d in domains},
+                                  mixing_start, _Resources(training, mixing, store, st, mlflow), repeats)
+    return dg.Output({**value, "mixture": label, "domains": domains, "repeats": repeats},
+                     data_version=dg.DataVersion(value["version"]),
+                     metadata={**metadata, "repeats": dg.MetadataValue.json(repeats)})
