@@ -132,16 +132,18 @@ def _soups(args: argparse.Namespace) -> int:
     from resources.settings import checkpoint_store_resource, eval_backend_resource, storage_resource
     experts = dict(e.split("=", 1) for e in args.expert)
     store, st, backend = checkpoint_store_resource().get(), storage_resource().get(), eval_backend_resource()
+
+    def targets() -> list:
+        return [EvalTarget(get_benchmark(bench_name), eval_items(st, pointer, backend.max_items), pointer["version"],
+                           backend.max_items)
+                for bench_name, pointer in read_pointers(st, "eval_sets", args.benchmarks).items()]
     try:
+        if args.search:
+            return _search(args, store, st, backend, experts, targets())
         soups = write_subset_soups(store, experts)
         print(f"{len(soups)} soups of {len(experts)} experts written to {store.uri('')}")
         if args.sweep:
-            pointers = read_pointers(st, "eval_sets", args.benchmarks)
-            targets = []
-            for bench_name, pointer in pointers.items():
-                targets.append(EvalTarget(get_benchmark(bench_name), eval_items(st, pointer, backend.max_items),
-                                          pointer["version"], backend.max_items))
-            counts = sweep_soups(store, st, list(soups.values()), targets, backend=backend.kind,
+            counts = sweep_soups(store, st, list(soups.values()), targets(), backend=backend.kind,
                                  batch_size=backend.batch_size, device=backend.device,
                                  progress=lambda soup, bench: print(f"  {soup} on {bench}", flush=True))
             print(f"evaluated in Gray-code order: {counts}")
@@ -149,6 +151,25 @@ def _soups(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("the checkpoint sensor registers the soups; their eval_scores runs reuse the stored predictions")
+    return 0
+
+
+def _search(args: argparse.Namespace, store, st, backend, experts: dict, targets: list) -> int:
+    """`soups --search`: only the soups the search visits are written and evaluated."""
+    from mm_assets.metadata import content_digest
+    from mm_assets.mixing.sweep import search_soups
+
+    result, names = search_soups(store, st, experts, targets, args.search, width=args.width, budget=args.budget,
+                                 alpha=args.alpha, seed=args.seed, backend=backend.kind,
+                                 batch_size=backend.batch_size, device=backend.device,
+                                 progress=lambda soup, score: print(f"  {soup}: average {score:.4f}", flush=True))
+    record = {"search": result.method, "experts": experts, "benchmarks": [t.bench.name for t in targets],
+              "evaluations": result.evaluations, "best": names[result.best], "best_average": result.score,
+              "curve": [{"evaluations": n, "best_average": best, "soup": names[key]} for n, best, key in result.curve]}
+    path = f"soup_searches/{content_digest(record)[:16]}.json"
+    st.write_json(path, record)
+    print(f"{result.method}: best {names[result.best]} (average {result.score:.4f}) after {result.evaluations} "
+          f"soups evaluated; curve in {st.uri(path)}")
     return 0
 
 
@@ -222,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     soups.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), help="eval sets to evaluate on")
     soups.add_argument("--no-sweep", dest="sweep", action="store_false",
                        help="only write the soups (their eval_scores runs then merge and generate one by one)")
+    soups.add_argument("--search", choices=["greedy", "beam", "dirichlet"],
+                       help="evaluate only the soups a search visits: greedy soup, beam search over subsets, or "
+                            "weighted soups with Dirichlet-sampled weights")
+    soups.add_argument("--width", type=int, default=2, help="beam width (--search beam)")
+    soups.add_argument("--budget", type=int, help="the most soups to evaluate (required for dirichlet)")
+    soups.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration (below 1: few experts)")
+    soups.add_argument("--seed", type=int, default=0, help="Dirichlet sampling seed")
     soups.set_defaults(func=_soups)
 
     mixtures = sub.add_parser("mixtures", help="add data mixtures to train for real (mixture_run partitions), "

@@ -255,3 +255,55 @@ def test_the_mixing_table_collects_every_evaluated_soup(graph):
     gains = root.read_parquet("marginal_contributions.parquet")
     assert sorted(gains.filter(pl.col("benchmark") == "average")["expert"].to_list()) == ["a", "b", "c"]
     assert root.read_bytes("mixing.png")[:4] == b"\x89PNG"
+
+
+def test_a_search_evaluates_only_the_soups_it_visits_and_weighted_soups_reuse_like_any(graph):
+    """Greedy soup and beam search over three experts write and evaluate only the soups they
+    visit (each once, whatever both searches ask); Dirichlet-weighted soups are evaluated in
+    memory and stored where their own eval_scores runs find them; a search run again generates
+    nothing."""
+    from mm_assets.evaluation.benchmarks import get as get_benchmark
+    from mm_assets.mixing.sweep import EvalTarget, search_soups
+    from resources.json_io_manager import read_pointers
+
+    g, store, experts = graph
+    st = g.defs.resources["storage"].get()
+    pointer = read_pointers(st, "eval_sets", ["countbench"])["countbench"]
+    target = EvalTarget(get_benchmark("countbench"), st.read_parquet(pointer["root"]).head(8), pointer["version"], 8)
+    labelled = dict(zip("abc", experts))
+    evaluated = []
+    greedy, names = search_soups(store, st, labelled, [target], "greedy", batch_size=8,
+                                 progress=lambda soup, score: evaluated.append(soup))
+    assert greedy.evaluations == len(evaluated) == len(set(evaluated)) <= 5
+    assert names[frozenset("a")].startswith("soup-a-") and names[greedy.best] in evaluated
+    assert greedy.score == max(c[1] for c in greedy.curve)
+    beam, _ = search_soups(store, st, labelled, [target], "beam", width=1, batch_size=8)
+    assert beam.evaluations <= 3 + 2 + 1
+
+    weighted, wnames = search_soups(store, st, labelled, [target], "dirichlet", budget=3, seed=4, batch_size=8)
+    assert weighted.evaluations == 3 and len(set(wnames.values())) == 3
+    spec = json.loads(store.read_bytes(f"{wnames[weighted.curve[1][2]]}/soup.json"))
+    assert spec["weights"] == pytest.approx(list(weighted.curve[1][2]), abs=1e-6)
+    name = wnames[weighted.curve[2][2]]
+    scores = _evaluate(g, name)                      # its own eval_scores run reuses the search's evaluation
+    assert scores["reused"] and scores["generated_items"] == 0
+    assert scores["score"] == pytest.approx(weighted.scores[weighted.curve[2][2]])
+    again, _ = search_soups(store, st, labelled, [target], "dirichlet", budget=3, seed=4, batch_size=8,
+                            device="no-such-device")      # every evaluation stored: no model is loaded
+    assert again.curve == weighted.curve
+    with pytest.raises(ValueError, match="needs a budget"):
+        search_soups(store, st, labelled, [target], "dirichlet")
+
+
+def test_the_soups_command_searches_and_records_the_curve(graph, capsys):
+    from mm_assets.cli import main
+
+    g, store, experts = graph
+    args = ["soups", "--expert", f"a={experts[0]}", "--expert", f"b={experts[1]}", "--benchmarks", "countbench"]
+    assert main(args + ["--search", "beam", "--width", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "beam search (width 1): best soup-" in out and "soups evaluated; curve in" in out
+    record = json.loads(open(out.rsplit("curve in ", 1)[1].split()[0].removeprefix("file://")).read())
+    assert record["benchmarks"] == ["countbench"] and record["evaluations"] == len(record["curve"]) <= 3
+    assert record["best"] in [c["soup"] for c in record["curve"]]
+    assert main(args + ["--search", "dirichlet"]) == 2 and "needs a budget" in capsys.readouterr().err

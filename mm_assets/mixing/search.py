@@ -58,11 +58,12 @@ class SearchResult:
     score: float
     evaluations: int
     curve: list[tuple[int, float, Hashable]]
+    scores: dict                   # every evaluated key's score, in evaluation order
 
 
 def _result(method: str, scored: Budgeted) -> SearchResult:
     key, score = scored.best
-    return SearchResult(method, key, score, len(scored.scores), list(scored.curve))
+    return SearchResult(method, key, score, len(scored.scores), list(scored.curve), dict(scored.scores))
 
 
 def greedy_soup(experts: Sequence[str], objective: Callable[[frozenset], float],

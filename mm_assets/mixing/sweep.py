@@ -12,6 +12,10 @@ every checkpoint. Memory: the running float64 sum, one expert being read, one mo
 
 The HF back end only (vLLM loads a directory: its soups are merged per evaluation by
 `soups.model_dir` instead). Resumable: an evaluation already stored is skipped.
+
+`search_soups` evaluates only the soups a search visits (`mm_assets/mixing/search.py`: greedy
+soup, beam search, Dirichlet-weighted soups), each written into the store and evaluated by
+`evaluate_soup` (merged from scratch in memory, uniform or weighted) where `eval_scores` finds it.
 """
 
 from __future__ import annotations
@@ -113,3 +117,77 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
             generator.close()
     return counts
 
+
+
+def evaluate_soup(store: Storage, results: Storage, name: str, targets: Sequence[EvalTarget], backend: str = "hf",
+                  batch_size: int = 8, device: str = "cpu") -> dict[str, float]:
+    """One soup's score on every target (uniform or weighted: merged from scratch in memory),
+    stored where `eval_scores` looks; evaluations already stored are read, not generated."""
+    import torch
+
+    from mm_assets.evaluation.backends.hf import HFBackend
+    from mm_assets.evaluation.runner import eval_root, eval_version, evaluate, write_result
+    from mm_assets.mixing.soups import soup_weights
+    from mm_assets.vlm.tiny_llava import load_llava_with_weights
+
+    version = checkpoint_version(verify_checkpoint(store, name))
+    roots = {t.bench.name: eval_root(t.bench.name, eval_version(version, t.eval_set_version, backend, t.bench,
+                                                                t.max_items)) for t in targets}
+    todo = [t for t in targets if not results.exists(f"{roots[t.bench.name]}/result.json")]
+    if todo:
+        if backend != "hf":
+            raise ValueError(f"soups are evaluated in memory on the hf back end (got {backend!r})")
+        state = soup_weights(store, json.loads(store.read_bytes(f"{name}/{SOUP}")))
+        with local_dir(store, name) as config_dir:
+            model, processor = load_llava_with_weights(config_dir, state, dtype=torch.float32, device=device)
+        with HFBackend(name, batch_size=batch_size, device=device, loaded=(model, processor)) as generator:
+            for t in todo:
+                predictions = evaluate(generator, t.bench, t.items, batch_size=batch_size)
+                write_result(results, roots[t.bench.name], predictions, t.bench, version, backend, t.eval_set_version)
+    return {t.bench.name: float(results.read_json(f"{roots[t.bench.name]}/result.json")["score"]) for t in targets}
+
+
+SEARCHES = ("greedy", "beam", "dirichlet")
+
+
+def search_soups(store: Storage, results: Storage, experts: Mapping[str, str], targets: Sequence[EvalTarget],
+                 method: str, width: int = 2, budget: int | None = None, alpha: float = 1.0, seed: int = 0,
+                 progress: Callable[[str, float], None] | None = None, **evaluation) -> tuple:
+    """Search soups of `experts` ({label: checkpoint}) evaluating only the soups the search visits
+    (each written into the checkpoint store, so the sensor registers it and its `eval_scores`
+    runs reuse what is stored here); the objective is the average over `targets`. `greedy`
+    (greedy soup), `beam` (width `width`) or `dirichlet` (weighted soups, `budget` of them).
+    Returns the search result (mm_assets.mixing.search.SearchResult) and {key: soup name}."""
+    from mm_assets.mixing.search import beam_search, dirichlet_search, greedy_soup
+
+    labels = list(experts)
+    manifests = dict(zip(labels, verified_experts(store, [experts[label] for label in labels])))
+    names: dict = {}
+
+    def score(key, chosen: list[str], weights: list[float] | None, label: str) -> float:
+        names[key] = write_soup(store, [experts[c] for c in chosen], weights, label=label,
+                                manifests=[manifests[c] for c in chosen])
+        scores = evaluate_soup(store, results, names[key], targets, **evaluation)
+        average = sum(scores.values()) / len(scores)
+        if progress:
+            progress(names[key], average)
+        return average
+
+    def subset(key: frozenset) -> float:
+        chosen = [label for label in labels if label in key]
+        return score(key, chosen, None, "+".join(chosen))
+
+    def weighted(key: tuple) -> float:
+        return score(key, labels, list(key), "weighted-" + "+".join(labels))
+
+    if method == "greedy":
+        result = greedy_soup(labels, subset, budget)
+    elif method == "beam":
+        result = beam_search(labels, subset, width, budget)
+    elif method == "dirichlet":
+        if not budget:
+            raise ValueError("a Dirichlet search needs a budget (how many weighted soups to evaluate)")
+        result = dirichlet_search(len(labels), weighted, budget, alpha=alpha, seed=seed)
+    else:
+        raise ValueError(f"unknown search {method!r}; one of {SEARCHES}")
+    return result, names
