@@ -1,6 +1,8 @@
 """A real `dagster dev` daemon: ten complete checkpoints dropped into the store at once are all
 registered by the checkpoint sensor and evaluated, and never more than the eval pool's limit
-(2, from the shipped dagster.yaml) are loaded at the same time.
+(2, from the shipped dagster.yaml) are loaded at the same time. A soup of two of them (the last
+two share a tower, as experts of one start do), written into the store while the daemon runs,
+is registered and evaluated the same way, its weights merged for its evaluation.
 
 To keep the suite's time in bounds every checkpoint is evaluated on one benchmark
 (`MM_EVAL_ON_REGISTER`) with 4 items; that requests all ten evals at once, which is what the
@@ -18,7 +20,9 @@ import yaml
 from mm_assets.definitions import build_definitions
 from mm_assets.local_runner import LocalGraph
 from mm_assets.partitions import checkpoint_benchmark_partitions
-from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+from mm_assets.mixing.soups import write_soup
+from mm_assets.storage import Storage
+from mm_assets.vlm.random_checkpoint import write_random_checkpoint, write_sibling_checkpoint
 from resources.settings import REPO_ROOT
 from servers import dagster_dev
 from intervals import max_overlap
@@ -30,10 +34,13 @@ BENCHMARK = "countbench"
 
 def _drop_ready_checkpoints(staging):
     """Ten distinct checkpoints (their own seeds): identical weights would be evaluated once and
-    reused (eval results are content-addressed), and the pool would have nothing to hold back."""
-    for i in range(N):
+    reused (eval results are content-addressed), and the pool would have nothing to hold back.
+    The last is a sibling of the one before (same tower, the rest moved), so the two can be souped."""
+    for i in range(N - 1):
         write_random_checkpoint(staging / f"ck-{i:02d}", ["How many dots?", "What is shown?", "Three."] * 30,
                                 seed=i, training_run="e2e", step=i * 10)
+    write_sibling_checkpoint(staging / f"ck-{N - 2:02d}", staging / f"ck-{N - 1:02d}", seed=N - 1,
+                             training_run="e2e", step=(N - 1) * 10)
 
 
 @pytest.mark.timeout(2400)     # the suite runs it beside four other processes
@@ -61,7 +68,8 @@ def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_pat
         with dagster_dev(REPO_ROOT / "workspace.yaml", dagster_home, cwd=REPO_ROOT, extra_env=env) as dev:
             for d in sorted(staging.iterdir()):          # dropped at once: ten renames
                 os.rename(d, store / d.name)
-            expected = {f"ck-{i:02d}" for i in range(N)}
+            soup = write_soup(Storage(str(store)), [f"ck-{N - 2:02d}", f"ck-{N - 1:02d}"], label="last-two")
+            expected = {f"ck-{i:02d}" for i in range(N)} | {soup}
 
             def evaluated():
                 recs = instance.fetch_materializations(dg.AssetKey("eval_scores"), limit=1000).records
@@ -86,10 +94,13 @@ def test_ten_checkpoints_at_once_never_exceed_the_eval_pool(sample_data, tmp_pat
         records = instance.fetch_materializations(dg.AssetKey("eval_scores"), limit=1000).records
         intervals = [(r.asset_materialization.metadata["loaded_at"].value,
                       r.asset_materialization.metadata["released_at"].value) for r in records]
-        assert len(intervals) == N
+        assert len(intervals) == N + 1
         assert max_overlap(intervals) <= pool_limit
         runs = instance.get_runs(dg.RunsFilter(job_name="eval_job"))
-        assert len(runs) == N                                 # one request per checkpoint, not more
+        assert len(runs) == N + 1                             # one request per checkpoint, not more
+        soup_eval = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("eval_scores"), asset_partitions=[f"{BENCHMARK}|{soup}"]), limit=1).records
+        assert soup_eval[0].asset_materialization.metadata["generated_items"].value == 4    # merged, evaluated
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         # the pool was the limit, not a lack of demand: more evals were requested than there are
         # slots before the first one finished (they waited in the queue, not in the sensor)

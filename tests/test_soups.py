@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import dagster as dg
 import pytest
@@ -16,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from mm_assets.checkpoints import MANIFEST, MARKER, checkpoint_version, seal_local_checkpoint, verify_checkpoint
 from mm_assets.mixing.soups import SOUP, model_dir, soup_weights, write_soup
 from mm_assets.storage import Storage
-from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+from mm_assets.vlm.random_checkpoint import write_random_checkpoint, write_sibling_checkpoint
 
 TEXTS = ["How many circles are there?", "What is the title?"] * 50
 
@@ -33,14 +32,7 @@ def _experts(store_dir, n: int) -> list[str]:
     names = [f"expert-{i}" for i in range(n)]
     write_random_checkpoint(store_dir / names[0], TEXTS, seed=0, training_run="run-0", step=10)
     for i, name in enumerate(names[1:], start=1):
-        shutil.copytree(store_dir / names[0], store_dir / name)
-        weights = store_dir / name / "model.safetensors"
-        state = load_file(str(weights))
-        g = torch.Generator().manual_seed(i)
-        state = {k: v if "vision_tower." in k or not v.is_floating_point() else v + 0.05 * torch.randn(
-            v.shape, generator=g) for k, v in state.items()}
-        save_file(state, str(weights), metadata={"format": "pt"})
-        _reseal(store_dir / name, dict(json.loads((store_dir / name / MANIFEST).read_text()), training_run=f"run-{i}"))
+        write_sibling_checkpoint(store_dir / names[0], store_dir / name, seed=i, training_run=f"run-{i}")
     return names
 
 
