@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test ui bench study install
+.PHONY: demo test ui bench study mixing install
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ ui: $(STAMP)
 # Optional, like `make bench`: the curation study (every recipe over three seeds, ablation report).
 study: $(STAMP)
 	$(BIN)/mm-curation study --home .study
+
+# Optional, after `make study`: data mixing on the study's home (domain experts, every subset
+# soup, the mixing table, the proxy check against 8 real mixtures). Not measured yet.
+mixing: $(STAMP)
+	$(BIN)/mm-curation mixing --home .study --spread 8
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py

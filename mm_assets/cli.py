@@ -173,6 +173,24 @@ def _search(args: argparse.Namespace, store, st, backend, experts: dict, targets
     return 0
 
 
+def _mixing(args: argparse.Namespace) -> int:
+    from mm_assets.console import StageConsole, quiet_libraries
+    from mm_assets.mixing.run import run_mixing_on_home
+
+    quiet_libraries()
+    try:
+        with StageConsole():
+            summary = run_mixing_on_home(args.home, args.domains.split(",") if args.domains else None, args.spread)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for key in ("best", "searches", "rank_agreement"):
+        if summary.get(key):
+            print(f"\n## {key}\n\n{summary.pop(key)}")
+    print("\n" + json.dumps(summary, indent=2))
+    return 0
+
+
 def _mixtures(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -251,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     soups.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration (below 1: few experts)")
     soups.add_argument("--seed", type=int, default=0, help="Dirichlet sampling seed")
     soups.set_defaults(func=_soups)
+
+    mixing = sub.add_parser("mixing", help="data mixing on a filled home: shared start, domain experts, every "
+                                           "subset soup (Gray-code sweep), the mixing table and, with --spread, the "
+                                           "proxy check against real mixtures; prints where the time went")
+    mixing.add_argument("--home", default=".study", help="a home filled by `demo` or `study`")
+    mixing.add_argument("--domains", help="comma-separated expert domains (default: every domain with data)")
+    mixing.add_argument("--spread", type=int, default=8, metavar="K",
+                        help="real mixtures to train for the proxy check (0: none)")
+    mixing.set_defaults(func=_mixing)
 
     mixtures = sub.add_parser("mixtures", help="add data mixtures to train for real (mixture_run partitions), "
                                                "named or spread over the mixing table's ranking")

@@ -37,9 +37,9 @@ def mixed(small_data, tmp_path_factory):
                    mixing=MixingResource(start_budget_tokens=3000))
     while g.sensor_tick("checkpoint_sensor"):          # the fill's own checkpoints, before ours
         pass
-    g.run("mixing_start_job")
-    for domain in EXPERT_DOMAINS:
-        g.run("domain_expert_job", domain)
+    from mm_assets.mixing.run import run_mixing
+
+    g.summary = run_mixing(g, EXPERT_DOMAINS, spread=4)     # what `mm-curation mixing` runs
     return g
 
 
@@ -83,36 +83,36 @@ def test_the_sensor_registers_experts_with_lineage_to_the_start_and_the_curated_
 
 def test_the_sweep_evaluates_every_soup_and_the_mixing_table_collects_them(mixed):
     g = mixed
-    g.run("soup_sweep_job")
     sweep = g.meta("soup_sweep")
     assert (sweep["soups"], sweep["evaluations_stored"], sweep["experts_read"]) == (7, 7, 7)
-    while g.sensor_tick("checkpoint_sensor"):          # registers the soups; their evals reuse the sweep's
-        pass
+    # the sensor registered the soups; their evals reused the sweep's
     names = [n for n in g.instance.get_dynamic_partitions(checkpoint_partitions.name) if n.startswith("soup-")]
     assert len(names) == 7
     for name in names:
         scores = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
         assert scores["generated_items"] == 0 and scores["reused"]
-    g.run("mixing_table_job")
     table = g.meta("mixing_table")
     assert table["soups"] == 7
     assert "caption+chart+ocr" in table["subsets"] and "exhaustive" in table["searches"]
+    summary = g.summary
+    assert (summary["soups"], summary["evaluations"]) == (7, 7) and summary["domains"] == list(EXPERT_DOMAINS)
+    assert set(summary["seconds"]) == {"shared start", "domain experts", "soup sweep", "registration and evals",
+                                       "mixing table", "real mixtures", "real mixtures' evals", "proxy check"}
 
 
 def test_the_proxy_check_ranks_soups_against_models_trained_on_the_same_mixtures(mixed, monkeypatch, capsys):
     from mm_assets.cli import main
 
     g = mixed
-    if not g.instance.fetch_materializations(dg.AssetKey("mixing_table"), limit=1).records:
-        pytest.skip("needs the sweep and the mixing table of the test before it")
+    # the four mixtures of two or more of the three domains: the spread of 4 takes them all
+    mixtures = sorted(g.instance.get_dynamic_partitions("mixture"))
+    assert mixtures == ["caption+chart", "caption+chart+ocr", "caption+ocr", "chart+ocr"] == sorted(
+        g.summary["mixtures"])
     monkeypatch.setenv("DAGSTER_HOME", str(g.home / "dagster_home"))
     assert main(["mixtures", "chart+chart"]) == 2 and "each once" in capsys.readouterr().err
     assert main(["mixtures", "ocr"]) == 2 and "domain_expert[ocr]" in capsys.readouterr().err
-    assert main(["mixtures", "--spread", "4"]) == 0
-    mixtures = sorted(g.instance.get_dynamic_partitions("mixture"))
-    assert mixtures == ["caption+chart", "caption+chart+ocr", "caption+ocr", "chart+ocr"]   # every one of 2+
-    for mixture in mixtures:
-        g.run("mixture_run_job", mixture)
+    assert main(["mixtures", "--spread", "2"]) == 0          # from the same table: the best and the worst
+    assert sorted(g.instance.get_dynamic_partitions("mixture")) == mixtures
 
     def run_name(mixture: str) -> str:
         return g.meta("mixture_run", mixture)["checkpoint"]
@@ -122,9 +122,6 @@ def test_the_proxy_check_ranks_soups_against_models_trained_on_the_same_mixtures
     tokens = start["domain_tokens"]
     assert run["repeats"] == {d: max(1, round(max(tokens[e] for e in EXPERT_DOMAINS) / tokens[d]))
                               for d in EXPERT_DOMAINS}
-    while g.sensor_tick("checkpoint_sensor"):          # the mixture models' evals
-        pass
-    g.run("proxy_check_job")
     check = g.meta("proxy_check")
     assert check["mixtures"] == 4 and check["not_evaluated_yet"] == 0
     root = Storage(check["uri"])

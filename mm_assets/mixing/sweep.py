@@ -21,6 +21,7 @@ soup, beam search, Dirichlet-weighted soups), each written into the store and ev
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -87,7 +88,8 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
 
     plan = merge_plan(load(0), frozen=is_vision_tower)
     running = RunningSoup(plan, load)
-    counts = {"soups": len(order), "evaluations_stored": 0, "evaluations_found": 0, "experts_read": 0}
+    counts = {"soups": len(order), "evaluations_stored": 0, "evaluations_found": 0, "experts_read": 0,
+              "seconds_merging": 0.0, "seconds_evaluating": 0.0}
     for name in order:
         version = checkpoint_version(verify_checkpoint(store, name))
         roots = {t.bench.name: eval_root(t.bench.name, eval_version(version, t.eval_set_version, backend, t.bench,
@@ -96,6 +98,7 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
         counts["evaluations_found"] += len(targets) - len(todo)
         if not todo:
             continue
+        merging = time.perf_counter()
         wanted = {index[e["name"]] for e in specs[name]["experts"]}
         for i in sorted(running.members - wanted):
             running.remove(i)
@@ -103,8 +106,11 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
         for i in sorted(wanted - running.members):
             running.add(i)
             counts["experts_read"] += 1
+        weights = running.soup()
+        evaluating = time.perf_counter()
+        counts["seconds_merging"] += evaluating - merging
         with local_dir(store, name) as config_dir:
-            model, processor = load_llava_with_weights(config_dir, running.soup(), dtype=torch.float32, device=device)
+            model, processor = load_llava_with_weights(config_dir, weights, dtype=torch.float32, device=device)
         generator = HFBackend(name, batch_size=batch_size, device=device, loaded=(model, processor))
         try:
             for t in todo:
@@ -115,6 +121,7 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
                 counts["evaluations_stored"] += 1
         finally:
             generator.close()
+        counts["seconds_evaluating"] += time.perf_counter() - evaluating
     return counts
 
 
