@@ -33,11 +33,15 @@ def mixed(small_data, tmp_path_factory):
         fill_small_graph(home, small_data)
     else:
         shutil.copytree(shared, home)
-    g = open_graph(home, small_data, **small_graph_resources(home, SMALL_BUDGET_TOKENS),
-                   mixing=MixingResource(start_budget_tokens=3000))
-    while g.sensor_tick("checkpoint_sensor"):          # the fill's own checkpoints, before ours
-        pass
     from mm_assets.mixing.run import run_mixing
+    from resources.evaluation import CheckpointStoreResource
+
+    resources = small_graph_resources(home, SMALL_BUDGET_TOKENS)
+    # a store of their own: the sensor then registers and evaluates the mixing checkpoints only,
+    # not the fill's 18 (the base model and the curated data are artifacts, not in the store)
+    resources["checkpoints"] = CheckpointStoreResource(root=str(home / "mixing_checkpoints"),
+                                                       evaluate_on=["countbench"])
+    g = open_graph(home, small_data, **resources, mixing=MixingResource(start_budget_tokens=3000))
 
     g.summary = run_mixing(g, EXPERT_DOMAINS, spread=4)     # what `mm-curation mixing` runs
     return g
