@@ -38,10 +38,12 @@ def is_vision_tower(key: str) -> bool:
     return "vision_tower." in key
 
 
-def verified_experts(store: Storage, experts: Sequence[str], versions: Sequence[str] | None = None) -> list[dict]:
-    """Each expert's verified manifest (its files hashed once here); with `versions`, each must
-    still have the content version a soup names."""
-    manifests = [verify_checkpoint(store, name) for name in experts]
+def verified_experts(store: Storage, experts: Sequence[str], versions: Sequence[str] | None = None,
+                     known: dict[str, dict] | None = None) -> list[dict]:
+    """Each expert's verified manifest (its files hashed here, unless `known` has it already
+    verified); with `versions`, each must still have the content version a soup names."""
+    known = known or {}
+    manifests = [known[name] if name in known else verify_checkpoint(store, name) for name in experts]
     for name, manifest, want in zip(experts, manifests, versions or [None] * len(experts)):
         if want is not None and checkpoint_version(manifest) != want:
             raise ValueError(f"expert {name} has changed since the soup was written (version "
@@ -113,11 +115,14 @@ def read_weights(store: Storage, name: str, manifest: dict) -> dict:
     return state
 
 
-def soup_weights(store: Storage, spec: dict) -> dict:
-    """The merged tensors of a soup; every expert must still have the version the soup names."""
+def soup_weights(store: Storage, spec: dict, verified: dict[str, dict] | None = None) -> dict:
+    """The merged tensors of a soup; every expert must still have the version the soup names.
+    `verified`: experts' manifests already verified (`verified_experts`) by name, for many soups
+    of the same experts — their files are not hashed again."""
     from mm_assets.mixing.merge import merge_from_scratch, merge_plan
 
-    manifests = verified_experts(store, [e["name"] for e in spec["experts"]], [e["version"] for e in spec["experts"]])
+    manifests = verified_experts(store, [e["name"] for e in spec["experts"]], [e["version"] for e in spec["experts"]],
+                                 known=verified)
     cache: dict[int, dict] = {}
 
     def load(i: int) -> dict:

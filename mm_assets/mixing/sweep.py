@@ -60,12 +60,7 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
                 progress: Callable[[str, str], None] | None = None) -> dict:
     """Evaluate uniform soups of one set of experts on every target, in Gray-code order of their
     subsets; store each evaluation that is not stored yet. Returns counts."""
-    import torch
-
-    from mm_assets.evaluation.backends.hf import HFBackend
-    from mm_assets.evaluation.runner import eval_root, eval_version, evaluate, write_result
     from mm_assets.mixing.merge import merge_plan
-    from mm_assets.vlm.tiny_llava import load_llava_with_weights
 
     if backend != "hf":
         raise ValueError(f"the Gray-code sweep runs on the hf back end (got {backend!r}); the eval_scores runs "
@@ -91,10 +86,7 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
     counts = {"soups": len(order), "evaluations_stored": 0, "evaluations_found": 0, "experts_read": 0,
               "seconds_merging": 0.0, "seconds_evaluating": 0.0}
     for name in order:
-        version = checkpoint_version(verify_checkpoint(store, name))
-        roots = {t.bench.name: eval_root(t.bench.name, eval_version(version, t.eval_set_version, backend, t.bench,
-                                                                    t.max_items)) for t in targets}
-        todo = [t for t in targets if not results.exists(f"{roots[t.bench.name]}/result.json")]
+        version, roots, todo = _stored(store, results, name, targets, backend)
         counts["evaluations_found"] += len(targets) - len(todo)
         if not todo:
             continue
@@ -109,48 +101,60 @@ def sweep_soups(store: Storage, results: Storage, soups: Sequence[str], targets:
         weights = running.soup()
         evaluating = time.perf_counter()
         counts["seconds_merging"] += evaluating - merging
-        with local_dir(store, name) as config_dir:
-            model, processor = load_llava_with_weights(config_dir, weights, dtype=torch.float32, device=device)
-        generator = HFBackend(name, batch_size=batch_size, device=device, loaded=(model, processor))
-        try:
-            for t in todo:
-                if progress:
-                    progress(name, t.bench.name)
-                predictions = evaluate(generator, t.bench, t.items, batch_size=batch_size)
-                write_result(results, roots[t.bench.name], predictions, t.bench, version, backend, t.eval_set_version)
-                counts["evaluations_stored"] += 1
-        finally:
-            generator.close()
+        counts["evaluations_stored"] += _evaluate_weights(store, results, name, version, weights, todo, roots, backend,
+                                                          batch_size, device, progress)
         counts["seconds_evaluating"] += time.perf_counter() - evaluating
     return counts
 
 
-
-def evaluate_soup(store: Storage, results: Storage, name: str, targets: Sequence[EvalTarget], backend: str = "hf",
-                  batch_size: int = 8, device: str = "cpu") -> dict[str, float]:
-    """One soup's score on every target (uniform or weighted: merged from scratch in memory),
-    stored where `eval_scores` looks; evaluations already stored are read, not generated."""
-    import torch
-
-    from mm_assets.evaluation.backends.hf import HFBackend
-    from mm_assets.evaluation.runner import eval_root, eval_version, evaluate, write_result
-    from mm_assets.mixing.soups import soup_weights
-    from mm_assets.vlm.tiny_llava import load_llava_with_weights
+def _stored(store: Storage, results: Storage, name: str, targets: Sequence[EvalTarget], backend: str):
+    """A soup's version, its evaluations' roots (as `eval_scores` names them) and the targets
+    not evaluated yet."""
+    from mm_assets.evaluation.runner import eval_root, eval_version
 
     version = checkpoint_version(verify_checkpoint(store, name))
     roots = {t.bench.name: eval_root(t.bench.name, eval_version(version, t.eval_set_version, backend, t.bench,
                                                                 t.max_items)) for t in targets}
-    todo = [t for t in targets if not results.exists(f"{roots[t.bench.name]}/result.json")]
+    return version, roots, [t for t in targets if not results.exists(f"{roots[t.bench.name]}/result.json")]
+
+
+def _evaluate_weights(store: Storage, results: Storage, name: str, version: str, weights: dict,
+                      todo: Sequence[EvalTarget], roots: dict[str, str], backend: str, batch_size: int, device: str,
+                      progress: Callable[[str, str], None] | None = None) -> int:
+    """Load the soup's merged weights into a model in memory (HF back end), evaluate and store
+    each target; returns how many were stored."""
+    import torch
+
+    from mm_assets.evaluation.backends.hf import HFBackend
+    from mm_assets.evaluation.runner import evaluate, write_result
+    from mm_assets.vlm.tiny_llava import load_llava_with_weights
+
+    with local_dir(store, name) as config_dir:
+        model, processor = load_llava_with_weights(config_dir, weights, dtype=torch.float32, device=device)
+    with HFBackend(name, batch_size=batch_size, device=device, loaded=(model, processor)) as generator:
+        for t in todo:
+            if progress:
+                progress(name, t.bench.name)
+            predictions = evaluate(generator, t.bench, t.items, batch_size=batch_size)
+            write_result(results, roots[t.bench.name], predictions, t.bench, version, backend, t.eval_set_version)
+    return len(todo)
+
+
+
+def evaluate_soup(store: Storage, results: Storage, name: str, targets: Sequence[EvalTarget], backend: str = "hf",
+                  batch_size: int = 8, device: str = "cpu", verified: dict[str, dict] | None = None
+                  ) -> dict[str, float]:
+    """One soup's score on every target (uniform or weighted: merged from scratch in memory),
+    stored where `eval_scores` looks; evaluations already stored are read, not generated.
+    `verified`: the experts' manifests already verified, by name (not hashed again)."""
+    from mm_assets.mixing.soups import soup_weights
+
+    version, roots, todo = _stored(store, results, name, targets, backend)
     if todo:
         if backend != "hf":
             raise ValueError(f"soups are evaluated in memory on the hf back end (got {backend!r})")
-        state = soup_weights(store, json.loads(store.read_bytes(f"{name}/{SOUP}")))
-        with local_dir(store, name) as config_dir:
-            model, processor = load_llava_with_weights(config_dir, state, dtype=torch.float32, device=device)
-        with HFBackend(name, batch_size=batch_size, device=device, loaded=(model, processor)) as generator:
-            for t in todo:
-                predictions = evaluate(generator, t.bench, t.items, batch_size=batch_size)
-                write_result(results, roots[t.bench.name], predictions, t.bench, version, backend, t.eval_set_version)
+        state = soup_weights(store, json.loads(store.read_bytes(f"{name}/{SOUP}")), verified)
+        _evaluate_weights(store, results, name, version, state, todo, roots, backend, batch_size, device)
     return {t.bench.name: float(results.read_json(f"{roots[t.bench.name]}/result.json")["score"]) for t in targets}
 
 
@@ -169,12 +173,13 @@ def search_soups(store: Storage, results: Storage, experts: Mapping[str, str], t
 
     labels = list(experts)
     manifests = dict(zip(labels, verified_experts(store, [experts[label] for label in labels])))
+    by_name = {experts[label]: manifest for label, manifest in manifests.items()}
     names: dict = {}
 
     def score(key, chosen: list[str], weights: list[float] | None, label: str) -> float:
         names[key] = write_soup(store, [experts[c] for c in chosen], weights, label=label,
                                 manifests=[manifests[c] for c in chosen])
-        scores = evaluate_soup(store, results, names[key], targets, **evaluation)
+        scores = evaluate_soup(store, results, names[key], targets, verified=by_name, **evaluation)
         average = sum(scores.values()) / len(scores)
         if progress:
             progress(names[key], average)
