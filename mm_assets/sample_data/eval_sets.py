@@ -2,6 +2,11 @@
 
 Eval images come from the same family drawers as training, from RNG streams keyed "eval",
 so they never coincide with training draws (except the planted leaks, which copy them).
+
+Each benchmark also has a *reference* split (`<eval dir>/reference/<benchmark>.parquet`, same
+native columns), drawn from RNG streams keyed "reference": the small labelled split that
+targeted synthesis (MM-GEN) describes a task by, as a benchmark's train or validation split
+would be. It is never scored and never leaked into training.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ BENCH_DOMAIN = {"docvqa": "ocr", "chartqa": "chart", "countbench": "detection",
 _NATIVE_FMT = {"docvqa": "PNG", "chartqa": "PNG", "countbench": "JPEG", "realworldqa": "JPEG",
                "pixmo_points": "JPEG"}
 _CHART_FAMILIES = ("chart_bar", "chart_line", "chart_pie")
+SPLITS = ("eval", "reference")
+REFERENCE_DIR = "reference"
+# reference DocVQA question ids live in their own range, so no id names items of both splits
+_REFERENCE_QID_OFFSET = 1_000_000
 
 EVAL_SIZING = Sizing(192, 448)
 DOC_SIZING = Sizing(320, 560)
@@ -74,10 +83,11 @@ def can_leak(bench: str, i: int) -> bool:
     return not (bench == "pixmo_points" and pixmo_negative(i))
 
 
-def docvqa_ids(seed: int, i: int) -> tuple[int, int]:
+def docvqa_ids(seed: int, i: int, split: str = "eval") -> tuple[int, int]:
     """(questionId, docId); two consecutive questions share one document."""
-    offset = rng_for(seed, "eval", "docvqa", "ids").randrange(10_000)
-    return 49_000 + offset + 3 * i + i % 3, 14_000 + offset + 5 * (i // 2)
+    offset = rng_for(seed, split, "docvqa", "ids").randrange(10_000)
+    base = _REFERENCE_QID_OFFSET if split == "reference" else 0
+    return base + 49_000 + offset + 3 * i + i % 3, base + 14_000 + offset + 5 * (i // 2)
 
 
 def item_id(bench: str, i: int, seed: int) -> int:
@@ -85,12 +95,14 @@ def item_id(bench: str, i: int, seed: int) -> int:
     return docvqa_ids(seed, i)[0] if bench == "docvqa" else i
 
 
-def eval_item(bench: str, i: int, seed: int) -> EvalItem:
-    rng = rng_for(seed, "eval", bench, i)
+def eval_item(bench: str, i: int, seed: int, split: str = "eval") -> EvalItem:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    rng = rng_for(seed, split, bench, i)
     fmt = _NATIVE_FMT[bench]
     if bench == "docvqa":
-        qid, doc_id = docvqa_ids(seed, i)
-        doc_rng = rng_for(seed, "eval", "docvqa", "doc", i // 2)
+        qid, doc_id = docvqa_ids(seed, i, split)
+        doc_rng = rng_for(seed, split, "docvqa", "doc", i // 2)
         drawn = ocr.draw_document(doc_rng, DOC_SIZING)
         qa = drawn.qas[i % 2]
         ucsf = "".join(doc_rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(4)) + f"{doc_rng.randrange(10000):04d}"
@@ -159,9 +171,14 @@ def _masks_array(masks: list[np.ndarray]) -> pa.Array:
     return pa.ListArray.from_arrays(offsets(row_lens), per_mask)
 
 
-def write_eval_set(bench: str, n_items: int, seed: int, eval_dir: str | Path) -> dict:
-    eval_dir = Path(eval_dir)
-    items = [eval_item(bench, i, seed) for i in range(n_items)]
+def reference_items(eval_items: int) -> int:
+    """The size of a benchmark's reference split: half the eval set, at least 20."""
+    return max(20, eval_items // 2)
+
+
+def write_eval_set(bench: str, n_items: int, seed: int, eval_dir: str | Path, split: str = "eval") -> dict:
+    eval_dir = Path(eval_dir) / (REFERENCE_DIR if split == "reference" else "")
+    items = [eval_item(bench, i, seed, split) for i in range(n_items)]
     schema = SCHEMAS[bench]
     rows = [it.row for it in items]
     columns = {}
@@ -185,4 +202,4 @@ def write_eval_set(bench: str, n_items: int, seed: int, eval_dir: str | Path) ->
                 stale.unlink()
     path = eval_dir / f"{bench}.parquet"
     write_parquet(table, path)
-    return {"benchmark": bench, "items": n_items, "path": str(path)}
+    return {"benchmark": bench, "split": split, "items": n_items, "path": str(path)}

@@ -20,7 +20,8 @@ from .sources import source_to_domain
 from .trusted import write_trusted_pool
 from .writer import JsonArrayWriter, write_json, write_tar_gz
 
-GENERATOR_VERSION = "2"   # 2: answer-format instructions (instructions.py), planted mix in the truth
+# 2: answer-format instructions (instructions.py), planted mix in the truth; 3: reference splits
+GENERATOR_VERSION = "3"
 MAIN_JSON = "main/mammoth_si.json"
 
 
@@ -83,7 +84,8 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
     lq_applied: dict[int, str] = {}
     shard_paths = [out / "main" / "images" / f"shard_{k:04d}.tar.gz" for k in range(plan.n_shards)]
     with process_pool(workers) as pool:
-        side = [pool.apply_async(eval_sets.write_eval_set, (b, cfg.eval_items, seed, out / "eval"))
+        side = [pool.apply_async(eval_sets.write_eval_set, (b, n, seed, out / "eval", split))
+                for split, n in (("eval", cfg.eval_items), ("reference", eval_sets.reference_items(cfg.eval_items)))
                 for b in eval_sets.BENCHMARKS]
         dirty_job = pool.apply_async(write_dirty, (out / "dirty", seed))
         trusted_job = pool.apply_async(write_trusted_pool, (out, cfg, seed))
@@ -119,7 +121,8 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
         "near_duplicates": sum(len(g["duplicates"]) for g in truth["near_duplicate_groups"]),
         "low_quality": len(truth["low_quality"]), "leaked_eval_items": len(truth["leaked_eval_items"]),
         "dirty_records": len(dirty["records"]), "trusted_records": trusted["records"],
-        "eval_items": {e["benchmark"]: e["items"] for e in eval_summary},
+        "eval_items": {e["benchmark"]: e["items"] for e in eval_summary if e["split"] == "eval"},
+        "reference_items": {e["benchmark"]: e["items"] for e in eval_summary if e["split"] == "reference"},
         "paths": {"main": str(out / MAIN_JSON), "images": str(out / "main" / "images"),
                   "dirty": str(out / "dirty"), "eval": str(out / "eval"),
                   "source_to_domain": str(out / "source_to_domain.json"),

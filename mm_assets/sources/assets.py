@@ -168,22 +168,47 @@ def quarantine(context: dg.AssetExecutionContext, source: dict, raw_shards: dict
           description="The benchmark's eval export (native fields) cached in one uniform schema.")
 def eval_sets(context: dg.AssetExecutionContext, storage: StorageResource,
               mammoth: MammothSourceResource) -> dg.Output[dict]:
+    return _cached_export(context, storage.get(), mammoth.eval_storage(), "eval_sets")
+
+
+@dg.asset(group_name="sources", partitions_def=benchmark_partitions, code_version=EVAL_SETS_CODE_VERSION,
+          kinds={"parquet"},
+          description="The benchmark's reference split (`<eval dir>/reference/<benchmark>.parquet`, native "
+                      "fields): labelled items that are never scored, which targeted synthesis (MM-GEN) reads to "
+                      "describe the task's subgroups. Empty, with a warning, when the export has none.")
+def reference_sets(context: dg.AssetExecutionContext, storage: StorageResource,
+                   mammoth: MammothSourceResource) -> dg.Output[dict]:
+    from mm_assets.sample_data.eval_sets import REFERENCE_DIR
+
+    export = mammoth.eval_storage().child(REFERENCE_DIR)
+    return _cached_export(context, storage.get(), export, "reference_sets", missing_ok=True)
+
+
+def _cached_export(context: dg.AssetExecutionContext, st, export, asset: str,
+                   missing_ok: bool = False) -> dg.Output[dict]:
+    """A benchmark export read into the uniform eval schema, content-addressed under `asset/`."""
+    from mm_assets.sources.eval_sets import EVAL_QUARANTINE_SCHEMA, EVAL_SCHEMA
+
     benchmark = context.partition_key
-    st = storage.get()
-    items, bad = load_eval_set(mammoth.eval_storage(), benchmark)
+    if missing_ok and not export.exists(f"{benchmark}.parquet"):
+        context.log.warning(f"{benchmark}: no {export.uri(f'{benchmark}.parquet')}: the {asset} split is empty")
+        items, bad = pl.DataFrame(schema=EVAL_SCHEMA), pl.DataFrame(schema=EVAL_QUARANTINE_SCHEMA)
+    else:
+        items, bad = load_eval_set(export, benchmark)
     data = parquet_bytes(items)
     version = bytes_digest(data)
-    rel = f"eval_sets/{benchmark}/{version}.parquet"
+    rel = f"{asset}/{benchmark}/{version}.parquet"
     if not st.exists(rel):
         st.write_bytes(rel, data)
-    bad_rel = f"eval_sets/{benchmark}/{version}.quarantine.parquet"
+    bad_rel = f"{asset}/{benchmark}/{version}.quarantine.parquet"
     st.write_parquet(bad_rel, bad)
     if bad.height:
-        context.log.warning(f"{benchmark}: {bad.height} eval rows quarantined: {counts_by_reason(bad)}")
+        context.log.warning(f"{benchmark}: {bad.height} {asset} rows quarantined: {counts_by_reason(bad)}")
     return dg.Output(
         {"root": rel, "version": version},
         data_version=dg.DataVersion(version),
-        metadata={"uri": st.uri(rel), "items": items.height, "quarantined": bad.height,
+        metadata={"uri": st.uri(rel), "source": export.uri(f"{benchmark}.parquet"), "items": items.height,
+                  "quarantined": bad.height,
                   "quarantined_by_reason": dg.MetadataValue.json(counts_by_reason(bad)),
                   "answer_types": dg.MetadataValue.json({t: int(n) for t, n in items.group_by("answer_type").len().iter_rows()}),
                   "preview": dg.MetadataValue.md(markdown_table(items.select("item_id", "question", "answers").head(5)))},
