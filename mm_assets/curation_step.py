@@ -71,6 +71,7 @@ class StepInputs:
     canary_ids: Callable[[pl.DataFrame], tuple[list[str], str] | None] = lambda pool: None
     log: Callable[[str], None] = print
     ray: RayPlacement | None = None           # a Ray cluster for steps that map work over it (rephrase generation)
+    checkpoints: Storage | None = None        # the checkpoint store, for steps that run a model from it (mmgen)
 
     @cached_property
     def pool(self) -> pl.DataFrame:
@@ -105,6 +106,9 @@ class CurationStep:
     group: str = "curation_steps"
     code_version: str = "1"
     reads_planted_truth: bool = False          # its decisions read the planted truth: an oracle, not a curation method
+    # reads that a fill materializes only when some recipe uses the step: while they are missing,
+    # automation still settles the step's decisions of recipes without it ("not in recipe")
+    optional_reads: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.decisions_asset:
@@ -112,6 +116,8 @@ class CurationStep:
         unknown = set(self.decided_by) - {s.name for s in self.sections}
         if unknown:
             raise ValueError(f"step {self.kind}: decided_by names unknown sections {sorted(unknown)}")
+        if set(self.optional_reads) - set(self.reads):
+            raise ValueError(f"step {self.kind}: optional_reads must be among its reads")
         if self.score_assets and not self.assets_module:
             raise ValueError(f"step {self.kind}: score assets {self.score_assets} need an assets_module")
 

@@ -20,6 +20,7 @@ STEP_MODULES = (
     "mm_assets.decontamination.step",
     "mm_assets.length.step",
     "mm_assets.oracle.step",
+    "mm_assets.mmgen.step",
 )
 
 STEPS: tuple[CurationStep, ...] = tuple(importlib.import_module(m).STEP for m in STEP_MODULES)

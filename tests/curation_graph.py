@@ -53,8 +53,8 @@ def build_graph(home: Path, sample_data: Path, recipes: tuple[str, ...] = ("base
     home.mkdir(parents=True, exist_ok=True)
     save_embedder(*build_tiny_siglip2(seed=0), home / "siglip2")
     (home / "recipes").mkdir()
-    for name in recipes:
-        shutil.copyfile(REPO_ROOT / "recipes" / f"{name}.yaml", home / "recipes" / f"{name}.yaml")
+    for name in recipes:          # a name under recipes/ ("v1", or "study/v2")
+        shutil.copyfile(REPO_ROOT / "recipes" / f"{name}.yaml", home / "recipes" / f"{Path(name).name}.yaml")
     (home / "dagster_home").mkdir()
     # e.g. deploy/dagster-postgres.yaml, whose env vars this process and any server on the home need
     shutil.copyfile(instance_yaml, home / "dagster_home" / "dagster.yaml")

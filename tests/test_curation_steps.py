@@ -96,7 +96,7 @@ def test_the_oracle_drops_the_planted_defects_and_says_it_reads_the_truth(small_
 
 # One edit per registered step kind, in that step's section only (in a recipe that uses the
 # step), that changes the step's decisions on the small data. `length_only` is written by the
-# `length_recipe` fixture (no shipped recipe uses the length filter).
+# `edit_recipes` fixture (no shipped recipe uses the length filter or MM-GEN).
 LENGTH_ONLY = "steps:\n  - length: {min_answer_chars: 1, max_answer_chars: 5000}\n"
 STEP_EDITS = {
     "length": ("length_only", "max_answer_chars: 5000", "max_answer_chars: 20"),
@@ -108,7 +108,18 @@ STEP_EDITS = {
     "mining": ("mining", "upsample: {countbench: 2, docvqa: 2,", "upsample: {countbench: 3, docvqa: 2,"),
     "decontamination": ("v1", "threshold: 0.99", "threshold: 0.9"),
     "oracle": ("oracle", "oracle: {}", "oracle: {defects: [low_quality, leaked_eval_item]}"),
+    "mmgen": ("mmgen_small", "per_subgroup: 3", "per_subgroup: 2"),
 }
+# targeted synthesis (MM-GEN) for four benchmarks, each subgroup of its reference split
+MMGEN_SMALL = """steps:
+  - mmgen:
+      targets:
+        countbench: {subgroups: auto, per_subgroup: 3}
+        chartqa: {subgroups: auto, per_subgroup: 3}
+        docvqa: {subgroups: auto, per_subgroup: 3}
+        realworldqa: {subgroups: auto, per_subgroup: 3}
+      filter: {perplexity: 0.8, dedup: true}
+"""
 
 
 def _edited(small_graph, recipe: str, text: str):
@@ -121,13 +132,23 @@ def _edited(small_graph, recipe: str, text: str):
 
 
 @pytest.fixture(scope="module")
-def length_recipe(small_graph):
+def edit_recipes(small_graph):
+    """The shipped recipes plus one for each step no shipped recipe uses (length, mmgen), each
+    curated and trained; MM-GEN's recipe-independent assets (the reference splits, their
+    subgroups and candidates) materialized first, as `fill` does for a recipe that uses it."""
+    from mm_assets.taxonomy import BENCHMARKS
+
     small_graph.write_recipe("length_only", LENGTH_ONLY)
+    small_graph.write_recipe("mmgen_small", MMGEN_SMALL)
     small_graph.register_recipes()
-    small_graph.run("step_decisions_job", "length_only")
-    for d in DOMAINS:
-        small_graph.run("curated_dataset_job", f"{d}|length_only")
-    small_graph.run("training_job", "length_only")
+    for b in BENCHMARKS:
+        small_graph.run("reference_sets_job", b)
+    small_graph.run("mmgen_reference_job")
+    for recipe in ("length_only", "mmgen_small"):
+        small_graph.run("step_decisions_job", recipe)
+        for d in DOMAINS:
+            small_graph.run("curated_dataset_job", f"{d}|{recipe}")
+        small_graph.run("training_job", recipe)
     small_graph.settle()
     return small_graph
 
@@ -138,12 +159,12 @@ def test_every_registered_step_has_an_edit_below():
 
 
 @pytest.mark.parametrize("kind", sorted(STEP_EDITS))
-def test_a_step_edit_recomputes_that_step_for_that_recipe_and_what_follows_only(length_recipe, kind):
+def test_a_step_edit_recomputes_that_step_for_that_recipe_and_what_follows_only(edit_recipes, kind):
     """Through the automation ticks: the step's decisions for that recipe, its 8 curated
     datasets and its training run — no score asset, nothing of another recipe."""
     from mm_assets.steps import STEP_BY_KIND
 
-    small_graph = length_recipe
+    small_graph = edit_recipes
     recipe, old, new = STEP_EDITS[kind]
     path = small_graph.recipes_dir / f"{recipe}.yaml"
     original = path.read_text()
@@ -208,3 +229,98 @@ def test_any_checkpoint_in_the_store_can_be_the_perplexity_scorer(small_graph):
     finally:
         (small_graph.recipes_dir / "ppl_expert.yaml").unlink()
         small_graph.register_recipes()
+
+
+def _generated(g, recipe: str) -> pl.DataFrame:
+    ptr = g.storage.read_json(f"dagster_io/mmgen_decisions/{recipe}.json")
+    return g.storage.read_parquet(f"{ptr['root']}/generated.parquet")
+
+
+def test_generated_samples_reach_the_curated_shards_in_the_benchmark_format_with_their_lineage(edit_recipes):
+    g = edit_recipes
+    m = g.meta("mmgen_decisions", "mmgen_small")
+    generated = _generated(g, "mmgen_small")
+    kept = generated.filter(pl.col("kept"))
+    assert m["kept"] == kept.height > 0 and m["requests"] == generated.height
+    assert m["valid"] + m["rejected"] == m["requests"]
+    # lineage: the reference split versions the subgroups came from, every sample's source and reference item
+    refs = {b: g.storage.read_json(f"dagster_io/reference_sets/{b}.json")["version"] for b in m["reference_split"]}
+    assert m["reference_split"] == refs and len(refs) == 5
+    ledger = recipe_ledger(g.instance, g.storage, "mmgen_small")
+    rows = ledger.filter((pl.col("step") == "mmgen") & pl.col("sample_id").is_in(list(generated["gen_id"])))
+    assert rows.height == generated.height                           # every generated sample, kept or not
+    # the pool's own samples pass the step unchanged: a source's row says what was generated from it
+    sources = ledger.filter((pl.col("step") == "mmgen") & pl.col("sample_id").is_in(list(kept["source_sample_id"])))
+    assert set(sources["decision"]) == {"keep"} and all("source image of" in r for r in sources["reason"])
+    assert dict(rows.select("sample_id", "related_id").iter_rows()) == \
+        dict(generated.select("gen_id", "source_sample_id").iter_rows())
+    final = dict(ledger.filter(pl.col("step") == FINAL_STEP).select("sample_id", "decision").iter_rows())
+    assert {gid for gid in generated["gen_id"] if final[gid] == "in"} == set(kept["gen_id"])
+    found = 0
+    for domain in DOMAINS:
+        members = curated_members(g, "mmgen_small", domain)
+        for r in kept.filter(pl.col("domain") == domain).iter_rows(named=True):
+            record = json.loads(members[r["gen_id"]]["json"])
+            human = record["conversations"][0]["value"]
+            assert human.startswith("<image>\n") and human.count("<image>") == 1
+            ext = record["image"]["ext"]
+            assert members[r["gen_id"]][ext] == members[r["source_sample_id"]][ext]     # the source's image
+            assert record["origin"]["mmgen"]["subgroup"] == r["subgroup"]
+            found += 1
+    assert found == kept.height
+    # baseline's curated data is not touched by another recipe's generations
+    assert not set(kept["gen_id"]) & set(curated_members(g, "baseline", "chart"))
+
+
+def test_no_generation_source_is_a_scored_eval_image_or_near_one(edit_recipes):
+    """What decontamination removes (image similarity to an eval image at v1's threshold, 0.99)
+    is never a source, so generated data adds no contamination for it to miss."""
+    g = edit_recipes
+    sources = set(_generated(g, "mmgen_small")["source_sample_id"])
+    near = g.storage.read_parquet(g.storage.read_json("dagster_io/eval_neighbours.json")["root"]
+                                  + "/nearest_eval_item.parquet")
+    assert near.filter(pl.col("sample_id").is_in(list(sources)))["similarity"].max() < 0.99
+    assert near.filter(pl.col("similarity") >= 0.99).height > 0                     # there are some to avoid
+    eval_images = set()
+    for b in ("docvqa", "chartqa", "countbench", "realworldqa", "pixmo_points"):
+        eval_images |= set(g.storage.read_parquet(g.storage.read_json(f"dagster_io/eval_sets/{b}.json")["root"])
+                           ["image_sha256"])
+    pool = pl.concat([g.storage.read_parquet(g.storage.read_json(f"dagster_io/samples/{d}.json")["root"])
+                      for d in DOMAINS], how="diagonal_relaxed")
+    assert not set(pool.filter(pl.col("sample_id").is_in(list(sources)))["image_sha256"]) & eval_images
+
+
+def test_the_weakest_subgroups_are_chosen_on_the_reference_split_by_a_named_checkpoint(edit_recipes):
+    """`weakest: 1` targets the subgroup where baseline's final checkpoint scores lowest on the
+    reference split (scored once per checkpoint version and split version, then read back)."""
+    g = edit_recipes
+    final = g.storage.read_json("dagster_io/training_run/baseline.json")["runs"][0]["final"]
+    text = MMGEN_SMALL.replace("countbench: {subgroups: auto, per_subgroup: 3}",
+                               "countbench: {subgroups: auto, per_subgroup: 3, weakest: 1}") \
+        + f"      score_with: {final}\n"
+    g.write_recipe("mmgen_weakest", text)
+    g.register_recipes()
+    g.run("mmgen_decisions_job", "mmgen_weakest")
+    m = g.meta("mmgen_decisions", "mmgen_weakest")
+    scores = {r["subgroup"]: r["score"] for r in _markdown_rows(m["reference_scores_by_subgroup"])}
+    count = [s for s in m["targeted_subgroups"] if s.startswith("countbench/")]
+    assert len(count) == 1 and len(scores) > 1
+    assert float(scores[count[0]]) == min(float(v) for v in scores.values())
+    assert m["score_with"] == final
+    assert g.storage.walk_files("mmgen_reference_scores")            # stored for the next recipe that asks
+
+
+def _markdown_rows(value) -> list[dict]:
+    lines = [ln.strip().strip("|").split("|") for ln in value.splitlines() if ln.startswith("|")]
+    header = [h.strip() for h in lines[0]]
+    return [dict(zip(header, (c.strip() for c in row))) for row in lines[2:]]
+
+
+def test_scored_eval_items_are_placed_in_the_reference_subgroups(edit_recipes):
+    g = edit_recipes
+    root = g.storage.read_json("dagster_io/mmgen_reference.json")["root"]
+    placed = g.storage.read_parquet(f"{root}/eval_item_subgroups.parquet")
+    subgroups = set(g.storage.read_parquet(f"{root}/subgroups.parquet")["subgroup"])
+    eval_items = g.storage.read_parquet(g.storage.read_json("dagster_io/eval_sets/countbench.json")["root"])
+    assert set(placed.filter(pl.col("benchmark") == "countbench")["item_id"]) == set(eval_items["item_id"])
+    assert set(placed["subgroup"].drop_nulls()) <= subgroups

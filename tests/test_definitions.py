@@ -55,7 +55,7 @@ def test_curation_and_evaluation_wiring():
     assert parents["curated_dataset"] == {"raw_shards", "samples", "semdedup_mask", "perplexity_decisions",
                                           "relevance_decisions", "rephrase_decisions", "mining_decisions",
                                           "decontamination_decisions", "length_decisions", "oracle_decisions",
-                                          "recipe/plan"}
+                                          "mmgen_decisions", "recipe/plan"}
     # expensive scores read only the section that changes them; decisions read their own
     assert parents["perplexity_scores"] == {"raw_shards", "reference_model", "recipe/perplexity_scoring"}
     assert parents["perplexity_decisions"] == {"perplexity_scores", "samples", "recipe/perplexity_selection"}

@@ -7,8 +7,8 @@ the leaderboard and the ablation report — and every asset of the code location
 group's) materializes on S3 with, partition by partition, the local run's data version: versions
 are content hashes, never locations.
 
-Sized as small as the mechanism allows: the small data, baseline and v1 (which composes every
-curation step, so every score asset is needed), a 10 000-token budget with one checkpoint per
+Sized as small as the mechanism allows: the small data, baseline and v2 (v1, which composes
+every curation step, then MM-GEN: so every score asset is needed), a 10 000-token budget with one checkpoint per
 run, evals on one benchmark's first 4 items.
 """
 
@@ -27,7 +27,7 @@ from servers import moto_s3_server
 # daemon tests that mostly wait, rather than in the niced rest process (the suite's longest path)
 pytestmark = [pytest.mark.s3, pytest.mark.e2e]
 
-RECIPES = ("baseline", "v1")
+RECIPES = ("baseline", "study/v2")      # v2: every step of v1, then MM-GEN
 BENCHMARK = "countbench"
 BUCKET = "mm-graph"
 

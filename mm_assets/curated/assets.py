@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from mm_assets.automation import ON_CHANGED_DATA
-from mm_assets.curated.compose import compose
+from mm_assets.curated.compose import add_generated, compose
 from mm_assets.curated.writer import write_curated_shards
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.partitions import recipe_domain_partitions
@@ -71,7 +71,14 @@ def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples
             kept = [sid for sid, n in copies.items() if n]
             rewrites = {sid: js.encode() for sid, js in st.read_parquet(f"{rephrase['root']}/rewrites.parquet")
                         .filter(pl.col("sample_id").is_in(kept)).iter_rows()}
-        shards = write_curated_shards(raw, raw_manifest, copies, out, mammoth.samples_per_shard, rewrites)
+        additions = {}
+        generated = dict(steps_in).get("mmgen")
+        if generated is not None:
+            additions, generated_rows = add_generated(
+                st.read_parquet(f"{generated['root']}/generated.parquet").filter(pl.col("domain") == domain),
+                copies, name, step_params_hash("mmgen", recipe.step("mmgen")))
+            ledger = pl.concat([ledger, generated_rows])
+        shards = write_curated_shards(raw, raw_manifest, copies, out, mammoth.samples_per_shard, rewrites, additions)
         ledger_bytes = parquet_bytes(ledger)
         out.write_bytes("ledger.parquet", ledger_bytes)
         per_step = {}
@@ -88,6 +95,7 @@ def curated_dataset(context: dg.AssetExecutionContext, raw_shards: dict, samples
             "steps": [k for k, _ in recipe.steps], "per_step": per_step, "domain_weight": weight,
             "samples_in": len(sample_ids), "samples_out": sum(s["samples"] for s in shards),
             "unique_samples_out": sum(1 for n in copies.values() if n),
+            "generated_samples_out": sum(len(v) for v in additions.values()),
             "inputs": {"raw_shards": {"partition": domain, "version": raw_ptr["version"], "root": raw_ptr["root"],
                                       "shards": {s["tar"]: s["sha256"] for s in raw_manifest["shards"]}},
                        "samples": {"partition": domain, "version": samples_ptr["version"],

@@ -5,7 +5,8 @@ a cheap per-recipe decisions asset whose table has `STEP_DECISION_COLUMNS` for e
 the pool (decided on the full pool, so each step's decisions are cached independently of the
 others). Composition is in recipe order: a sample leaves at the first step that drops it;
 `rewrite` decisions travel with the sample, an `upsample` decision multiplies its copies by the
-table's `copies` column (2 when absent). Domain weights come last: a weight w
+table's `copies` column (2 when absent); generated samples (`mmgen`) are added by
+`add_generated`. Domain weights come last: a weight w
 keeps floor(w) copies of each surviving sample plus one more for a fraction w − floor(w) of
 them, chosen by a hash of the sample id (so the choice is stable across recipes and runs).
 """
@@ -85,3 +86,34 @@ def compose(sample_ids: list[str], recipe: str, steps: list[tuple[str, pl.DataFr
     parts.append(pl.DataFrame(final, schema=LEDGER_SCHEMA, orient="row"))
     ledger = pl.concat([p.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA) for p in parts])
     return ledger, copies
+
+
+def add_generated(generated: pl.DataFrame, copies: dict[str, int], recipe: str, params_hash: str
+                  ) -> tuple[dict[str, list[tuple[str, bytes]]], pl.DataFrame]:
+    """The generated samples (`mmgen`'s `generated.parquet` rows of one domain) that join the
+    curated dataset — one copy each, written next to their source, only when the source itself
+    is in — and their ledger rows: the `mmgen` row (`generate`, or `reject` with the reason of
+    validation or a filter — never `drop`, which removes a pool sample) and the final `curated`
+    row, for every generated sample, kept or not."""
+    additions: dict[str, list[tuple[str, bytes]]] = {}
+    rows = []
+    for r in generated.sort("gen_id").iter_rows(named=True):
+        gid, source = r["gen_id"], r["source_sample_id"]
+        what = f"for {r['subgroup']} from {source} (reference item {r['reference_item_id']})"
+        if not r["ok"]:
+            step_row, final = ("reject", f"generated {what}: rejected, {r['reason']}"), ("out", "rejected by validation")
+        elif r["duplicate_of"] is not None:
+            step_row = ("reject", f"generated {what}: near duplicate of {r['duplicate_of']}")
+            final = ("out", "dropped by mmgen: near duplicate")
+        elif r["perplexity_outlier"]:
+            step_row = ("reject", f"generated {what}: perplexity outlier (nll {r['nll']})")
+            final = ("out", "dropped by mmgen: perplexity outlier")
+        elif not copies.get(source, 0):
+            step_row = ("generate", f"generated {what}")
+            final = ("out", f"its source {source} is not in the curated dataset")
+        else:
+            step_row, final = ("generate", f"generated {what}"), ("in", "in the curated dataset (generated)")
+            additions.setdefault(source, []).append((gid, r["json"].encode()))
+        rows.append((gid, recipe, "mmgen", params_hash, r["nll"], step_row[0], step_row[1], source))
+        rows.append((gid, recipe, FINAL_STEP, None, None, final[0], final[1], source))
+    return additions, pl.DataFrame(rows, schema=LEDGER_SCHEMA, orient="row")

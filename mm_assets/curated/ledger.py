@@ -16,7 +16,7 @@ LEDGER_SCHEMA = {
 }
 # What a step's decisions asset provides for every sample of the pool.
 STEP_DECISION_COLUMNS = ("sample_id", "domain", "params_hash", "score", "decision", "reason", "related_id")
-STEP_DECISIONS = ("keep", "drop", "rewrite", "upsample")
+STEP_DECISIONS = ("keep", "drop", "rewrite", "upsample", "generate", "reject")   # the last two: generated samples
 FINAL_STEP = "curated"
 
 

@@ -98,10 +98,15 @@ def build_decisions_asset(step: CurationStep) -> dg.AssetsDefinition:
     deps = [*(dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping()) for a in step.reads),
             *(section_key(s) for s in step.decided_by)]
 
+    automation = ON_CHANGED_DATA
+    if step.optional_reads:
+        automation = ON_CHANGED_DATA.replace("any_deps_missing", dg.AutomationCondition.any_deps_missing().ignore(
+            dg.AssetSelection.assets(*step.optional_reads)))
+
     @dg.asset(name=step.decisions_asset, group_name=step.group, partitions_def=recipe_partitions,
-              code_version=step.code_version, kinds={"parquet"}, automation_condition=ON_CHANGED_DATA, deps=deps,
+              code_version=step.code_version, kinds={"parquet"}, automation_condition=automation, deps=deps,
               description=step.description,
-              required_resource_keys={"storage", "recipes", "canaries", "mammoth", "ray_cluster"})
+              required_resource_keys={"storage", "recipes", "canaries", "mammoth", "ray_cluster", "checkpoints"})
     def _decisions(context: dg.AssetExecutionContext) -> dg.Output[dict]:
         name = context.partition_key
         params = context.resources.recipes.get(name).step(step.kind)
@@ -115,7 +120,8 @@ def build_decisions_asset(step: CurationStep) -> dg.AssetsDefinition:
                             pointers=lambda asset: stored_pointers(context, st, asset),
                             planted_truth=mammoth.planted_truth,
                             canary_ids=lambda pool: canaries.ids(pool, mammoth.planted_truth), log=context.log.info,
-                            ray=context.resources.ray_cluster.placement())
+                            ray=context.resources.ray_cluster.placement(),
+                            checkpoints=context.resources.checkpoints.get())
         started = time.perf_counter()
         decided = step.decide(inputs)
         params_hash = decided.params_hash or step.params_hash(params)

@@ -50,7 +50,8 @@ def eval_embeddings(context: dg.AssetExecutionContext, eval_sets: dict, embedder
                      data_version=dg.DataVersion(version), metadata={"items": rows, "reused": reused})
 
 
-def _eval_vectors(st, pointers: dict):
+def stored_eval_vectors(st, pointers: dict):
+    """Every benchmark's stored eval embeddings (`eval_embeddings` pointers) as one `EvalEmbeddings`."""
     from mm_assets.embeddings.store import read_embeddings
     from mm_assets.mining import EvalEmbeddings
 
@@ -104,23 +105,31 @@ def eval_neighbours(context: dg.AssetExecutionContext, eval_embeddings: dict, em
     return dg.Output({"root": root, "version": version, "k": k}, data_version=dg.DataVersion(version), metadata=md)
 
 
-def _compute_neighbours(st, root: str, k: int, eval_embeddings: dict, embeddings: dict,
-                        question_embeddings: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from mm_assets.mining import eval_neighbours as neighbours_of, nearest_eval_items
-
-    evals = _eval_vectors(st, eval_embeddings)
-    img_ids, img_domains, img_vecs, q_ids, q_domains, q_vecs = [], [], [], [], [], []
+def training_image_vectors(st, embeddings: dict) -> tuple[list[str], list[str], np.ndarray]:
+    """(sample ids, domains, image vectors) of every image row of the stored `embeddings`."""
+    img_ids, img_domains, img_vecs = [], [], []
     for domain in sorted(embeddings):
         ids, modality, vecs = load_embeddings(st, embeddings[domain])
         rows = [i for i, m in enumerate(modality) if m == "image"]
         img_ids += [ids[i] for i in rows]
         img_domains += [domain] * len(rows)
         img_vecs.append(vecs[rows])
+    return img_ids, img_domains, np.concatenate(img_vecs)
+
+
+def _compute_neighbours(st, root: str, k: int, eval_embeddings: dict, embeddings: dict,
+                        question_embeddings: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from mm_assets.mining import eval_neighbours as neighbours_of, nearest_eval_items
+
+    evals = stored_eval_vectors(st, eval_embeddings)
+    img_ids, img_domains, img = training_image_vectors(st, embeddings)
+    q_ids, q_domains, q_vecs = [], [], []
+    for domain in sorted(embeddings):
         ids, vecs = load_question_embeddings(st, question_embeddings[domain])
         q_ids += ids
         q_domains += [domain] * len(ids)
         q_vecs.append(vecs)
-    img, q = np.concatenate(img_vecs), np.concatenate(q_vecs)
+    q = np.concatenate(q_vecs)
     table = pl.concat([neighbours_of(evals, img_ids, img_domains, img, k=k, space="image"),
                        neighbours_of(evals, q_ids, q_domains, q, k=k, space="question")])
     nearest = nearest_eval_items(evals, img_ids, img_domains, img, space="image")

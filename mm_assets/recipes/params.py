@@ -20,6 +20,14 @@ class StepParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def check_model_for_backend(backend: str, model: str | None, what: str = "backend") -> None:
+    """A model-free `template` back end takes no `model`; a model back end (`hf`, `vllm`) needs one."""
+    if backend == "template" and model is not None:
+        raise ValueError(f"the template {what} takes no model")
+    if backend != "template" and not model:
+        raise ValueError(f"{what} {backend!r} needs `model`: a local model path")
+
+
 def step_params_hash(kind: str, params: BaseModel) -> str:
     """The ledger's `params_hash` of one step."""
     return content_digest([kind, params.model_dump(mode="json")])[:12]

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from mm_assets.curation_step import CurationStep, Decided, Section, StepInputs
-from mm_assets.recipes.params import FractionOrAll, StepParams
+from mm_assets.recipes.params import FractionOrAll, StepParams, check_model_for_backend
 
 CACHE_ROOT = "rephrase_cache"
 
@@ -32,10 +32,7 @@ class RephraseParams(StepParams):
 
     @model_validator(mode="after")
     def _model_for_backend(self):
-        if self.backend == "template" and self.model is not None:
-            raise ValueError("the template backend takes no model")
-        if self.backend != "template" and not self.model:
-            raise ValueError(f"backend {self.backend!r} needs `model`: a local model path")
+        check_model_for_backend(self.backend, self.model)
         if self.backend == "template" and self.style != "paraphrase":
             raise ValueError(f"the template backend only paraphrases questions (style {self.style!r} needs hf or vllm)")
         return self

@@ -1,0 +1,208 @@
+"""MM-GEN's plain functions: subgroups from a reference split, the template generator and the
+validation against each benchmark's metric, the cache (a killed generation resumes with the
+rest), the filters, and how generated samples enter the ledger and the curated dataset."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mm_assets.curated.compose import add_generated
+from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers
+from mm_assets.mmgen.generate import (NONE_ANSWER, GenRequest, TemplateGenerator, answer_problem, body_of,
+                                      generate_all, parse_generation)
+from mm_assets.mmgen.subgroups import assign_subgroups, describe_subgroups, pick_candidates, place_in_subgroups
+from mm_assets.storage import Storage
+
+
+def _record(*turns, domain="chart"):
+    conv = []
+    for q, a in turns:
+        conv += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+    return {"sample_id": "s", "domain": domain, "conversations": conv,
+            "image": {"ext": "png", "sha256": "ab" * 32, "path": "x.png"}}
+
+
+def _request(bench, record, subgroup=None, description="questions about value"):
+    return GenRequest(bench, subgroup or f"{bench}/g", description, (("What is the value?", "4"),), b"img",
+                      "ab" * 32, record)
+
+
+def test_reference_split_is_drawn_apart_from_the_scored_split_and_read_by_the_graph(tmp_path):
+    from mm_assets.sample_data.eval_sets import REFERENCE_DIR, write_eval_set
+    from mm_assets.sources.eval_sets import load_eval_set
+
+    for split in ("eval", "reference"):
+        write_eval_set("docvqa", 6, 0, tmp_path, split)
+        write_eval_set("countbench", 6, 0, tmp_path, split)
+    for bench in ("docvqa", "countbench"):
+        scored, _ = load_eval_set(Storage(str(tmp_path)), bench)
+        ref, bad = load_eval_set(Storage(str(tmp_path)).child(REFERENCE_DIR), bench)
+        assert ref.height == 6 and bad.height == 0
+        assert not set(ref["image_sha256"]) & set(scored["image_sha256"])     # no scored image is a reference image
+    assert not set(load_eval_set(Storage(str(tmp_path)).child(REFERENCE_DIR), "docvqa")[0]["item_id"]) & \
+        set(load_eval_set(Storage(str(tmp_path)), "docvqa")[0]["item_id"])
+
+
+def test_subgroups_are_question_types_where_the_benchmark_has_them_else_question_clusters():
+    natives = [json.dumps({"question_types": [t]}) for t in ("form", "layout", "form")] + \
+              [json.dumps({"type": t}) for t in ("human_test", "augmented_test")] + [json.dumps({})] * 10
+    items = pl.DataFrame({"benchmark": ["docvqa"] * 3 + ["chartqa"] * 2 + ["countbench"] * 10,
+                          "item_id": [str(i) for i in range(15)], "native": natives,
+                          "question": ["What is the date?"] * 5 + [f"How many {w} are there?" for w in
+                                                                   ["cats"] * 5 + ["dogs"] * 5],
+                          "answers": [["x"]] * 15})
+    rng = np.random.default_rng(0)
+    two_kinds = np.repeat(np.eye(8)[:2], 5, axis=0) + 0.01 * rng.normal(size=(10, 8))
+    vecs = np.concatenate([rng.normal(size=(5, 8)), two_kinds])
+    out, centroids = assign_subgroups(items, vecs.astype(np.float32), clusters=2)
+    assert out["subgroup"].to_list()[:5] == ["docvqa/form", "docvqa/layout", "docvqa/form", "chartqa/human",
+                                            "chartqa/augmented"]
+    count = out.filter(pl.col("benchmark") == "countbench")
+    assert set(count["by"]) == {"question_cluster"} and count["subgroup"].n_unique() == 2
+    # the two clusters are the two question kinds
+    assert count.group_by("subgroup").agg(pl.col("question").n_unique())["question"].to_list() == [1, 1]
+    # scored items land in the reference split's subgroups: by their type, or their question's nearest cluster
+    dog = count.filter(pl.col("question") == "How many dogs are there?")["subgroup"][0]
+    scored = pl.DataFrame({"benchmark": ["docvqa", "countbench"], "item_id": ["s1", "s2"],
+                           "native": [json.dumps({"question_types": ["layout"]}), "{}"]})
+    placed = place_in_subgroups(scored, np.stack([np.zeros(8), np.eye(8)[1]]).astype(np.float32), centroids)
+    assert placed["subgroup"].to_list() == ["docvqa/layout", dog]
+    described = describe_subgroups(out)
+    form = described.filter(pl.col("subgroup") == "docvqa/form").row(0, named=True)
+    assert form["items"] == 2 and "date" in form["description"] and len(json.loads(form["examples"])) == 2
+
+
+def test_candidates_come_round_robin_from_every_reference_item_and_never_from_excluded_samples():
+    items = pl.DataFrame({"item_id": ["a", "b"], "subgroup": ["chartqa/human"] * 2})
+    nb = pl.DataFrame({"benchmark": ["chartqa"] * 6, "eval_item_id": ["a", "a", "a", "b", "b", "b"],
+                       "sample_id": ["s1", "s2", "s3", "s1", "s4", "s5"], "domain": ["chart"] * 6,
+                       "similarity": [0.9, 0.8, 0.7, 0.9, 0.8, 0.7], "rank": [1, 2, 3, 1, 2, 3]})
+    got = pick_candidates(nb, items, ["chartqa/human"], 3, excluded={"s2"})
+    assert got["sample_id"].to_list() == ["s1", "s4", "s3"]          # rank 1 of a, (s1 again), rank 2 of b, ...
+    assert set(got["reference_item_id"]) == {"a", "b"}
+
+
+def test_the_template_generator_retargets_a_fitting_turn_into_the_benchmark_format():
+    gen = TemplateGenerator()
+    chart = _record(("<image>\nDescribe the chart.", "A bar chart of revenue by city with five bars."),
+                    ("What is the value for Paris?\nAnswer the question with a single word.", "42"))
+    count = _record(("Look at the image carefully and count the objects. Answer with just a number, without any "
+                     "additional text. How many red circles are there?", "5"))
+    point = _record(("<image>\nPoint to any crosses in the image.",
+                     '<points x1="13.3" y1="70.7" x2="29.8" y2="61.1" alt="crosses">crosses</points>'))
+    caption = _record(("<image>\nDescribe the image.", "A long description of a scene with many objects in it."))
+    out = gen.generate([_request("chartqa", chart), _request("countbench", count), _request("pixmo_points", point),
+                        _request("countbench", caption)])
+    assert parse_generation(out[0]) == ("What is the value for Paris?", "42")
+    assert parse_generation(out[1]) == ("How many red circles are there?", "5")
+    assert parse_generation(out[2])[0] == "crosses"
+    assert out[3] == ""                                        # nothing in the record fits a count
+
+
+@pytest.mark.parametrize("bench,answer,problem", [
+    ("countbench", "7", None), ("countbench", "seven", None), ("countbench", "about 7", "answer_not_a_count"),
+    ("chartqa", "42", None), ("chartqa", "the value is forty two", "answer_too_long"),
+    ("docvqa", "$159.34", None), ("realworldqa", "B", None), ("pixmo_points", NONE_ANSWER, None),
+    ("pixmo_points", "crosses", "answer_not_points"), ("chartqa", " ", "empty_answer")])
+def test_answers_are_validated_in_the_form_the_benchmark_metric_scores(bench, answer, problem):
+    assert answer_problem(bench, answer) == problem
+
+
+def test_instruction_lines_are_stripped_from_a_retargeted_question():
+    assert body_of("<image>\nWhich team has the lowest share?\nPlease try to answer the question with short words "
+                   "or phrases if possible.") == "Which team has the lowest share?"
+
+
+class _Flaky(TemplateGenerator):
+    """Raises on its `fail_on`-th batch, as a killed process would stop there."""
+    def __init__(self, fail_on=None):
+        self.batches, self.fail_on = 0, fail_on
+
+    def generate(self, requests):
+        self.batches += 1
+        if self.batches == self.fail_on:
+            raise KeyboardInterrupt("killed")
+        return super().generate(requests)
+
+
+def test_a_killed_generation_resumes_with_the_rest_and_records_are_training_records(tmp_path):
+    records = [_record((f"What is the value for city {i}?\nAnswer the question with a single word.", str(i)))
+               for i in range(10)]
+    requests = [(f"s{i}", "ref0", _request("chartqa", r)) for i, r in enumerate(records)]
+    cache = Storage(str(tmp_path / "cache"))
+    with pytest.raises(KeyboardInterrupt):
+        generate_all(requests, _Flaky(fail_on=3), cache, batch_size=3)       # two batches (6 requests) were done
+    again = _Flaky()
+    results, stats = generate_all(requests, again, cache, batch_size=3)
+    assert stats["from_cache"] == 6 and stats["generated"] == 4 and again.batches == 2
+    fresh, _ = generate_all(requests, TemplateGenerator(), Storage(str(tmp_path / "other")), batch_size=3)
+    assert results.drop("cached").equals(fresh.drop("cached"))
+    assert results["ok"].all()
+    rec = json.loads(results["json"][0])
+    human = rec["conversations"][0]["value"]
+    assert human.startswith("<image>\n") and human.count("<image>") == 1
+    assert human.endswith("\nAnswer the question with a single word.")      # the ChartQA eval prompt, exactly
+    assert rec["sample_id"] == results["gen_id"][0] and rec["origin"]["mmgen"]["source_sample_id"] == "s0"
+
+
+def test_rejections_are_counted_by_reason(tmp_path):
+    requests = [("s0", "r", _request("countbench", _record(("<image>\nDescribe it.", "A long caption of it."))))]
+    results, stats = generate_all(requests, TemplateGenerator(), Storage(str(tmp_path)))
+    assert stats["rejected"] == {"nothing_generated": 1} and not results["ok"][0] and results["json"][0] is None
+
+
+def test_near_duplicates_follow_semdedups_rule_within_a_subgroup_only():
+    v = np.array([[1, 0, 0], [0.999, 0.01, 0], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
+    assert duplicates_within_groups(v, ["a", "a", "a", "b"], eps=0.02) == [None, 0, None, None]
+    assert duplicates_within_groups(v, ["a", "a", "a", "b"], eps=0.0) == [None, None, None, None]
+
+
+def test_perplexity_outliers_are_the_highest_nll_per_subgroup_and_the_unscored():
+    flags = perplexity_outliers([1.0, 3.0, 2.0, None, 5.0], ["a", "a", "a", "a", "b"], keep_fraction=0.5)
+    assert flags == [False, True, False, True, False]
+
+
+def test_generated_samples_join_next_to_a_kept_source_and_every_one_is_in_the_ledger():
+    gen = pl.DataFrame({"gen_id": ["g1", "g2", "g3", "g4"], "source_sample_id": ["s1", "s2", "s1", "s1"],
+                        "subgroup": ["chartqa/human"] * 4, "reference_item_id": ["r"] * 4,
+                        "ok": [True, True, False, True], "reason": ["valid", "valid", "answer_too_long", "valid"],
+                        "duplicate_of": [None, None, None, "g1"], "perplexity_outlier": [False] * 4,
+                        "nll": [1.0, 1.0, None, 1.0], "json": ['{"a": 1}', '{"b": 2}', None, '{"c": 3}']})
+    additions, ledger = add_generated(gen, {"s1": 2, "s2": 0}, "r", "h")
+    assert additions == {"s1": [("g1", b'{"a": 1}')]}
+    final = dict(ledger.filter(pl.col("step") == "curated").select("sample_id", "decision").iter_rows())
+    assert final == {"g1": "in", "g2": "out", "g3": "out", "g4": "out"}
+    reasons = dict(ledger.filter(pl.col("step") == "mmgen").select("sample_id", "reason").iter_rows())
+    assert "near duplicate of g1" in reasons["g4"] and "answer_too_long" in reasons["g3"]
+    assert set(ledger["related_id"]) == {"s1", "s2"}                 # the source image of each
+
+
+def test_a_local_vlm_generates_through_the_same_interface_and_its_outputs_are_validated(tmp_path):
+    """The `hf` generator: a (random, tiny) local VLM checkpoint, prompted with the subgroup's
+    description and examples and shown the image; whatever it writes is parsed and validated like
+    the template's, cached under its own model id, and rejections are counted."""
+    import io
+
+    from PIL import Image
+
+    from mm_assets.mmgen.generate import load_generator, vlm_prompt
+    from mm_assets.vlm.random_checkpoint import write_random_checkpoint
+
+    write_random_checkpoint(tmp_path / "vlm", ["Question: How many dots? Answer: 3"] * 40, seed=0)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buf, format="PNG")
+    req = GenRequest("countbench", "countbench/cluster0", "countbench questions about dots",
+                     (("How many dots are there?", "3"),), buf.getvalue(), "cd" * 32, _record(("q", "a")))
+    assert "How many dots are there?" in vlm_prompt(req) and "<image>" not in vlm_prompt(req)
+    gen = load_generator("hf", str(tmp_path / "vlm"))
+    try:
+        assert gen.model_id.startswith("hf:") and not gen.uses_record
+        results, stats = generate_all([("s0", "r0", req)], gen, Storage(str(tmp_path / "cache")))
+    finally:
+        gen.close()
+    assert stats["generated"] == 1 and results["raw"][0].startswith("Question:")
+    assert stats["valid"] + sum(stats["rejected"].values()) == 1
+    with pytest.raises(ValueError, match="needs `model`"):
+        load_generator("vllm")
