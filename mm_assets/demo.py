@@ -19,9 +19,9 @@ from mm_assets import progress
 from resources.settings import REPO_ROOT
 
 # What the study changes from the defaults (environment-variable names, see resources/settings.py).
-# The budget is what 27 runs (9 recipes x 3 seeds) afford in about half of the hour on 2 cores;
-# only final checkpoints are evaluated (the evals of 28 checkpoints x 2 500 items are the other
-# big cost).
+# The budget is what 27 runs (9 recipes x 3 seeds) afford in about half of the hour on 2 cores
+# (the study's two MM-GEN recipes, `recipes/study/`, make it 33 runs); only final checkpoints are
+# evaluated (the evals of 34 checkpoints x 2 500 items are the other big cost).
 STUDY_SETTINGS = {"MM_TRAIN_SEEDS": "0,1,2", "MM_TRAIN_CHECKPOINTS": "1", "MM_TRAIN_BUDGET_TOKENS": "1000000",
                   "MM_TOWER_SCENES": "48000", "MM_TOWER_EPOCHS": "10"}
 
@@ -78,7 +78,7 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
 def run_study(home: Path, seed: int = 0) -> dict:
     """The curation study: every recipe over three training seeds at the study scale, then the
     ablation report. Returns the report's tables and where the time went."""
-    graph, _, rejected = materialize(home, "study", seed, STUDY_SETTINGS)
+    graph, _, rejected = materialize(home, "study", seed, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(home)})
     m = graph.meta("ablation_report")
     rows = ablation_rows(graph.defs)
     stages = {"sample data": graph.seconds.get("sample_data", 0.0), "curation and training": graph.seconds["fill"],
@@ -86,7 +86,23 @@ def run_study(home: Path, seed: int = 0) -> dict:
     return {"recipes": m["recipes"], "mean_score": m["mean_score"], "delta_points": m["delta_points"],
             "gap_recovered_percent": m["gap_recovered_percent"], "contamination": m.get("contamination"),
             "removals_by_defect_kind": m.get("removals_by_defect_kind"), "report": m["uri"], "ablation": rows,
+            "mmgen_subgroups": m.get("mmgen_subgroups"),
+            "mmgen_targeted_vs_untargeted": m.get("mmgen_targeted_vs_untargeted"),
             "recipes_rejected": rejected, "seconds": {k: round(v, 1) for k, v in stages.items()}}
+
+
+def study_recipes(home: Path) -> str:
+    """The study's recipe directory, `<home>/recipes`: every shipped recipe (`recipes/*.yaml`) and
+    the ones only the study trains (`recipes/study/*.yaml`: MM-GEN alone and v2 = v1 + MM-GEN),
+    copied afresh so the study always compares the repository's recipes."""
+    target = home.resolve() / "recipes"
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("*.yaml"):
+        stale.unlink()
+    shipped = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
+    for path in [*shipped, *sorted((REPO_ROOT / "recipes" / "study").glob("*.yaml"))]:
+        shutil.copyfile(path, target / path.name)
+    return str(target)
 
 
 def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | None = None):

@@ -210,3 +210,30 @@ def test_speed_and_determinism():
     assert len(result["rows"]) == 50 and len(result["average"]) == 10
     assert ablation_table(scores, baseline="recipe0")["rows"] == result["rows"]
     assert ablation_table(scores, baseline="recipe0", seed=1)["rows"] != result["rows"]
+
+
+def test_targeted_subgroups_are_compared_with_the_untargeted_ones_paired_with_intervals():
+    """A recipe that lifts only the subgroup it targeted: that subgroup's delta (and the targeted
+    average) excludes 0, the untargeted one's includes it."""
+    from mm_assets.study.subgroups import subgroup_comparisons
+
+    rng = np.random.default_rng(3)
+    rows, placed = [], []
+    for sub in ("chartqa/human", "chartqa/augmented"):
+        for i in range(200):
+            item = f"{sub}-{i}"
+            placed.append(("chartqa", item, sub))
+            base = rng.random() < 0.3
+            for recipe in ("baseline", "mmgen"):
+                for seed in (0, 1, 2):
+                    lift = recipe == "mmgen" and sub == "chartqa/human" and rng.random() < 0.3
+                    rows.append((recipe, seed, "chartqa", item, float(base or lift)))
+    scores = pl.DataFrame(rows, schema=["recipe", "seed", "benchmark", "item_id", "score"], orient="row")
+    subgroups = pl.DataFrame(placed, schema=["benchmark", "item_id", "subgroup"], orient="row")
+    out = subgroup_comparisons(scores, subgroups, {"mmgen": ["chartqa/human"]}, n_boot=500)
+    by = {r["subgroup"]: r for r in out["rows"]}
+    assert by["chartqa/human"]["targeted"] and by["chartqa/human"]["delta_lo"] > 0
+    assert not by["chartqa/augmented"]["targeted"] and by["chartqa/augmented"]["delta"] == 0
+    avg = {a["subgroups"]: a for a in out["averages"]}
+    assert avg["targeted"]["delta_lo"] > 0 and avg["untargeted"]["delta_lo"] <= 0 <= avg["untargeted"]["delta_hi"]
+    assert by["chartqa/human"]["baseline"] == avg["targeted"]["baseline"]

@@ -123,10 +123,12 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
         kinds = planted_defects(truth, pool).select("sample_id", pl.col("defect").alias("defect_kind"))
         removals = removal_split(removed_by_step(ledgers), kinds)
 
+    by_subgroup = _subgroup_report(context, st, valid, result["recipes"], scores)
     png = ablation_png(result, title=f"Delta to baseline at equal compute ({', '.join(result['benchmarks'])})")
     frame = ablation_frame(result)
     report = {"ablation": result, "contamination": contamination, "missing_evals": missing,
               "removals": removals.to_dicts(), "labels": {r: labels.get(r, r) for r in result["recipes"]},
+              "mmgen_subgroups": by_subgroup,
               "runs": [f for f in finals if (f["recipe"], f["seed"]) in
                        set(scores.select("recipe", "seed").unique().iter_rows())]}
     blob = json.dumps(report, sort_keys=True, default=str).encode()
@@ -158,10 +160,35 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
         metadata["contamination"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(contamination).select(
             "benchmark", "n_leaked", "n_rest", "mean_leaked", "mean_rest", "difference", "difference_lo",
             "difference_hi")))
+    if by_subgroup["rows"]:
+        metadata["mmgen_subgroups"] = dg.MetadataValue.md(markdown_table(
+            pl.DataFrame(by_subgroup["rows"]).with_columns(pl.col(pl.Float64).round(3))))
+        metadata["mmgen_targeted_vs_untargeted"] = dg.MetadataValue.md(markdown_table(
+            pl.DataFrame(by_subgroup["averages"]).with_columns(pl.col(pl.Float64).round(3))) + note)
     if removals.height:
         metadata["removals_by_defect_kind"] = dg.MetadataValue.md(markdown_table(
             removals.filter(pl.col("n_removed") > 0).with_columns(pl.col("recall").round(3))))
     return dg.Output({"root": root, "version": version}, data_version=dg.DataVersion(version), metadata=metadata)
+
+
+def _subgroup_report(context, st, valid: dict, recipes: list[str], scores: pl.DataFrame) -> dict:
+    """Per subgroup of the reference splits, for every recipe with an mmgen step: its targeted and
+    untargeted subgroups against baseline (`mm_assets.study.subgroups`)."""
+    from mm_assets.study.subgroups import subgroup_comparisons
+    from resources.json_io_manager import read_pointers
+
+    with_mmgen = [name for name in recipes if name in valid and valid[name].step("mmgen") is not None]
+    if not with_mmgen:
+        return {"rows": [], "averages": []}
+    try:
+        reference = read_pointers(st, "mmgen_reference")
+        decided = read_pointers(st, "mmgen_decisions", with_mmgen)
+    except FileNotFoundError as exc:
+        context.log.warning(f"no per-subgroup scores: {exc}")
+        return {"rows": [], "averages": []}
+    targeted = {name: json.loads(st.read_bytes(f"{decided[name]['root']}/targets.json")) for name in with_mmgen}
+    item_subgroups = st.read_parquet(f"{reference['root']}/eval_item_subgroups.parquet")
+    return subgroup_comparisons(scores, item_subgroups, targeted, n_boot=N_BOOT)
 
 
 def _log_mlflow(mlflow_res: MlflowResource, dagster_run_id: str, result: dict, png: bytes, blob: bytes) -> None:
