@@ -99,6 +99,9 @@ def test_the_template_generator_retargets_a_fitting_turn_into_the_benchmark_form
     assert parse_generation(out[1]) == ("How many red circles are there?", "5")
     assert parse_generation(out[2])[0] == "crosses"
     assert out[3] == ""                                        # nothing in the record fits a count
+    # a number that is not a count is not retargeted into CountBench's counting prompt
+    arith = _record(("<image>\nWhat is the difference between the two values?", "4"))
+    assert gen.generate([_request("countbench", arith)]) == [""]
 
 
 @pytest.mark.parametrize("bench,answer,problem", [

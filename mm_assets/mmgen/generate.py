@@ -16,7 +16,8 @@ Back ends:
 Outputs are parsed as ``Question: …`` / ``Answer: …``; a generation is kept only when its
 question is a plain question (no ``<image>`` placeholder, bounded length) and its answer is in
 the form the benchmark's metric scores as correct against itself (a count for CountBench, a
-short phrase for ChartQA/DocVQA/RealWorldQA, points or "This isn't in the image." for PixMo).
+short phrase for ChartQA/DocVQA/RealWorldQA, points or "This isn't in the image." for PixMo),
+and a CountBench question asks for a count.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from mm_assets.storage import Storage
 
 IMAGE_TOKEN = "<image>"
 PROMPT_VERSION = "mmgen-targeted-qa.v1"
-TEMPLATE_VERSION = "mmgen-template-retarget.v1"
+TEMPLATE_VERSION = "mmgen-template-retarget.v2"   # bump with any change to what it writes (cache key)
 MAX_QUESTION_CHARS = 300
 MAX_SHORT_ANSWER_WORDS = {"chartqa": 3, "docvqa": 6, "realworldqa": 3}
 _QA = re.compile(r"^\s*(?:Question:\s*)?(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+?)\s*$", re.S)
 _INSTRUCTION = re.compile(r"(?i)\b(answer|please|reply|respond|say ')")
 NONE_ANSWER = "This isn't in the image."
+_COUNTING = re.compile(r"(?i)\b(how many|count|number of)\b")
 
 RESULT_SCHEMA = {
     "gen_id": pl.String, "subgroup": pl.String, "benchmark": pl.String, "source_sample_id": pl.String,
@@ -127,6 +129,8 @@ def question_problem(benchmark: str, question: str) -> str | None:
         return "question_too_long"
     if benchmark == "pixmo_points" and len(q.split()) > 8:
         return "pointing_label_too_long"
+    if benchmark == "countbench" and not _COUNTING.search(q):
+        return "not_a_counting_question"
     return None
 
 
