@@ -101,7 +101,8 @@ def add_generated(generated: pl.DataFrame, copies: dict[str, int], recipe: str, 
         gid, source = r["gen_id"], r["source_sample_id"]
         what = f"for {r['subgroup']} from {source} (reference item {r['reference_item_id']})"
         if not r["ok"]:
-            step_row, final = ("reject", f"generated {what}: rejected, {r['reason']}"), ("out", "rejected by validation")
+            step_row = ("reject", f"generated {what}: rejected, {r['reason']}")
+            final = ("out", "rejected by validation")
         elif r["duplicate_of"] is not None:
             step_row = ("reject", f"generated {what}: near duplicate of {r['duplicate_of']}")
             final = ("out", "dropped by mmgen: near duplicate")
