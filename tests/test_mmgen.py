@@ -3,6 +3,13 @@ validation against each benchmark's metric, the cache (a killed generation resum
 rest), the filters, and how generated samples enter the ledger and the curated dataset."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -14,6 +21,8 @@ from mm_assets.mmgen.generate import (NONE_ANSWER, GenRequest, TemplateGenerator
                                       generate_all, parse_generation)
 from mm_assets.mmgen.subgroups import assign_subgroups, describe_subgroups, pick_candidates, place_in_subgroups
 from mm_assets.storage import Storage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _record(*turns, domain="chart"):
@@ -118,28 +127,58 @@ def test_instruction_lines_are_stripped_from_a_retargeted_question():
                    "or phrases if possible.") == "Which team has the lowest share?"
 
 
-class _Flaky(TemplateGenerator):
-    """Raises on its `fail_on`-th batch, as a killed process would stop there."""
-    def __init__(self, fail_on=None):
-        self.batches, self.fail_on = 0, fail_on
+CHILD = textwrap.dedent("""
+    import json, pathlib, sys, time
+    from mm_assets.mmgen.generate import GenRequest, TemplateGenerator, generate_all
+    from mm_assets.storage import Storage
 
-    def generate(self, requests):
-        self.batches += 1
-        if self.batches == self.fail_on:
-            raise KeyboardInterrupt("killed")
-        return super().generate(requests)
+    records_path, cache_root, marker, block_after, batch_size = sys.argv[1:6]
+
+    class BlocksAfter(TemplateGenerator):
+        calls = 0
+        def generate(self, requests):
+            if self.calls == int(block_after):
+                pathlib.Path(marker).write_text(str(self.calls))
+                time.sleep(3600)
+            self.calls += 1
+            return super().generate(requests)
+
+    requests = [(f"s{i}", "ref0", GenRequest("chartqa", "chartqa/g", "questions about value",
+                                             (("What is the value?", "4"),), b"img", "ab" * 32, r))
+                for i, r in enumerate(json.loads(pathlib.Path(records_path).read_text()))]
+    generate_all(requests, BlocksAfter(), Storage(cache_root), batch_size=int(batch_size))
+    """)
 
 
 def test_a_killed_generation_resumes_with_the_rest_and_records_are_training_records(tmp_path):
+    """The generating process is SIGKILLed while its third batch is in flight; the rerun reads the
+    two finished batches from the cache, generates only the rest, and equals an uninterrupted run."""
     records = [_record((f"What is the value for city {i}?\nAnswer the question with a single word.", str(i)))
                for i in range(10)]
     requests = [(f"s{i}", "ref0", _request("chartqa", r)) for i, r in enumerate(records)]
-    cache = Storage(str(tmp_path / "cache"))
-    with pytest.raises(KeyboardInterrupt):
-        generate_all(requests, _Flaky(fail_on=3), cache, batch_size=3)       # two batches (6 requests) were done
-    again = _Flaky()
-    results, stats = generate_all(requests, again, cache, batch_size=3)
-    assert stats["from_cache"] == 6 and stats["generated"] == 4 and again.batches == 2
+    (tmp_path / "records.json").write_text(json.dumps(records))
+    (tmp_path / "child.py").write_text(CHILD)
+    marker, cache_root = tmp_path / "blocked", tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(tmp_path / "records.json"),
+                             str(cache_root), str(marker), "2", "3"],
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"the child ended early: {proc.stdout.read().decode()[-2000:]}")
+            assert time.monotonic() < deadline, "the child never reached the blocking batch"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    results, stats = generate_all(requests, TemplateGenerator(), Storage(str(cache_root)), batch_size=3)
+    assert stats["from_cache"] == 6 and stats["generated"] == 4          # two batches of 3 survived the kill
+    assert int(results["cached"].sum()) == 6
     fresh, _ = generate_all(requests, TemplateGenerator(), Storage(str(tmp_path / "other")), batch_size=3)
     assert results.drop("cached").equals(fresh.drop("cached"))
     assert results["ok"].all()
