@@ -237,3 +237,28 @@ def test_targeted_subgroups_are_compared_with_the_untargeted_ones_paired_with_in
     avg = {a["subgroups"]: a for a in out["averages"]}
     assert avg["targeted"]["delta_lo"] > 0 and avg["untargeted"]["delta_lo"] <= 0 <= avg["untargeted"]["delta_hi"]
     assert by["chartqa/human"]["baseline"] == avg["targeted"]["baseline"]
+
+
+def test_what_mmgen_adds_is_measured_against_the_same_recipe_without_it():
+    """v2 is v1 plus mmgen and mmgen is baseline plus mmgen: each is compared with its own recipe
+    without the step, paired on the items, with an interval."""
+    from mm_assets.recipes.schema import parse_recipe
+    from mm_assets.study.subgroups import same_recipe_without, step_effect
+
+    mmgen = "  - mmgen: {targets: {chartqa: {per_subgroup: 5}}}\n"
+    v1 = "steps:\n  - length: {min_answer_chars: 1, max_answer_chars: 500}\n"
+    recipes = {name: parse_recipe(text, name, f"{name}.yaml") for name, text in {
+        "baseline": "steps: []\n", "v1": v1, "v2": v1 + mmgen, "mmgen": "steps:\n" + mmgen,
+        "v2w": v1 + mmgen + "domain_weights: {chart: 2.0}\n"}.items()}
+    assert same_recipe_without(recipes) == {"mmgen": "baseline", "v2": "v1"}      # v2w has no twin
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(300):
+        base = rng.random() < 0.4
+        for recipe in ("v1", "v2"):
+            for seed in (0, 1, 2):
+                rows.append((recipe, seed, "chartqa", str(i), float(base or (recipe == "v2" and rng.random() < 0.2))))
+    scores = pl.DataFrame(rows, schema=["recipe", "seed", "benchmark", "item_id", "score"], orient="row")
+    effect = {r["benchmark"]: r for r in step_effect(scores, "v2", "v1", n_boot=500)}
+    assert effect["chartqa"]["compared_with"] == "v1" and effect["chartqa"]["delta_lo"] > 0
+    assert step_effect(scores, "v2", "baseline") == []              # no baseline scores: nothing to compare

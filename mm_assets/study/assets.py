@@ -124,11 +124,15 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
         removals = removal_split(removed_by_step(ledgers), kinds)
 
     by_subgroup = _subgroup_report(context, st, valid, result["recipes"], scores)
+    from mm_assets.study.subgroups import same_recipe_without, step_effect
+    mmgen_effect = [row for recipe, base in same_recipe_without(
+        {n: valid[n] for n in result["recipes"] if n in valid}).items()
+        for row in step_effect(scores, recipe, base, n_boot=N_BOOT)]
     png = ablation_png(result, title=f"Delta to baseline at equal compute ({', '.join(result['benchmarks'])})")
     frame = ablation_frame(result)
     report = {"ablation": result, "contamination": contamination, "missing_evals": missing,
               "removals": removals.to_dicts(), "labels": {r: labels.get(r, r) for r in result["recipes"]},
-              "mmgen_subgroups": by_subgroup,
+              "mmgen_subgroups": by_subgroup, "mmgen_effect": mmgen_effect,
               "runs": [f for f in finals if (f["recipe"], f["seed"]) in
                        set(scores.select("recipe", "seed").unique().iter_rows())]}
     blob = json.dumps(report, sort_keys=True, default=str).encode()
@@ -160,6 +164,9 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
         metadata["contamination"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(contamination).select(
             "benchmark", "n_leaked", "n_rest", "mean_leaked", "mean_rest", "difference", "difference_lo",
             "difference_hi")))
+    if mmgen_effect:        # e.g. v2 - v1: what MM-GEN adds to the recipe it is appended to
+        metadata["mmgen_added_to_its_recipe"] = dg.MetadataValue.md(markdown_table(
+            pl.DataFrame(mmgen_effect).with_columns(pl.col(pl.Float64).round(3))) + note)
     if by_subgroup["rows"]:
         metadata["mmgen_subgroups"] = dg.MetadataValue.md(markdown_table(
             pl.DataFrame(by_subgroup["rows"]).with_columns(pl.col(pl.Float64).round(3))))

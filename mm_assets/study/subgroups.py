@@ -49,3 +49,29 @@ def subgroup_comparisons(scores: pl.DataFrame, item_subgroups: pl.DataFrame, tar
                              "baseline": base["mean"], "mean": avg["mean"], "delta": avg["delta"],
                              "delta_lo": avg["delta_lo"], "delta_hi": avg["delta_hi"]})
     return {"rows": rows, "averages": averages}
+
+
+def same_recipe_without(recipes: dict, kind: str = "mmgen") -> dict[str, str]:
+    """Recipe -> the recipe that is the same but for its `kind` step (same steps and parameters
+    in the same order, same domain weights and training settings): v2 -> v1, mmgen -> baseline.
+    What the `kind` step adds is the difference between the two."""
+    def key(recipe, drop: bool):
+        steps = tuple((k, p.model_dump_json()) for k, p in recipe.steps if not (drop and k == kind))
+        return steps, tuple(sorted(recipe.domain_weights.items())), recipe.training.model_dump_json()
+
+    without = {key(r, False): name for name, r in recipes.items() if r.step(kind) is None}
+    return {name: without[key(r, True)] for name, r in sorted(recipes.items())
+            if r.step(kind) is not None and key(r, True) in without}
+
+
+def step_effect(scores: pl.DataFrame, with_step: str, without_step: str, n_boot: int = 2000,
+                seed: int = 0) -> list[dict]:
+    """Per benchmark and on the average: `with_step` − `without_step`, paired on the same items
+    and resampling both recipes' seeds, with its interval (v2 − v1 is what MM-GEN adds to v1)."""
+    part = scores.filter(pl.col("recipe").is_in([with_step, without_step]))
+    if any(part.filter(pl.col("recipe") == r).is_empty() for r in (with_step, without_step)):
+        return []
+    result = ablation_table(part, baseline=without_step, oracle="", n_boot=n_boot, seed=seed)
+    return [{"recipe": with_step, "compared_with": without_step, "benchmark": r["benchmark"], "mean": r["mean"],
+             "delta": r["delta"], "delta_lo": r["delta_lo"], "delta_hi": r["delta_hi"]}
+            for r in result["rows"] + result["average"] if r["recipe"] == with_step]
