@@ -158,6 +158,11 @@ def build_tree(instance, defs: dg.Definitions, key: str, partition: str | None, 
         node.notes = _manifest_notes(name, _event(rec), storage_options)
         if kind == "observation":
             return node
+        in_recipe = _event(rec).metadata.get("in_recipe")
+        if in_recipe is not None and in_recipe.value is False:
+            # a step the recipe does not have decided nothing: what it would read is not an input
+            node.notes.append("not in this recipe: nothing read")
+            return node
         if name == "checkpoint":
             # a checkpoint's inputs are named by its manifest (trainers outside this project
             # write the same manifest): the curated versions it was trained on
