@@ -3,13 +3,7 @@ validation against each benchmark's metric, the cache (a killed generation resum
 rest), the filters, and how generated samples enter the ledger and the curated dataset."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -21,8 +15,7 @@ from mm_assets.mmgen.generate import (NONE_ANSWER, GenRequest, TemplateGenerator
                                       generate_all, parse_generation)
 from mm_assets.mmgen.subgroups import assign_subgroups, describe_subgroups, pick_candidates, place_in_subgroups
 from mm_assets.storage import Storage
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from blocked_child import kill_when_blocked
 
 
 def _record(*turns, domain="chart"):
@@ -88,7 +81,7 @@ def test_candidates_come_round_robin_from_every_reference_item_and_never_from_ex
     nb = pl.DataFrame({"benchmark": ["chartqa"] * 6, "eval_item_id": ["a", "a", "a", "b", "b", "b"],
                        "sample_id": ["s1", "s2", "s3", "s1", "s4", "s5"], "domain": ["chart"] * 6,
                        "similarity": [0.9, 0.8, 0.7, 0.9, 0.8, 0.7], "rank": [1, 2, 3, 1, 2, 3]})
-    got = pick_candidates(nb, items, ["chartqa/human"], 3, excluded={"s2"})
+    got = pick_candidates(nb, items, {"chartqa/human": 3}, excluded={"s2"})
     assert got["sample_id"].to_list() == ["s1", "s4", "s3"]          # rank 1 of a, (s1 again), rank 2 of b, ...
     assert set(got["reference_item_id"]) == {"a", "b"}
 
@@ -157,25 +150,8 @@ def test_a_killed_generation_resumes_with_the_rest_and_records_are_training_reco
                for i in range(10)]
     requests = [(f"s{i}", "ref0", _request("chartqa", r)) for i, r in enumerate(records)]
     (tmp_path / "records.json").write_text(json.dumps(records))
-    (tmp_path / "child.py").write_text(CHILD)
-    marker, cache_root = tmp_path / "blocked", tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(tmp_path / "records.json"),
-                             str(cache_root), str(marker), "2", "3"],
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"the child ended early: {proc.stdout.read().decode()[-2000:]}")
-            assert time.monotonic() < deadline, "the child never reached the blocking batch"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    cache_root = tmp_path / "cache"
+    kill_when_blocked(tmp_path, CHILD, str(tmp_path / "records.json"), str(cache_root), "2", "3")
     results, stats = generate_all(requests, TemplateGenerator(), Storage(str(cache_root)), batch_size=3)
     assert stats["from_cache"] == 6 and stats["generated"] == 4          # two batches of 3 survived the kill
     assert int(results["cached"].sum()) == 6

@@ -4,13 +4,9 @@ a tiny random causal LM through the transformers back end, the vLLM back end's i
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import polars as pl
 import pytest
@@ -22,8 +18,8 @@ from mm_assets.rephrase.backends import HFRephraseBackend, VLLMRephraseBackend, 
 from mm_assets.rephrase.run import split_placeholders, text_units
 from mm_assets.rephrase.validate import reason_code
 from mm_assets.storage import Storage
+from blocked_child import kill_when_blocked
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def generated_records(seeds=range(4)) -> list[tuple[str, dict]]:
@@ -235,25 +231,8 @@ CHILD = textwrap.dedent("""
 def run_and_kill(records, cache_root, tmp_path, block_after: int, batch_size: int) -> None:
     """Run rephrasing in a child process, SIGKILL it while batch `block_after` is in flight."""
     (tmp_path / "records.json").write_text(json.dumps(records))
-    (tmp_path / "child.py").write_text(CHILD)
-    marker = tmp_path / "blocked"
-    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(tmp_path / "records.json"),
-                             str(cache_root), str(marker), str(block_after), str(batch_size)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"the child ended early: {proc.stdout.read().decode()[-2000:]}")
-            assert time.monotonic() < deadline, "the child never reached the blocking batch"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_when_blocked(tmp_path, CHILD, str(tmp_path / "records.json"), str(cache_root), str(block_after),
+                      str(batch_size), timeout=60)
 
 
 def test_killed_run_restarts_with_only_what_was_left(tmp_path):

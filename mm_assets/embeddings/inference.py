@@ -52,6 +52,16 @@ def _open(shard) -> io.BufferedIOBase:
     return open_uri(os.fspath(shard))
 
 
+def iter_raw_samples(st, raw_shards: dict) -> Iterator[tuple[str, str, dict, dict[str, bytes]]]:
+    """``(domain, sample_id, json metadata, members)`` of every sample of the `raw_shards`
+    pointers ({domain: pointer}), domains in sorted order."""
+    for domain in sorted(raw_shards):
+        raw = st.child(raw_shards[domain]["root"])
+        tars = [s["tar"] for s in raw.read_json("manifest.json")["shards"]]
+        for sid, meta, fields in iter_shard_samples(raw.open_each(tars)):
+            yield domain, sid, meta, fields
+
+
 def iter_shard_samples(shards: Iterable) -> Iterator[tuple[str, dict, dict[str, bytes]]]:
     """``(sample_id, json metadata, members)`` for every sample of the WebDataset shards.
 

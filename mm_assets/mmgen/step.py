@@ -90,16 +90,13 @@ def _targets(step: MmgenParams, subgroups, weakest_of=None) -> list[tuple[str, i
 
 def _sources(st, raw_shards: dict, wanted: set[str]) -> dict[str, tuple[dict, bytes | None]]:
     """The training record and image bytes of each wanted sample (one pass over the raw shards)."""
-    from mm_assets.embeddings.inference import iter_shard_samples
+    from mm_assets.embeddings.inference import iter_raw_samples
 
     out = {}
-    for domain in sorted(raw_shards):
-        raw = st.child(raw_shards[domain]["root"])
-        tars = [s["tar"] for s in raw.read_json("manifest.json")["shards"]]
-        for sid, meta, fields in iter_shard_samples(raw.open_each(tars)):
-            if sid in wanted:
-                image = meta.get("image")
-                out[sid] = (meta, fields.get(image["ext"]) if image else None)
+    for _, sid, meta, fields in iter_raw_samples(st, raw_shards):
+        if sid in wanted:
+            image = meta.get("image")
+            out[sid] = (meta, fields.get(image["ext"]) if image else None)
     return out
 
 
@@ -141,7 +138,7 @@ def decide(inputs: StepInputs) -> Decided:
     excluded = set(near.filter(pl.col("similarity") >= step.exclude_similarity)["sample_id"].to_list()) | set(
         pool.filter(pl.col("image_sha256").is_in(list(eval_sha)))["sample_id"].to_list())
 
-    cands = pl.concat([pick_candidates(neighbours, items, [sub], n, excluded) for sub, n in targets])
+    cands = pick_candidates(neighbours, items, dict(targets), excluded)
     sources = _sources(st, inputs.pointers("raw_shards"), set(cands["sample_id"].to_list()))
     described = {r["subgroup"]: r for r in subgroups.iter_rows(named=True)}
     requests = []

@@ -98,20 +98,20 @@ def describe_subgroups(items: pl.DataFrame, examples: int = 3) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SUBGROUP_SCHEMA, orient="row")
 
 
-def pick_candidates(neighbours: pl.DataFrame, items: pl.DataFrame, subgroups: list[str], per_subgroup: int,
+def pick_candidates(neighbours: pl.DataFrame, items: pl.DataFrame, per_subgroup: dict[str, int],
                     excluded: set[str]) -> pl.DataFrame:
-    """Up to `per_subgroup` distinct training samples per subgroup, taken round-robin over the
+    """Up to `per_subgroup[s]` distinct training samples for each subgroup s, taken round-robin over the
     subgroup's reference items by neighbour rank (so every reference item contributes), never
     one of `excluded` (sources too close to a scored eval image). `neighbours`: reference item →
     training sample rows (benchmark, eval_item_id, sample_id, domain, similarity, rank)."""
     of_item = dict(zip(items["item_id"].to_list(), items["subgroup"].to_list()))
     table = neighbours.with_columns(pl.col("eval_item_id").replace_strict(of_item, default=None).alias("subgroup"))
     out = []
-    for sub in subgroups:
+    for sub, wanted in per_subgroup.items():
         part = table.filter(pl.col("subgroup") == sub).sort(["rank", "eval_item_id"])
         taken: set[str] = set()
         for r in part.iter_rows(named=True):
-            if len(taken) >= per_subgroup:
+            if len(taken) >= wanted:
                 break
             if r["sample_id"] in taken or r["sample_id"] in excluded:
                 continue

@@ -39,13 +39,10 @@ class RephraseParams(StepParams):
 
 
 def _records(st, raw_shards: dict):
-    from mm_assets.embeddings.inference import iter_shard_samples
+    from mm_assets.embeddings.inference import iter_raw_samples
 
-    for domain in sorted(raw_shards):
-        raw = st.child(raw_shards[domain]["root"])
-        tars = [s["tar"] for s in raw.read_json("manifest.json")["shards"]]
-        for sid, meta, _ in iter_shard_samples(raw.open_each(tars)):
-            yield domain, sid, meta
+    for domain, sid, meta, _ in iter_raw_samples(st, raw_shards):
+        yield domain, sid, meta
 
 
 def decide(inputs: StepInputs) -> Decided:

@@ -32,6 +32,7 @@ from mm_assets.study.collect import (
     removed_by_step,
 )
 from mm_assets.study.plot import ablation_png
+from mm_assets.study.subgroups import same_recipe_without, step_effect, subgroup_comparisons
 from mm_assets.study.statistics import (
     ablation_frame,
     ablation_table,
@@ -124,7 +125,6 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
         removals = removal_split(removed_by_step(ledgers), kinds)
 
     by_subgroup = _subgroup_report(context, st, valid, result["recipes"], scores)
-    from mm_assets.study.subgroups import same_recipe_without, step_effect
     mmgen_effect = [row for recipe, base in same_recipe_without(
         {n: valid[n] for n in result["recipes"] if n in valid}).items()
         for row in step_effect(scores, recipe, base, n_boot=N_BOOT)]
@@ -181,7 +181,6 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
 def _subgroup_report(context, st, valid: dict, recipes: list[str], scores: pl.DataFrame) -> dict:
     """Per subgroup of the reference splits, for every recipe with an mmgen step: its targeted and
     untargeted subgroups against baseline (`mm_assets.study.subgroups`)."""
-    from mm_assets.study.subgroups import subgroup_comparisons
     from resources.json_io_manager import read_pointers
 
     with_mmgen = [name for name in recipes if name in valid and valid[name].step("mmgen") is not None]
