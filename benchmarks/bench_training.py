@@ -6,7 +6,9 @@ curated WebDataset shards whose conversations vary in length like instruction da
 16 image tokens each). Then it trains one epoch over the same shards with
 
 * packing: first-fit rows of ``max_len`` tokens, ``slots // max_len`` rows per micro-batch,
-  block-diagonal causal 4D mask, position ids reset per sample;
+  position ids reset per sample, each sample attending alone (the trainer's segment attention);
+* packing, dense mask: the headline rows attending over the whole row through the
+  block-diagonal causal 4D mask (the masked-out blocks computed too);
 * padding: one sample per row, right padding, a micro-batch of ``slots / mean sample length``
   samples (the same nominal number of token slots),
 
@@ -136,6 +138,11 @@ def main() -> dict:
                   save_each_epoch=False)
     configs = {f"packing_{m}": TrainConfig(packing=True, max_len=m, batch_size=max(1, args.slots // m), **common)
                for m in max_lens}
+    # the same packed rows attending over the whole row through the 4D block mask (the trainer's
+    # path before segment attention): what attending one sample at a time saves
+    configs[f"packing_{max_lens[0]}_dense_mask"] = TrainConfig(
+        packing=True, max_len=max_lens[0], attn_implementation="sdpa", batch_size=max(1, args.slots // max_lens[0]),
+        **common)
     configs["padding"] = TrainConfig(packing=False, max_len=max(max_lens), batch_size=pad_batch, **common)
     modes = list(configs)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
@@ -167,7 +174,8 @@ def main() -> dict:
                       "(collate + forward + backward + step)",
         "device": "cpu", "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "machine": platform.machine(), "torch": torch.__version__, "attn_implementation": "sdpa",
+        "machine": platform.machine(), "torch": torch.__version__,
+        "attn_implementation": {m: c.attn_implementation for m, c in configs.items()},
         "model": "tiny LLaVA (SigLIP 2x64 tower, 2-layer Llama d=128, 16 image tokens), fp32",
         "samples": len(encoded), "skipped": dict(skipped),
         "image_rows": sum(s.pixel_values is not None for s in encoded),
@@ -183,6 +191,8 @@ def main() -> dict:
     res["ratio_packing_over_padding"] = res["modes"][head]["tokens_per_s"] / res["modes"]["padding"]["tokens_per_s"]
     res["ratios"] = {m: res["modes"][m]["tokens_per_s"] / res["modes"]["padding"]["tokens_per_s"]
                      for m in modes if m != "padding"}
+    res["ratio_segment_attention_over_dense_mask"] = (res["modes"][head]["tokens_per_s"]
+                                                      / res["modes"][f"{head}_dense_mask"]["tokens_per_s"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
@@ -193,6 +203,8 @@ def main() -> dict:
               f"padding fraction {a['padding_fraction']:.1%}, {a['steps_per_epoch']} steps/epoch)")
     for m, r in res["ratios"].items():
         print(f"ratio {m}/padding = {r:.2f}x")
+    print(f"ratio {head} (one sample at a time) / {head}_dense_mask = "
+          f"{res['ratio_segment_attention_over_dense_mask']:.2f}x")
     print(f"load average before {load_before[0]:.1f}, after {res['load_average_after'][0]:.1f} "
           f"({os.cpu_count()} CPUs) -> {out}")
     return res

@@ -113,14 +113,21 @@ def check_eval_backends(res: dict, out: Path) -> None:
 
 def check_training(res: dict, out: Path) -> None:
     assert res["samples"] == 16 and not res["skipped"]
-    assert set(res["modes"]) == {"packing_256", "packing_128", "padding"}
+    assert set(res["modes"]) == {"packing_256", "packing_128", "packing_256_dense_mask", "padding"}
+    assert res["attn_implementation"]["packing_256"] == "segments"
+    assert res["attn_implementation"]["packing_256_dense_mask"] == "sdpa"
+    # the same rows, the same data: the two attention paths learn the same (one epoch, same seed)
+    dense, seg = res["modes"]["packing_256_dense_mask"], res["modes"]["packing_256"]
+    assert seg["mean_loss"] == pytest.approx(dense["mean_loss"], rel=1e-4)
+    assert seg["tokens_per_epoch"] == dense["tokens_per_epoch"]
+    assert positive(res["ratio_segment_attention_over_dense_mask"])
     for m, a in res["modes"].items():
         assert positive(a["tokens_per_s"]) and a["steps_per_epoch"] > 0, m
         assert len(a["runs"]) == 2                        # A B C C B A, one round
         assert 0 <= a["padding_fraction"] < 1
     assert res["modes"]["packing_256"]["padding_fraction"] < res["modes"]["padding"]["padding_fraction"]
     assert res["headline"] == "packing_256" and positive(res["ratio_packing_over_padding"])
-    assert set(res["ratios"]) == {"packing_256", "packing_128"} and all(positive(v) for v in res["ratios"].values())
+    assert set(res["ratios"]) == {"packing_256", "packing_128", "packing_256_dense_mask"} and all(positive(v) for v in res["ratios"].values())
 
 
 def check_learnability(res: dict, out: Path) -> None:

@@ -263,6 +263,40 @@ def test_padding_collator_logits_equal_alone(env):
 # ----------------------------------------------------------------------------- schedules
 
 
+def test_segment_attention_and_labelled_logits_give_the_masked_paths_loss_and_gradients(env):
+    """The trainer's step (each packed sample attends alone, LM head only at labelled positions)
+    equals the dense path (4D block mask over the row, logits everywhere) in loss and gradients,
+    on rows mixing image and text samples with padding; a row whose spans do not tile it raises."""
+    from mm_assets.training.segment_attention import packed_segments, segment_attention
+    from mm_assets.training.trainer import target_loss_sum, token_loss_sum
+
+    samples = env["samples"][:10]
+    lengths = [s.length for s in samples]
+    max_len = sum(sorted(lengths)[-3:])
+    rows = [[samples[i] for i in row] for row in first_fit(lengths, max_len)]
+    batch = collate_packed(rows, env["processor"].tokenizer.pad_token_id, max_len)
+    assert len(rows) >= 2 and (batch.segment_ids < 0).any() and max(len(r) for r in rows) >= 2
+    results = {}
+    for impl in ("sdpa", "segments"):
+        model, _ = load_model_and_processor(env["base"], impl)
+        model.train()
+        model.zero_grad(set_to_none=True)
+        loss = (token_loss_sum(model(**batch.model_inputs()).logits, batch.labels) if impl == "sdpa"
+                else target_loss_sum(model, batch))
+        loss.backward()
+        results[impl] = (float(loss), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    (l_dense, g_dense), (l_seg, g_seg) = results["sdpa"], results["segments"]
+    assert l_seg == pytest.approx(l_dense, rel=1e-5)
+    assert g_seg.keys() == g_dense.keys() and len(g_seg) > 10
+    for k in g_seg:
+        torch.testing.assert_close(g_seg[k], g_dense[k], atol=1e-5, rtol=1e-3)
+    q = torch.zeros(1, 2, 6, 4)
+    with pytest.raises(ValueError, match="tile the row"):
+        segment_attention(model.model.language_model.layers[0].self_attn, q, q, q, None,
+                          packed_segments=[[(0, 2), (3, 6)]])
+    assert packed_segments(batch.spans)[0][0][0] == 0
+
+
 def test_schedules_warmup_then_shape():
     base, total, warm = 1.0, 10, 2
     for kind in ("cosine", "linear", "constant"):
