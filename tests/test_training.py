@@ -168,6 +168,46 @@ def test_image_count_mismatch_is_skipped(env):
                                                {"from": "gpt", "value": "a"}], [])
 
 
+def test_a_second_recipe_reuses_the_encodings_of_its_shared_samples(env, tmp_path):
+    """A recipe whose shards hold the same samples under other keys (another curated version),
+    one rewritten conversation and one sample that cannot be trained on: served from the memo
+    with its own keys and metadata, equal to a fresh encoding, the rewrite and the skip encoded
+    (and counted) as without the memo; a full memo drops its oldest entries."""
+    from mm_assets.training.encoding_memo import EncodingMemo, processor_fingerprint
+
+    first = fake_samples(8, seed=3, prefix="a")
+    second = [(k.replace("a", "b_r1"), dict(f)) for k, f in first]
+    rec = json.loads(second[4][1]["json"])
+    rec["conversations"][-1]["value"] = "a rewritten answer"
+    second[4][1]["json"] = json.dumps(rec).encode()
+    bad = {"sample_id": "bad", "domain": "general", "conversations": [{"from": "human", "value": "<image>\nq"},
+                                                                      {"from": "gpt", "value": "a"}]}
+    second.append(("bad", {"json": json.dumps(bad).encode()}))
+    key = processor_fingerprint(env["base"])
+    assert key == processor_fingerprint(env["base"]) and len(key) == 20
+    memo = EncodingMemo(max_bytes=2**30)
+    processor = env["processor"]
+    load_dataset(write_shards(tmp_path / "a", first, per_shard=5), processor, 256, memo=memo, processor_key=key)
+    assert (memo.hits, memo.misses) == (0, 8)
+    shards_b = write_shards(tmp_path / "b", second, per_shard=5)
+    served, skipped = load_dataset(shards_b, processor, 256, memo=memo, processor_key=key)
+    assert (memo.hits, memo.misses) == (7, 10)
+    fresh, fresh_skipped = load_dataset(shards_b, processor, 256)
+    assert skipped == fresh_skipped == {"image_token_mismatch": 1}
+    assert [s.sample_id for s in served] == [s.sample_id for s in fresh] == [k for k, _ in second[:8]]
+    for s, f in zip(served, fresh):
+        assert s.meta == f.meta
+        assert torch.equal(s.input_ids, f.input_ids) and torch.equal(s.labels, f.labels)
+        assert (s.pixel_values is None) == (f.pixel_values is None)
+        if f.pixel_values is not None:
+            assert torch.equal(s.pixel_values, f.pixel_values)
+    load_dataset(shards_b, processor, 256, memo=memo, processor_key=key)
+    assert (memo.hits, memo.misses) == (16, 10)            # the skip is remembered too
+    small = EncodingMemo(max_bytes=30_000)                # about two image samples here
+    load_dataset(write_shards(tmp_path / "c", first, per_shard=5), processor, 256, memo=small, processor_key=key)
+    assert 0 < len(small._items) < 8
+
+
 # ----------------------------------------------------------------------------- packing
 
 

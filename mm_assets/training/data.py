@@ -56,6 +56,7 @@ class SkipSample(ValueError):
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -280,18 +281,26 @@ def encode_record(processor, key: str, record: dict, images: list[bytes],
     return sample
 
 
-def load_dataset(shard_paths: Iterable[str | Path], processor, max_len: int | None = None
-                 ) -> tuple[list[EncodedSample], Counter]:
+def load_dataset(shard_paths: Iterable[str | Path], processor, max_len: int | None = None,
+                 memo=None, processor_key: str | None = None) -> tuple[list[EncodedSample], Counter]:
     """Every trainable sample of the shards (in shard order) and a Counter of skip reasons.
 
     The whole encoded dataset is held in memory, images as 8-bit levels (`StoredPixels`); a
-    production-scale variant would stream shards with a shuffle buffer instead.
+    production-scale variant would stream shards with a shuffle buffer instead. ``memo`` (an
+    :class:`~mm_assets.training.encoding_memo.EncodingMemo`, with ``processor_key`` naming the
+    processor) serves samples another call of this process already encoded.
     """
+    from .encoding_memo import sample_key
+
     samples: list[EncodedSample] = []
     skipped: Counter = Counter()
     for key, record, images in iter_shard_records(shard_paths):
         try:
-            samples.append(encode_record(processor, key, record, images, max_len=max_len))
+            if memo is None or not isinstance(record, dict):
+                samples.append(encode_record(processor, key, record, images, max_len=max_len))
+            else:
+                samples.append(memo.encode(sample_key(processor_key, max_len, record, images), key, record,
+                                           lambda: encode_record(processor, key, record, images, max_len=max_len)))
         except SkipSample as exc:
             skipped[exc.reason] += 1
     return samples, skipped

@@ -253,12 +253,19 @@ def load_model_and_processor(path: str | Path, attn_implementation: str = "sdpa"
 
 def encode_shards(checkpoint: str | Path, shard_paths: Iterable[str | Path],
                   max_len: int | None) -> tuple[list[EncodedSample], Counter]:
-    """The shards encoded with `checkpoint`'s processor, for :func:`train`'s ``dataset``."""
+    """The shards encoded with `checkpoint`'s processor, for :func:`train`'s ``dataset``; samples
+    this process encoded before for another run come from its memo
+    (:mod:`~mm_assets.training.encoding_memo`)."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(str(checkpoint), trust_remote_code=False,
-                                              local_files_only=Path(str(checkpoint)).is_dir())
-    return load_dataset(shard_paths, processor, max_len=max_len)
+    from .encoding_memo import PROCESS_MEMO, processor_fingerprint
+
+    local = Path(str(checkpoint)).is_dir()
+    processor = AutoProcessor.from_pretrained(str(checkpoint), trust_remote_code=False, local_files_only=local)
+    if not local:
+        return load_dataset(shard_paths, processor, max_len=max_len)
+    return load_dataset(shard_paths, processor, max_len=max_len, memo=PROCESS_MEMO,
+                        processor_key=processor_fingerprint(checkpoint))
 
 
 def vision_tower(model):
