@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
+from mm_assets.embeddings.inference import available_cores, torch_threads
 from mm_assets.sample_data import eval_sets
 from mm_assets.sample_data.canvas import OBJECT_COLOURS, SHAPES, encode
 from mm_assets.sample_data.families import detection, general
@@ -127,7 +128,10 @@ def pretrain_tower(tower: torch.nn.Module, n_scenes: int, epochs: int, *, seed: 
     patch = tower.config.patch_size
     pixels, cls, centres = scene_tensors(n_scenes + held_out, seed, image_size, patch)
     prepared = time.perf_counter() - started
-    with torch.random.fork_rng(devices=[]):
+    # every core: the run worker that builds the base model holds one torch thread (workers run
+    # many small models side by side), but this is one long job that everything after it waits
+    # for — with one thread the study's second core sat idle for the last 20 minutes of it
+    with torch.random.fork_rng(devices=[]), torch_threads(available_cores()):
         torch.manual_seed(seed)
         heads = DenseHeads(tower.config.hidden_size)
         generator = torch.Generator().manual_seed(seed)
