@@ -33,6 +33,7 @@ from mm_assets.sample_data.rng import rng_for
 
 N_CLASSES = 1 + len(SHAPES) * len(OBJECT_COLOURS)   # 0 = no object centred in the patch
 MAX_CENTRES = 2                                      # "2" means two or more
+LONG_PRETRAINING = 100_000                           # scene presentations: see pretrain_tower
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,13 @@ def pretrain_tower(tower: torch.nn.Module, n_scenes: int, epochs: int, *, seed: 
     patch = tower.config.patch_size
     pixels, cls, centres = scene_tensors(n_scenes + held_out, seed, image_size, patch)
     prepared = time.perf_counter() - started
-    # every core: the run worker that builds the base model holds one torch thread (workers run
-    # many small models side by side), but this is one long job that everything after it waits
-    # for — with one thread the study's second core sat idle for the last 20 minutes of it
-    with torch.random.fork_rng(devices=[]), torch_threads(available_cores()):
+    # A long pre-training (the study's 480 000 scene presentations) outlasts the curation stages
+    # beside it and everything after it waits for it: every core then (on its run worker's one
+    # thread the study's second core sat idle for 13 minutes). A short one (the demo's 24 000)
+    # finishes beside curation, which is the critical path there: two threads slowed it (the
+    # demo took 10 min 44 s with them), so it keeps the worker's thread.
+    threads = available_cores() if n_scenes * epochs >= LONG_PRETRAINING else None
+    with torch.random.fork_rng(devices=[]), torch_threads(threads):
         torch.manual_seed(seed)
         heads = DenseHeads(tower.config.hidden_size)
         generator = torch.Generator().manual_seed(seed)
