@@ -88,12 +88,14 @@ def run_study(home: Path, seed: int = 0) -> dict:
             "removals_by_defect_kind": m.get("removals_by_defect_kind"), "report": m["uri"], "ablation": rows,
             "mmgen_subgroups": m.get("mmgen_subgroups"),
             "mmgen_targeted_vs_untargeted": m.get("mmgen_targeted_vs_untargeted"),
+            "mmgen_targeted_minus_untargeted": m.get("mmgen_targeted_minus_untargeted"),
             "recipes_rejected": rejected, "seconds": {k: round(v, 1) for k, v in stages.items()}}
 
 
 def study_recipes(home: Path) -> str:
     """The study's recipe directory, `<home>/recipes`: every shipped recipe (`recipes/*.yaml`) and
-    the ones only the study trains (`recipes/study/*.yaml`: MM-GEN alone and v2 = v1 + MM-GEN),
+    the ones only the study trains (`recipes/study/*.yaml`: MM-GEN alone, v2 = v1 + MM-GEN, and
+    v1's domain weights alone),
     copied afresh so the study always compares the repository's recipes."""
     target = home.resolve() / "recipes"
     target.mkdir(parents=True, exist_ok=True)

@@ -50,18 +50,21 @@ def test_mlflow_artifacts_go_where_the_store_is(tmp_path, monkeypatch):
     assert mlflow_resource().artifact_root == "s3://bucket/mlruns"
 
 
-def test_the_study_trains_the_shipped_recipes_and_its_own_mmgen_ones_the_demo_only_the_shipped(tmp_path, monkeypatch):
+def test_the_study_trains_the_shipped_recipes_and_its_own_ones_the_demo_only_the_shipped(tmp_path, monkeypatch):
     from mm_assets.demo import study_recipes
     from resources.settings import REPO_ROOT, recipes_resource
 
     monkeypatch.delenv("MM_RECIPES", raising=False)
     shipped = {p.stem for p in (REPO_ROOT / "recipes").glob("*.yaml")}
-    assert {"mmgen", "v2"}.isdisjoint(shipped)
+    assert {"mmgen", "v2", "domain_weights"}.isdisjoint(shipped)
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "stale.yaml").write_text("steps: []\n")
     prepare_home(tmp_path, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(tmp_path)})
     valid = recipes_resource().valid()
-    assert set(valid) == shipped | {"mmgen", "v2"}                 # every one valid, the stale file gone
+    assert set(valid) == shipped | {"mmgen", "v2", "domain_weights"}  # every one valid, the stale file gone
+    # v1's weights without its steps: what v1's effect owes to re-weighting alone
+    assert valid["domain_weights"].domain_weights == valid["v1"].domain_weights
+    assert not valid["domain_weights"].steps
     assert [k for k, _ in valid["v2"].steps] == [k for k, _ in valid["v1"].steps] + ["mmgen"]
     prepare_home(tmp_path)
     assert set(recipes_resource().partition_names()) == shipped

@@ -172,6 +172,9 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
             pl.DataFrame(by_subgroup["rows"]).with_columns(pl.col(pl.Float64).round(3))))
         metadata["mmgen_targeted_vs_untargeted"] = dg.MetadataValue.md(markdown_table(
             pl.DataFrame(by_subgroup["averages"]).with_columns(pl.col(pl.Float64).round(3))) + note)
+    if by_subgroup["contrast"]:     # did the targeted subgroups gain more than the untargeted ones?
+        metadata["mmgen_targeted_minus_untargeted"] = dg.MetadataValue.md(markdown_table(
+            pl.DataFrame(by_subgroup["contrast"]).with_columns(pl.col(pl.Float64).round(3))) + note)
     if removals.height:
         metadata["removals_by_defect_kind"] = dg.MetadataValue.md(markdown_table(
             removals.filter(pl.col("n_removed") > 0).with_columns(pl.col("recall").round(3))))
@@ -185,13 +188,13 @@ def _subgroup_report(context, st, valid: dict, recipes: list[str], scores: pl.Da
 
     with_mmgen = [name for name in recipes if name in valid and valid[name].step("mmgen") is not None]
     if not with_mmgen:
-        return {"rows": [], "averages": []}
+        return {"rows": [], "averages": [], "contrast": []}
     try:
         reference = read_pointers(st, "mmgen_reference")
         decided = read_pointers(st, "mmgen_decisions", with_mmgen)
     except FileNotFoundError as exc:
         context.log.warning(f"no per-subgroup scores: {exc}")
-        return {"rows": [], "averages": []}
+        return {"rows": [], "averages": [], "contrast": []}
     targeted = {name: json.loads(st.read_bytes(f"{decided[name]['root']}/targets.json")) for name in with_mmgen}
     item_subgroups = st.read_parquet(f"{reference['root']}/eval_item_subgroups.parquet")
     return subgroup_comparisons(scores, item_subgroups, targeted, n_boot=N_BOOT)

@@ -9,6 +9,7 @@ difficulty cancels in the differences. The average over benchmarks (§3) and gap
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -20,7 +21,7 @@ NO_ORACLE = "no oracle run"
 CLEAN = "none"
 
 
-def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+def interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     lo, hi = np.quantile(samples, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 
@@ -81,12 +82,12 @@ def _comparisons(point: dict[str, float], boot: dict[str, np.ndarray], baseline:
     status, oracle_gap = NO_ORACLE, None
     if oracle in point:
         oracle_gap = boot[oracle] - boot[baseline]
-        lo, hi = _interval(oracle_gap, level)
+        lo, hi = interval(oracle_gap, level)
         status = GAP_NOT_ESTABLISHED if lo <= 0 <= hi else GAP_ESTABLISHED
     out = {}
     for recipe in point:
         deltas = boot[recipe] - boot[baseline]
-        delta_lo, delta_hi = _interval(deltas, level)
+        delta_lo, delta_hi = interval(deltas, level)
         gap = gap_lo = gap_hi = None
         if status == GAP_ESTABLISHED:
             gap = (point[recipe] - point[baseline]) / (point[oracle] - point[baseline])
@@ -97,24 +98,39 @@ def _comparisons(point: dict[str, float], boot: dict[str, np.ndarray], baseline:
                 # has no ratio: 0/0 is left out, d/0 counts as ±inf
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = deltas / oracle_gap
-                gap_lo, gap_hi = _interval(ratio[~np.isnan(ratio)], level)
+                gap_lo, gap_hi = interval(ratio[~np.isnan(ratio)], level)
         out[recipe] = {"delta": point[recipe] - point[baseline], "delta_lo": delta_lo, "delta_hi": delta_hi,
                        "gap_recovered": gap, "gap_lo": gap_lo, "gap_hi": gap_hi, "gap_status": status}
     return out
 
 
-def ablation_table(scores: pl.DataFrame, baseline: str = "baseline", oracle: str = "oracle", n_boot: int = 2000,
-                   seed: int = 0, level: float = 0.95, paired_seeds: bool = False) -> dict:
-    """Mean score, delta to baseline and gap recovered per (recipe, benchmark) and per recipe on the
-    equal-weight average over benchmarks, each with a paired bootstrap interval (JSON-able).
+@dataclass
+class Resampled:
+    """Per panel (a benchmark, or the average over benchmarks) and recipe: the point estimate, its
+    `n_boot` resampled values (one item draw per benchmark for every recipe, one seed draw per
+    recipe for every benchmark) and the per-seed means. Any average or contrast of panels taken
+    from these arrays has an honest interval: its terms come from the same resamples."""
+    recipes: list[str]
+    seeds_of: dict[str, list[int]]
+    n_items: dict[str, int]
+    point: dict[str, dict[str, float]]
+    boot: dict[str, dict[str, np.ndarray]]
+    seed_means: dict[str, dict[str, np.ndarray]]
+
+    def panel_mean(self, panels: list[str], recipe: str) -> tuple[float, np.ndarray]:
+        """The equal-weight average of `panels` for `recipe`: point estimate and resampled values."""
+        return (sum(self.point[p][recipe] for p in panels) / len(panels),
+                sum(self.boot[p][recipe] for p in panels) / len(panels))
+
+
+def resample(scores: pl.DataFrame, n_boot: int = 2000, seed: int = 0, paired_seeds: bool = False) -> Resampled:
+    """The paired bootstrap behind every interval of the report (see the module docstring).
 
     Per benchmark, multinomial item counts C (n_boot x items) are drawn once; each run's resampled
     means are S @ C.T / items, then averaged with the recipe's seed-resampling weights.
     """
     scores = _normalised(scores)
     recipes = scores["recipe"].unique(maintain_order=True).to_list()
-    if baseline not in recipes:
-        raise ValueError(f"baseline recipe {baseline!r} not among {recipes}")
     seeds_of = {recipe: sorted(scores.filter(pl.col("recipe") == recipe)["seed"].unique().to_list())
                 for recipe in recipes}
     runs = [(recipe, s) for recipe in recipes for s in seeds_of[recipe]]
@@ -132,13 +148,25 @@ def ablation_table(scores: pl.DataFrame, baseline: str = "baseline", oracle: str
         seed_means[bench] = {r: matrix[run_rows[r]].mean(axis=1) for r in recipes}
         point[bench] = {r: float(seed_means[bench][r].mean()) for r in recipes}
         boot[bench] = {r: np.einsum("bs,sb->b", weights[r], run_means[run_rows[r]]) for r in recipes}
+    return Resampled(recipes, seeds_of, n_items, point, boot, seed_means)
+
+
+def ablation_table(scores: pl.DataFrame, baseline: str = "baseline", oracle: str = "oracle", n_boot: int = 2000,
+                   seed: int = 0, level: float = 0.95, paired_seeds: bool = False) -> dict:
+    """Mean score, delta to baseline and gap recovered per (recipe, benchmark) and per recipe on the
+    equal-weight average over benchmarks, each with a paired bootstrap interval (JSON-able)."""
+    rs = resample(scores, n_boot, seed, paired_seeds)
+    if baseline not in rs.recipes:
+        raise ValueError(f"baseline recipe {baseline!r} not among {rs.recipes}")
+    recipes, seeds_of, benchmarks = rs.recipes, rs.seeds_of, list(rs.n_items)
+    point, boot, seed_means = dict(rs.point), dict(rs.boot), dict(rs.seed_means)
 
     def averaged(per_bench: dict) -> dict:
-        return {r: sum(per_bench[b][r] for b in matrices) / len(matrices) for r in recipes}
+        return {r: sum(per_bench[b][r] for b in benchmarks) / len(benchmarks) for r in recipes}
 
     for per_bench in (point, boot, seed_means):
         per_bench[AVERAGE] = averaged(per_bench)
-    items_of_panel = {**n_items, AVERAGE: sum(n_items.values())}
+    items_of_panel = {**rs.n_items, AVERAGE: sum(rs.n_items.values())}
 
     def panel_rows(panel: str) -> list[dict]:
         compared = _comparisons(point[panel], boot[panel], baseline, oracle, level)
@@ -147,9 +175,9 @@ def ablation_table(scores: pl.DataFrame, baseline: str = "baseline", oracle: str
                  "n_seeds": len(seeds_of[r]), **compared[r]} for r in recipes]
 
     return {"baseline": baseline, "oracle": oracle, "n_boot": n_boot, "level": level, "seed": seed,
-            "paired_seeds": paired_seeds, "recipes": recipes, "benchmarks": list(matrices), "n_items": n_items,
+            "paired_seeds": paired_seeds, "recipes": recipes, "benchmarks": benchmarks, "n_items": rs.n_items,
             "n_seeds": {r: len(seeds_of[r]) for r in recipes},
-            "rows": [row for bench in matrices for row in panel_rows(bench)], "average": panel_rows(AVERAGE)}
+            "rows": [row for bench in benchmarks for row in panel_rows(bench)], "average": panel_rows(AVERAGE)}
 
 
 def ablation_frame(result: dict) -> pl.DataFrame:
@@ -183,7 +211,7 @@ def contamination_split(scores: pl.DataFrame, recipe: str = "baseline", n_boot: 
             resampled = [group[rng.integers(0, group.size, size=(n_boot, group.size))].mean(axis=1)
                          for group in (leaked, rest)]
             row["difference"] = row["mean_leaked"] - row["mean_rest"]
-            row["difference_lo"], row["difference_hi"] = _interval(resampled[0] - resampled[1], level)
+            row["difference_lo"], row["difference_hi"] = interval(resampled[0] - resampled[1], level)
         out.append(row)
     return out
 

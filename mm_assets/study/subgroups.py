@@ -5,50 +5,60 @@ The scored eval items are placed in the reference split's subgroups (`mmgen_refe
 `eval_item_subgroups`: by question type, or by the nearest reference cluster of the question).
 Each subgroup is then a panel of `ablation_table`, so every delta is paired on the same items,
 resamples items and seeds, and has its interval; the targeted and the untargeted subgroups are
-each averaged (equal weight per subgroup) inside their own resamples.
+each averaged (equal weight per subgroup), and the two averages compared, all inside one set of
+resamples.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from mm_assets.study.statistics import ablation_table
+from mm_assets.study.statistics import ablation_table, interval, resample
 
 
 def subgroup_comparisons(scores: pl.DataFrame, item_subgroups: pl.DataFrame, targeted: dict[str, list[str]],
-                         baseline: str = "baseline", n_boot: int = 2000, seed: int = 0) -> dict:
+                         baseline: str = "baseline", n_boot: int = 2000, seed: int = 0,
+                         level: float = 0.95) -> dict:
     """`scores` as `ablation_table` reads them; `targeted`: recipe -> the subgroups its mmgen step
     generated for. Returns {"rows": per recipe × subgroup, "averages": per recipe × (targeted,
-    untargeted)} with baseline's mean, the recipe's, the paired delta and its interval."""
+    untargeted)} with baseline's mean, the recipe's, the paired delta and its interval, and
+    {"contrast": per recipe, targeted delta − untargeted delta}: whether the targeted subgroups
+    gained more. Everything of one recipe comes from one set of resamples (items and seeds), so
+    the contrast's interval accounts for the seed draw both averages share."""
     placed = (scores.with_columns(pl.col("item_id").cast(pl.String))
               .join(item_subgroups.select("benchmark", pl.col("item_id").cast(pl.String), "subgroup"),
                     on=["benchmark", "item_id"], how="inner")
               .filter(pl.col("subgroup").is_not_null()))
-    rows, averages = [], []
+    rows, averages, contrasts = [], [], []
     for recipe, subs in sorted(targeted.items()):
         part = placed.filter(pl.col("recipe").is_in([baseline, recipe]))
         if part.filter(pl.col("recipe") == recipe).is_empty() or part.filter(pl.col("recipe") == baseline).is_empty():
             continue
         panels = part.with_columns(pl.col("subgroup").alias("benchmark")).drop("subgroup")
-        result = ablation_table(panels, baseline=baseline, oracle="", n_boot=n_boot, seed=seed)
-        base_mean = {r["benchmark"]: r["mean"] for r in result["rows"] if r["recipe"] == baseline}
-        for r in result["rows"]:
-            if r["recipe"] == recipe:
-                rows.append({"recipe": recipe, "subgroup": r["benchmark"], "targeted": r["benchmark"] in subs,
-                             "n_items": r["n_items"], "baseline": base_mean[r["benchmark"]], "mean": r["mean"],
-                             "delta": r["delta"], "delta_lo": r["delta_lo"], "delta_hi": r["delta_hi"]})
-        present = set(panels["benchmark"].to_list())
-        for label, chosen in (("targeted", present & set(subs)), ("untargeted", present - set(subs))):
-            if not chosen:
+        rs = resample(panels, n_boot=n_boot, seed=seed)
+        for sub in rs.n_items:
+            deltas = rs.boot[sub][recipe] - rs.boot[sub][baseline]
+            lo, hi = interval(deltas, level)
+            rows.append({"recipe": recipe, "subgroup": sub, "targeted": sub in subs, "n_items": rs.n_items[sub],
+                         "baseline": rs.point[sub][baseline], "mean": rs.point[sub][recipe],
+                         "delta": rs.point[sub][recipe] - rs.point[sub][baseline], "delta_lo": lo, "delta_hi": hi})
+        chosen = {"targeted": sorted(set(rs.n_items) & set(subs)), "untargeted": sorted(set(rs.n_items) - set(subs))}
+        group_delta = {}
+        for label, group in chosen.items():
+            if not group:
                 continue
-            res = ablation_table(panels.filter(pl.col("benchmark").is_in(sorted(chosen))), baseline=baseline,
-                                 oracle="", n_boot=n_boot, seed=seed)
-            avg = next(r for r in res["average"] if r["recipe"] == recipe)
-            base = next(r for r in res["average"] if r["recipe"] == baseline)
-            averages.append({"recipe": recipe, "subgroups": label, "n_subgroups": len(chosen),
-                             "baseline": base["mean"], "mean": avg["mean"], "delta": avg["delta"],
-                             "delta_lo": avg["delta_lo"], "delta_hi": avg["delta_hi"]})
-    return {"rows": rows, "averages": averages}
+            (base, base_boot), (mean, mean_boot) = (rs.panel_mean(group, r) for r in (baseline, recipe))
+            group_delta[label] = (mean - base, mean_boot - base_boot)
+            lo, hi = interval(group_delta[label][1], level)
+            averages.append({"recipe": recipe, "subgroups": label, "n_subgroups": len(group), "baseline": base,
+                             "mean": mean, "delta": mean - base, "delta_lo": lo, "delta_hi": hi})
+        if len(group_delta) == 2:
+            difference = group_delta["targeted"][1] - group_delta["untargeted"][1]
+            lo, hi = interval(difference, level)
+            contrasts.append({"recipe": recipe, "compared": "targeted delta - untargeted delta",
+                              "difference": group_delta["targeted"][0] - group_delta["untargeted"][0],
+                              "difference_lo": lo, "difference_hi": hi})
+    return {"rows": rows, "averages": averages, "contrast": contrasts}
 
 
 def same_recipe_without(recipes: dict, kind: str = "mmgen") -> dict[str, str]:
