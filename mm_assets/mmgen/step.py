@@ -253,7 +253,7 @@ def _filter(inputs: StepInputs, step: MmgenParams, results, images: dict, duplic
 
         ptr = inputs.pointers("reference_model")
         with local_dir(inputs.storage, ptr["root"]) as path:
-            model, processor = load_model_and_processor(path)
+            model, processor = load_model_and_processor(path, "segments")
         records = [(g, json.loads(js), images[s]) for g, js, s in rest.select("gen_id", "json", "source_sample_id")
                    .iter_rows()]
         scores = nll_of_records(model, processor, records)

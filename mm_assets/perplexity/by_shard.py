@@ -35,7 +35,7 @@ def _cached_scorer(scorer: ScorerLocation):
     if key not in _loaded:
         _loaded.clear()
         with local_dir(Storage(scorer.root, scorer.options), scorer.rel) as path:
-            model, processor = load_model_and_processor(path)
+            model, processor = load_model_and_processor(path, "segments")
         _loaded[key] = (model.to(task_device()), processor)
     return _loaded[key]
 

@@ -11,10 +11,12 @@ image and are scored by the same model without one.
 in nats per token, so long and short answers are comparable.
 
 Batching: samples are taken in shard order in chunks, packed with the trainer's first-fit
-packer into rows of ``pack_len`` tokens (a longer sample gets a row of its own) and run with
-the block-diagonal causal mask of :func:`mm_assets.training.packing.collate_packed`, which
-gives each sample the logits it would get alone. Per-token losses are summed per packed
-segment. ``torch.no_grad``, eval mode: the same model, threads and shards give the same scores.
+packer into rows of ``pack_len`` tokens (a longer sample gets a row of its own) and run as the
+trainer runs them (:func:`mm_assets.training.trainer.target_nll`): attention within each sample
+(the model is loaded with the trainer's segment attention; the block-diagonal causal mask of
+:func:`mm_assets.training.packing.collate_packed` otherwise), so each sample gets the logits it
+would get alone, and the LM head only at the target tokens. Per-token losses are summed per
+packed segment. ``torch.no_grad``, eval mode: the same model, threads and shards give the same scores.
 
 Pipelining: the next chunk is encoded (chat template, tokenizer, image decoding and processing)
 in a worker thread while the model scores the current one (``num_workers``; 0 encodes inline).
@@ -35,13 +37,12 @@ from pathlib import Path
 
 import polars as pl
 import torch
-import torch.nn.functional as F
 
 from mm_assets.embeddings.inference import chunked
 from mm_assets.prefetch import prefetch_map
-from mm_assets.training.data import IGNORE_INDEX, EncodedSample, SkipSample, encode_record, iter_shard_records
+from mm_assets.training.data import EncodedSample, SkipSample, encode_record, iter_shard_records
 from mm_assets.training.packing import collate_packed, first_fit
-from mm_assets.training.trainer import load_model_and_processor
+from mm_assets.training.trainer import load_model_and_processor, target_nll
 
 SCORES_SCHEMA = {"sample_id": pl.String, "domain": pl.String, "has_image": pl.Boolean,
                  "assistant_tokens": pl.Int64, "nll": pl.Float64, "reason": pl.String}
@@ -57,23 +58,23 @@ def context_length(model) -> int | None:
     return getattr(cfg, "max_position_embeddings", None)
 
 
-def segment_nll(logits: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def segment_sums(nll: torch.Tensor, keep: torch.Tensor, segment_ids: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed target-token NLL and target count per ``(row, segment)`` of a packed batch.
 
-    Returns two ``(B, S)`` tensors (S = most segments in a row). Logit ``t`` predicts label
-    ``t + 1``; a sample's first token is its BOS (label -100), so no term crosses samples.
+    ``nll``: the NLL at each labelled position in row-major order, ``keep`` their ``(B, T - 1)``
+    mask (:func:`~mm_assets.training.trainer.target_nll`). Returns two ``(B, S)`` tensors (S =
+    most segments in a row). A sample's first token is its BOS (label -100), so no term crosses
+    samples.
     """
-    b, t, v = logits.shape
-    target = labels[:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, v), target.reshape(-1),
-                          ignore_index=IGNORE_INDEX, reduction="none").reshape(b, t - 1)
-    counted = target != IGNORE_INDEX
-    seg = segment_ids[:, 1:].clamp(min=0)
+    b = keep.shape[0]
     n_seg = int(segment_ids.max()) + 1
-    sums = torch.zeros(b, n_seg, dtype=torch.float64).scatter_add_(1, seg, torch.where(counted, nll, 0.0).double())
-    counts = torch.zeros(b, n_seg, dtype=torch.long).scatter_add_(1, seg, counted.long())
-    return sums, counts
+    keep = keep.cpu()
+    rows = keep.nonzero(as_tuple=True)[0]
+    flat = rows * n_seg + segment_ids[:, 1:].clamp(min=0)[keep]
+    sums = torch.zeros(b * n_seg, dtype=torch.float64).scatter_add_(0, flat, nll.detach().cpu().double())
+    counts = torch.zeros(b * n_seg, dtype=torch.long).scatter_add_(0, flat, torch.ones_like(flat))
+    return sums.view(b, n_seg), counts.view(b, n_seg)
 
 
 @torch.no_grad()
@@ -85,13 +86,11 @@ def nll_of_samples(model, samples: Sequence[EncodedSample], pad_id: int, batch_s
     capacity = max(pack_len, max(s.length for s in samples))
     rows = first_fit([s.length for s in samples], capacity)
     out: list[tuple[float, int] | None] = [None] * len(samples)
-    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
     for k in range(0, len(rows), batch_size):
         chunk = rows[k:k + batch_size]
         batch = collate_packed([[samples[i] for i in row] for row in chunk], pad_id, dtype=dtype)
-        inputs = {name: v.to(device) if isinstance(v, torch.Tensor) else v for name, v in batch.model_inputs().items()}
-        logits = model(**inputs).logits.cpu()       # on a GPU worker: the forward there, the sums here
-        sums, counts = segment_nll(logits, batch.labels, batch.segment_ids)
+        sums, counts = segment_sums(*target_nll(model, batch), batch.segment_ids)
         for r, row in enumerate(chunk):
             for j, i in enumerate(row):
                 out[i] = (float(sums[r, j]), int(counts[r, j]))
@@ -164,7 +163,7 @@ def score_shards(model_dir: str | Path, shard_paths: Iterable[str | Path], batch
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        model, processor = load_model_and_processor(model_dir)
+        model, processor = load_model_and_processor(model_dir, "segments")
         return score_with_model(model, processor, shard_paths, batch_size=batch_size, pack_len=pack_len,
                                 on_items=on_items, num_workers=num_workers)
     finally:

@@ -305,21 +305,30 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def target_loss_sum(model, batch: Batch) -> torch.Tensor:
-    """:func:`token_loss_sum` of the batch, with the LM head applied only where a label is.
+def target_nll(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next-token NLL at every labelled position of the batch, in row-major order, and the
+    ``(B, T - 1)`` mask of those positions (position ``t`` predicts label ``t + 1``).
 
-    Image, prompt and padding positions (about four in five of a packed row) need no logits;
-    the vocabulary projection and its backward there were a quarter of a step's time. A packed
-    batch attends within each sample when the language model uses
-    :mod:`~mm_assets.training.segment_attention`.
+    The LM head runs only where a label is: image, prompt and padding positions (about four in
+    five of a packed row) need no logits; the vocabulary projection and its backward there were
+    a quarter of a training step's time. A packed batch attends within each sample when the
+    language model uses :mod:`~mm_assets.training.segment_attention`. Inputs go to the model's
+    device; the NLL stays there.
     """
-    kw = batch.model_inputs()
+    device = next(model.parameters()).device
+    kw = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.model_inputs().items()}
     if batch.attention_mask.dim() == 4 and model.config.text_config._attn_implementation == SEGMENT_ATTENTION:
         kw["packed_segments"] = packed_segments(batch.spans)
     hidden = model.model(**kw).last_hidden_state
-    keep = batch.labels[:, 1:] != IGNORE_INDEX
+    targets = batch.labels[:, 1:].to(device)
+    keep = targets != IGNORE_INDEX
     logits = model.lm_head(hidden[:, :-1][keep])
-    return F.cross_entropy(logits.float(), batch.labels[:, 1:][keep], reduction="sum")
+    return F.cross_entropy(logits.float(), targets[keep], reduction="none"), keep
+
+
+def target_loss_sum(model, batch: Batch) -> torch.Tensor:
+    """:func:`token_loss_sum` of the batch, computed as :func:`target_nll` does."""
+    return target_nll(model, batch)[0].sum()
 
 
 def accumulate_gradients(model, micro_batches: Sequence[Batch]) -> tuple[float, int]:
