@@ -134,6 +134,23 @@ def test_the_lineage_of_a_checkpoint_shows_its_seed(seeded):
     assert f"'training_run': '{run['training_run']}'" in text and "'seed': 1" in text, text
 
 
+def test_a_rematerialization_of_finished_runs_does_not_encode_the_data_again(seeded, monkeypatch):
+    """Every seed trained to its end: the same output, each run's summary naming its final
+    checkpoint as the resume point, and the shards never encoded (minutes at the study's scale)."""
+    g, home, st = seeded
+    before = _output(st)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the shards were encoded although every seed had finished")
+
+    monkeypatch.setattr("mm_assets.training.trainer.encode_shards", no_encoding)
+    g.run("training_job", RECIPE)
+    after = _output(st)
+    assert after["runs"] == before["runs"] and after["version"] == before["version"]
+    for run in after["runs"]:
+        assert st.read_json(f"{run['root']}/summary.json")["resumed_from"].endswith(run["final"])
+
+
 def test_a_rematerialization_resumes_each_seed_and_a_new_seed_keeps_the_others(seeded):
     """(Runs last: it changes the recipe.) Seed 1 resumes from its own final checkpoint, seed 2
     is a new run; the run ids do not depend on which other seeds are listed."""

@@ -190,9 +190,18 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
         shard_dirs = [stack.enter_context(local_dir(st, p["root"])) for _, p in sorted(curated.items())]
         shard_paths = [str(t) for d in shard_dirs for t in sorted(Path(d).glob("*.tar"))]
         base_dir = stack.enter_context(base_model_dir(st, base_model))
-        # every seed trains on the same shards with the base model's processor: encoded once
-        dataset = encode_shards(base_dir, shard_paths, training.max_len)
-        context.log.info(f"{recipe_name}: {len(dataset[0])} samples encoded in {time.perf_counter() - started:.0f} s")
+        encoded: list = []
+
+        def dataset():
+            """Every seed trains on the same shards with the base model's processor: encoded once,
+            and only if some seed has steps left (at the study's scale encoding takes minutes)."""
+            if not encoded:
+                t = time.perf_counter()
+                encoded.append(encode_shards(base_dir, shard_paths, training.max_len))
+                context.log.info(f"{recipe_name}: {len(encoded[0][0])} samples encoded in "
+                                 f"{time.perf_counter() - t:.0f} s")
+            return encoded[0]
+
         for seed in seeds:
             digest = content_digest([TRAINING_CODE_VERSION, curated_versions, trajectory, base_model["version"], seed])
             run_id = f"{recipe_name}-seed{seed}-{digest[:8]}"
@@ -203,7 +212,8 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
                               batch_size=training.batch_size, grad_accum=training.grad_accum,
                               max_len=training.max_len, packing=training.packing, seed=seed,
                               base_model_version=base_model["version"], base_model_uri=base_model["uri"])
-            summary, curve = train_one_seed(context, cfg, settings, store, base_dir, shard_paths, dataset)
+            summary, curve = (finished_run(st, store, run_id)
+                              or train_one_seed(context, cfg, settings, store, base_dir, shard_paths, dataset()))
             log_training_mlflow(mlflow, context.run_id, summary, curve)
             st.write_json(f"training_runs/{run_id}/summary.json", summary)
             runs.append(summary)
@@ -251,6 +261,29 @@ def first_seed_final(run: dict) -> dict:
     if "runs" in run:
         return {"checkpoint": run["runs"][0]["final"], "tokens_seen": run["runs"][0]["tokens_seen"]}
     return {"checkpoint": run["checkpoints"][-1], "tokens_seen": run.get("tokens_seen")}
+
+
+def finished_run(st: Storage, store: Storage, run_id: str) -> tuple[dict, dict] | None:
+    """A run trained to its end before, as :func:`train_one_seed` would return it when resuming
+    from its final checkpoint, without encoding the data again: its stored summary and the loss
+    history of its final checkpoint. None unless the summary and every checkpoint it names are
+    there, complete, and the last one has no steps left."""
+    from mm_assets.checkpoints import MARKER
+    from mm_assets.training.trainer import TRAINER_STATE
+
+    path = f"training_runs/{run_id}/summary.json"
+    if not st.exists(path):
+        return None
+    summary = st.read_json(path)
+    names = summary.get("checkpoints") or []
+    if (summary.get("training_run") != run_id or not names or not all(store.exists(f"{n}/{MARKER}") for n in names)
+            or not store.exists(f"{names[-1]}/{TRAINER_STATE}")):
+        return None
+    state = json.loads(store.read_bytes(f"{names[-1]}/{TRAINER_STATE}"))
+    if state["global_step"] < state["total_steps"]:
+        return None
+    summary.update(resumed_from=store.uri(names[-1]), tokens_per_s=None, seconds=0.0)
+    return summary, {"history": state["history"], "this_call": []}
 
 
 def train_one_seed(context: dg.AssetExecutionContext, cfg, settings: dict, store: Storage, base_dir: str,

@@ -277,8 +277,14 @@ def encode_record(processor, key: str, record: dict, images: list[bytes],
     except Exception as exc:   # noqa: BLE001 - a corrupt image is a skip reason, not a crash
         raise SkipSample("bad_image", str(exc)) from exc
     sample = encode_conversation(processor, conversations, pil, sample_id=key, max_len=max_len)
-    sample.meta = {"sample_id": record.get("sample_id", key), "domain": record.get("domain")}
+    sample.meta = record_meta(key, record)
     return sample
+
+
+def record_meta(key: str, record: dict) -> dict:
+    """What an encoded sample keeps of its record: the record's own sample id (the shard key when
+    it has none) and its domain."""
+    return {"sample_id": record.get("sample_id", key), "domain": record.get("domain")}
 
 
 def load_dataset(shard_paths: Iterable[str | Path], processor, max_len: int | None = None,

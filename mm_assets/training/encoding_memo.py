@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
-from .data import EncodedSample, SkipSample, StoredPixels
+from .data import EncodedSample, SkipSample, StoredPixels, record_meta
 
 # files of a checkpoint that do not shape how a sample is encoded
 _NOT_PROCESSOR = (".safetensors", ".bin", ".pt", ".pth")
@@ -88,8 +88,7 @@ class EncodingMemo:
         value = found[0]
         if isinstance(value, SkipSample):
             raise SkipSample(value.reason, value.detail)
-        return replace(value, sample_id=sample_id,
-                       meta={"sample_id": record.get("sample_id", sample_id), "domain": record.get("domain")})
+        return replace(value, sample_id=sample_id, meta=record_meta(sample_id, record))
 
     def _put(self, key: str, value, nbytes: int) -> None:
         self._items[key] = (value, nbytes)
