@@ -24,7 +24,6 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from mm_assets.embeddings.inference import available_cores, torch_threads
 from mm_assets.sample_data import eval_sets
 from mm_assets.sample_data.canvas import OBJECT_COLOURS, SHAPES, encode
 from mm_assets.sample_data.families import detection, general
@@ -33,7 +32,6 @@ from mm_assets.sample_data.rng import rng_for
 
 N_CLASSES = 1 + len(SHAPES) * len(OBJECT_COLOURS)   # 0 = no object centred in the patch
 MAX_CENTRES = 2                                      # "2" means two or more
-LONG_PRETRAINING = 100_000                           # scene presentations: see pretrain_tower
 
 
 @dataclass(frozen=True)
@@ -129,13 +127,11 @@ def pretrain_tower(tower: torch.nn.Module, n_scenes: int, epochs: int, *, seed: 
     patch = tower.config.patch_size
     pixels, cls, centres = scene_tensors(n_scenes + held_out, seed, image_size, patch)
     prepared = time.perf_counter() - started
-    # A long pre-training (the study's 480 000 scene presentations) outlasts the curation stages
-    # beside it and everything after it waits for it: every core then (on its run worker's one
-    # thread the study's second core sat idle for 13 minutes). A short one (the demo's 24 000)
-    # finishes beside curation, which is the critical path there: two threads slowed it (the
-    # demo took 10 min 44 s with them), so it keeps the worker's thread.
-    threads = available_cores() if n_scenes * epochs >= LONG_PRETRAINING else None
-    with torch.random.fork_rng(devices=[]), torch_threads(threads):
+    # The run worker's one thread: the pre-training runs beside the curation stages in the other
+    # worker, and two threads on two busy cores cost both sides (measured in the study: an epoch
+    # took 158 s on two threads against 115 s on one, and the curated datasets 5 min 21 s
+    # against 2 min 34 s).
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         heads = DenseHeads(tower.config.hidden_size)
         generator = torch.Generator().manual_seed(seed)
