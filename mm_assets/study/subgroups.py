@@ -3,10 +3,10 @@ recipe targeted gain more than the ones it did not?
 
 The scored eval items are placed in the reference split's subgroups (`mmgen_reference`'s
 `eval_item_subgroups`: by question type, or by the nearest reference cluster of the question).
-Each subgroup is then a panel of `ablation_table`, so every delta is paired on the same items,
-resamples items and seeds, and has its interval; the targeted and the untargeted subgroups are
-each averaged (equal weight per subgroup), and the two averages compared, all inside one set of
-resamples.
+Each subgroup is then a panel of the study's paired bootstrap (`statistics.resample`), so every
+delta is paired on the same items, resamples items and seeds, and has its interval; the targeted
+and the untargeted subgroups are each averaged (equal weight per subgroup), and the two averages
+compared, all inside one set of resamples.
 """
 
 from __future__ import annotations
