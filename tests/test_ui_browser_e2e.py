@@ -289,6 +289,23 @@ def _dagster_ui(page, expect, shots, dev, instance, groups: list[str]) -> str:
     return backfill_id
 
 
+def _model_training_runs(page, expect):
+    """Switch the experiment page from its GenAI overview to the runs table; returns the run search
+    box. On a busy machine the page can finish loading after the click and come back in GenAI mode
+    (CI, 2026-12-06: the overview still showing 90 s later), so the click is repeated until the
+    runs table's search box shows."""
+    search = page.get_by_placeholder(re.compile(r"metrics\.rmse"))
+    for attempt in range(4):
+        page.get_by_text("Model training", exact=True).first.click()
+        try:
+            expect(search).to_be_visible(timeout=30_000)
+            return search
+        except AssertionError:
+            print(f"MLflow still on the GenAI overview after clicking 'Model training' (try {attempt + 1})")
+    expect(search).to_be_visible()
+    return search
+
+
 def _mlflow_ui(page, expect, shots, instance, home: Path) -> None:
     # the sensor's evals (requested a few minutes ago, while the browser worked on the Dagster UI)
     deadline = time.time() + 600
@@ -308,9 +325,8 @@ def _mlflow_ui(page, expect, shots, instance, home: Path) -> None:
         page.add_locator_handler(page.get_by_role("button", name="Got it"), lambda button: button.click())
         page.goto(server.url)
         page.get_by_role("link", name=EXPERIMENT, exact=True).first.click()
-        page.get_by_text("Model training", exact=True).first.click()     # runs, not the GenAI overview
+        search = _model_training_runs(page, expect)
         _dismiss(page, page.get_by_role("button", name="Close", exact=True))   # the assistant's panel
-        search = page.get_by_placeholder(re.compile(r"metrics\.rmse"))
         search.fill(f'tags.`mm/checkpoint` = "{CHECKPOINT}"')
         search.press("Enter")
         for bench in BENCHMARKS:

@@ -16,6 +16,12 @@ import polars as pl
 from mm_assets.study.statistics import ablation_table, interval, resample
 
 
+def _estimate(name: str, point: float, resampled, level: float) -> dict:
+    """`name`, its point estimate and the interval of its resampled values."""
+    lo, hi = interval(resampled, level)
+    return {name: point, f"{name}_lo": lo, f"{name}_hi": hi}
+
+
 def subgroup_comparisons(scores: pl.DataFrame, item_subgroups: pl.DataFrame, targeted: dict[str, list[str]],
                          baseline: str = "baseline", n_boot: int = 2000, seed: int = 0,
                          level: float = 0.95) -> dict:
@@ -37,11 +43,10 @@ def subgroup_comparisons(scores: pl.DataFrame, item_subgroups: pl.DataFrame, tar
         panels = part.with_columns(pl.col("subgroup").alias("benchmark")).drop("subgroup")
         rs = resample(panels, n_boot=n_boot, seed=seed)
         for sub in rs.n_items:
-            deltas = rs.boot[sub][recipe] - rs.boot[sub][baseline]
-            lo, hi = interval(deltas, level)
+            point, boot = rs.point[sub], rs.boot[sub]
             rows.append({"recipe": recipe, "subgroup": sub, "targeted": sub in subs, "n_items": rs.n_items[sub],
-                         "baseline": rs.point[sub][baseline], "mean": rs.point[sub][recipe],
-                         "delta": rs.point[sub][recipe] - rs.point[sub][baseline], "delta_lo": lo, "delta_hi": hi})
+                         "baseline": point[baseline], "mean": point[recipe],
+                         **_estimate("delta", point[recipe] - point[baseline], boot[recipe] - boot[baseline], level)})
         chosen = {"targeted": sorted(set(rs.n_items) & set(subs)), "untargeted": sorted(set(rs.n_items) - set(subs))}
         group_delta = {}
         for label, group in chosen.items():
@@ -49,15 +54,12 @@ def subgroup_comparisons(scores: pl.DataFrame, item_subgroups: pl.DataFrame, tar
                 continue
             (base, base_boot), (mean, mean_boot) = (rs.panel_mean(group, r) for r in (baseline, recipe))
             group_delta[label] = (mean - base, mean_boot - base_boot)
-            lo, hi = interval(group_delta[label][1], level)
             averages.append({"recipe": recipe, "subgroups": label, "n_subgroups": len(group), "baseline": base,
-                             "mean": mean, "delta": mean - base, "delta_lo": lo, "delta_hi": hi})
+                             "mean": mean, **_estimate("delta", *group_delta[label], level)})
         if len(group_delta) == 2:
-            difference = group_delta["targeted"][1] - group_delta["untargeted"][1]
-            lo, hi = interval(difference, level)
+            (t_point, t_boot), (u_point, u_boot) = group_delta["targeted"], group_delta["untargeted"]
             contrasts.append({"recipe": recipe, "compared": "targeted delta - untargeted delta",
-                              "difference": group_delta["targeted"][0] - group_delta["untargeted"][0],
-                              "difference_lo": lo, "difference_hi": hi})
+                              **_estimate("difference", t_point - u_point, t_boot - u_boot, level)})
     return {"rows": rows, "averages": averages, "contrast": contrasts}
 
 
