@@ -35,7 +35,7 @@ study: $(STAMP)
 	$(BIN)/mm-curation study --home .study
 
 # Optional, after `make study`: data mixing on the study's home (domain experts, every subset
-# soup, the mixing table, the proxy check against 8 real mixtures). Not measured yet.
+# soup, the mixing table, the proxy check against 8 real mixtures). Measured: 76 min on 2 cores.
 mixing: $(STAMP)
 	$(BIN)/mm-curation mixing --home .study --spread 8
 
