@@ -120,6 +120,14 @@ def _soup(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{name}: written to {store.uri(name)} (the checkpoint sensor registers it and requests its evals)")
+    if args.export:
+        from mm_assets.mixing.soups import export_soup
+        try:
+            out = export_soup(store, name, args.export)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{name}: merged weights written to {out} (a standalone model directory)")
     return 0
 
 
@@ -252,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     soup.add_argument("experts", nargs="+", help="checkpoint names in the checkpoint store (MM_CHECKPOINTS)")
     soup.add_argument("--weights", help="comma-separated, one per expert (default: the uniform mean)")
     soup.add_argument("--label", help="names the subset in the soup's name, e.g. chart+ocr")
+    soup.add_argument("--export", metavar="DIR", help="also write the merged weights (model.safetensors) with the "
+                                                      "configuration and tokenizer to DIR, a standalone model")
     soup.set_defaults(func=_soup)
 
     soups = sub.add_parser("soups", help="the uniform soup of every subset of experts, written as checkpoints and "

@@ -198,6 +198,22 @@ def test_the_soup_command_writes_a_soup_or_names_what_is_wrong(tmp_path):
     bad = subprocess.run(cmd[:4] + ["missing-checkpoint"], env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "missing-checkpoint" in bad.stderr and "COMPLETE" in bad.stderr
 
+    # --export: the same soup (found, not rewritten), its merged weights as a standalone model
+    out = tmp_path / "exported"
+    done = subprocess.run(cmd + ["--export", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(":")[0] == name and "standalone" in done.stdout
+    from mm_assets.vlm.tiny_llava import load_llava
+    load_llava(str(out))                                # loads as a model of its own
+    merged = load_file(str(out / "model.safetensors"))
+    store = Storage(str(tmp_path))
+    assert [x["name"] for x in json.loads((out / "merged_from.json").read_text())["experts"]] == experts
+    expected = soup_weights(store, json.loads((tmp_path / name / SOUP).read_text()))
+    assert set(merged) == set(expected) and all(torch.equal(merged[k], expected[k]) for k in expected)
+    assert not (out / MANIFEST).exists() and not (out / SOUP).exists()
+    again = subprocess.run(cmd + ["--export", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "not empty" in again.stderr
+
 
 def test_the_soups_command_writes_every_subset_or_names_what_is_wrong(tmp_path):
     import subprocess

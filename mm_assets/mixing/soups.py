@@ -154,3 +154,23 @@ def model_dir(store: Storage, name: str) -> Iterator[str]:
             save_file({k: v.contiguous() for k, v in state.items()}, str(Path(tmp) / "model.safetensors"),
                       metadata={"format": "pt"})
             yield tmp
+
+
+def export_soup(store: Storage, name: str, out: str | Path) -> Path:
+    """Write soup `name`'s merged weights as a standalone model directory at `out` (configuration,
+    tokenizer, processor, `model.safetensors`) that any loader reads without this project; the
+    soup's `soup.json` goes along as `merged_from.json`, so the directory says what it was merged
+    from without being taken for a soup (whose weights would be merged again). A checkpoint that
+    is not a soup is refused: its own directory already is such a model."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty: export a soup into a new directory")
+    verify_checkpoint(store, name)
+    with model_dir(store, name) as path:
+        if not (Path(path) / SOUP).exists():
+            raise ValueError(f"{name} is not a soup: its checkpoint directory is already a loadable model")
+        out.mkdir(parents=True, exist_ok=True)
+        for f in Path(path).iterdir():
+            if f.is_file() and f.name not in (MANIFEST, MARKER):
+                shutil.copy2(f, out / ("merged_from.json" if f.name == SOUP else f.name))
+    return out
