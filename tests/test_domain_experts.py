@@ -95,8 +95,9 @@ def test_the_sweep_evaluates_every_soup_and_the_mixing_table_collects_them(mixed
     for name in names:
         scores = g.meta("eval_scores", dg.MultiPartitionKey({"checkpoint": name, "benchmark": "countbench"}))
         assert scores["generated_items"] == 0 and scores["reused"]
+    assert sweep["experts_of_another_start"] == []
     table = g.meta("mixing_table")
-    assert table["soups"] == 7
+    assert table["soups"] == 7 and table["soups_of_other_experts_left_out"] == 0
     assert "caption+chart+ocr" in table["subsets"] and "exhaustive" in table["searches"]
     summary = g.summary
     assert (summary["soups"], summary["evaluations"]) == (7, 7) and summary["domains"] == list(EXPERT_DOMAINS)
@@ -127,7 +128,7 @@ def test_the_proxy_check_ranks_soups_against_models_trained_on_the_same_mixtures
     assert run["repeats"] == {d: max(1, round(max(tokens[e] for e in EXPERT_DOMAINS) / tokens[d]))
                               for d in EXPERT_DOMAINS}
     check = g.meta("proxy_check")
-    assert check["mixtures"] == 4 and check["not_evaluated_yet"] == 0
+    assert check["mixtures"] == 4 and check["not_evaluated_yet"] == 0 and check["mixtures_of_another_start"] == []
     root = Storage(check["uri"])
     pair = root.read_parquet("pairs.parquet").filter(pl.col("mixture") == "chart+ocr").row(0, named=True)
     assert pair["soup"].startswith("soup-chart+ocr-") and pair["real"] == run_name("chart+ocr")

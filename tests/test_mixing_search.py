@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mm_assets.mixing.proxy import average_ranks, rank_agreement, spearman
+from mm_assets.mixing.proxy import average_ranks, of_start, rank_agreement, spearman
 from mm_assets.mixing.search import beam_search, dirichlet_search, evaluations_to_reach, exhaustive, greedy_soup
-from mm_assets.mixing.table import AVERAGE, best_mixtures, marginal_contributions, plot_mixing, search_report, \
-    soup_rows, subset_table
+from mm_assets.mixing.table import AVERAGE, best_mixtures, marginal_contributions, of_experts, plot_mixing, \
+    search_report, soup_rows, subset_table
 
 EXPERTS = [f"e{i}" for i in range(8)]
 # each expert's own worth; soups average their experts, so diluting a good expert with a bad one
@@ -200,3 +200,22 @@ def test_mixtures_are_named_by_their_sorted_domains_and_spread_over_the_ranking(
     assert spread_over_ranking(scores, 3) == ["a+c", "a+b", "b+c"]         # places 0, 2 (of 0..5), 5
     assert spread_over_ranking(scores, 10) == ["a+c", "a+b+c+d", "a+b", "a+b+c", "b+d", "b+c"]
     assert spread_over_ranking(scores, 1) == ["a+c"]
+
+
+def test_only_runs_of_the_current_start_and_budget_are_compared():
+    """A home where the mixing settings changed holds experts and mixtures of an earlier start:
+    the sweep, the table and the proxy check take only those of the current start and budget."""
+    start, old = {"name": "mixstart-b", "version": "v2"}, {"name": "mixstart-a", "version": "v1"}
+    runs = {"chart": {"name": "expert-chart-2", "start": start, "budget_tokens": 1000},
+            "ocr": {"name": "expert-ocr-2", "start": start, "budget_tokens": 1000},
+            "caption": {"name": "expert-caption-1", "start": old, "budget_tokens": 1000},
+            "detection": {"name": "expert-detection-1", "start": {**start, "version": "v1"}, "budget_tokens": 1000},
+            "general": {"name": "expert-general-1", "start": start, "budget_tokens": 500}}
+    current, stale = of_start(runs, {**start, "checkpoint": "ignored"}, 1000)
+    assert sorted(current) == ["chart", "ocr"] and stale == ["caption", "detection", "general"]
+
+    rows = pl.DataFrame([{"soup": f"soup-{'+'.join(ex)}", "experts": ex} for ex in
+                         (["expert-chart-2"], ["expert-chart-2", "expert-ocr-2"], ["expert-caption-1", "expert-chart-2"],
+                          ["expert-caption-1"])])
+    kept = of_experts(rows, {"expert-chart-2", "expert-ocr-2"})
+    assert kept["soup"].to_list() == ["soup-expert-chart-2", "soup-expert-chart-2+expert-ocr-2"]

@@ -10,9 +10,9 @@ import dagster as dg
 import polars as pl
 
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
-from mm_assets.mixing.proxy import rank_agreement
-from mm_assets.mixing.table import AVERAGE, best_mixtures, marginal_contributions, plot_mixing, search_report, \
-    soup_rows, subset_table
+from mm_assets.mixing.proxy import of_start, rank_agreement
+from mm_assets.mixing.table import AVERAGE, best_mixtures, marginal_contributions, of_experts, plot_mixing, \
+    search_report, soup_rows, subset_table
 from mm_assets.storage import parquet_bytes
 from resources.evaluation import MlflowResource
 from resources.storage import StorageResource
@@ -21,6 +21,7 @@ ALL = {"partition_mapping": dg.AllPartitionMapping(), "metadata": {"allow_missin
 
 
 @dg.asset(group_name="mixing", kinds={"parquet", "png", "mlflow"}, ins={"eval_scores": dg.AssetIn(**ALL)},
+          deps=["soup_sweep"],
           description="Every evaluated soup (uniform merge of expert checkpoints) × benchmark: the subset table "
                       "with the average over benchmarks, the best mixture per benchmark and on average, each "
                       "expert's mean gain when added, and greedy soup / beam search replayed against the "
@@ -28,9 +29,19 @@ ALL = {"partition_mapping": dg.AllPartitionMapping(), "metadata": {"allow_missin
                       "are in (`mm-curation soups`, then the checkpoint sensor).")
 def mixing_table(context: dg.AssetExecutionContext, eval_scores: dict, storage: StorageResource,
                  mlflow: MlflowResource) -> dg.Output[dict]:
+    from resources.json_io_manager import read_pointers
+
     st = storage.get()
     summaries = [st.read_json(pointer["summary"]) for pointer in eval_scores.values() if "summary" in pointer]
     rows = soup_rows(summaries)
+    try:        # the latest sweep's experts; without a sweep (soups of `mm-curation soups`) every soup
+        sweep_experts = {e["name"] for e in read_pointers(st, "soup_sweep")["experts"].values()}
+    except FileNotFoundError:
+        sweep_experts = None
+    left_out = 0
+    if sweep_experts is not None:
+        kept = of_experts(rows, sweep_experts)
+        left_out, rows = rows["soup"].n_unique() - kept["soup"].n_unique(), kept
     table = subset_table(rows)
     best, gains = best_mixtures(table), marginal_contributions(table)
     try:
@@ -54,7 +65,8 @@ def mixing_table(context: dg.AssetExecutionContext, eval_scores: dict, storage: 
         if table.height else table
     return dg.Output(
         {"root": root, "version": version}, data_version=dg.DataVersion(version),
-        metadata={"uri": st.uri(root), "soups": table.height, "weighted_soups": rows.filter(
+        metadata={"uri": st.uri(root), "soups": table.height, "soups_of_other_experts_left_out": left_out,
+                  "weighted_soups": rows.filter(
                       pl.col("weights").is_not_null())["soup"].n_unique(),
                   "subsets": dg.MetadataValue.md(markdown_table(shown.head(20))),
                   "best": dg.MetadataValue.md(markdown_table(best)),
@@ -95,8 +107,10 @@ def proxy_check(context: dg.AssetExecutionContext, eval_scores: dict, mixture_ru
     for key, pointer in eval_scores.items():
         dims = checkpoint_benchmark_partitions.get_partition_key_from_str(key).keys_by_dimension
         score[(dims["checkpoint"], dims["benchmark"])] = pointer["score"]
+    mixtures, stale = of_start(mixture_run, soup_sweep["start"], soup_sweep["budget_tokens"]) \
+        if "start" in soup_sweep else (mixture_run, [])
     rows = []
-    for label, run in sorted(mixture_run.items()):
+    for label, run in sorted(mixtures.items()):
         soup = soup_sweep["soups"].get(label)
         for bench in soup_sweep["benchmarks"]:
             rows.append({"mixture": label, "benchmark": bench, "soup": soup, "real": run["name"],
@@ -129,6 +143,7 @@ def proxy_check(context: dg.AssetExecutionContext, eval_scores: dict, mixture_ru
                           tags={"dagster/run_id": context.run_id})
     return dg.Output({"root": root, "version": version}, data_version=dg.DataVersion(version),
                      metadata={"uri": st.uri(root), "mixtures": complete["mixture"].n_unique(),
+                               "mixtures_of_another_start": dg.MetadataValue.json(stale),
                                "not_evaluated_yet": pairs.height - complete.height,
                                "agreement": dg.MetadataValue.md(markdown_table(table)),
                                "pairs": dg.MetadataValue.md(markdown_table(pairs.drop("soup", "real")))})

@@ -33,7 +33,7 @@ import polars as pl
 
 from mm_assets.evaluation.assets import EVAL_POOL
 from mm_assets.metadata import content_digest, markdown_table
-from mm_assets.mixing.proxy import equal_share_repeats, mixture_domains
+from mm_assets.mixing.proxy import equal_share_repeats, mixture_domains, of_start
 from mm_assets.partitions import domain_partitions, mixture_partitions, recipe_domain_partitions
 from mm_assets.storage import Storage, local_dir
 from mm_assets.training.assets import TRAINING_CODE_VERSION, base_model_dir, log_training_mlflow, train_one_seed
@@ -185,21 +185,30 @@ def domain_expert(context: dg.AssetExecutionContext, curated_dataset: dict, mixi
 
 
 @dg.asset(group_name="mixing", ins={"domain_expert": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY),
-                                    "eval_sets": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY)},
+                                    "eval_sets": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), **ANY),
+                                    "mixing_start": dg.AssetIn()},
           pool=EVAL_POOL,
           description="The uniform soup of every subset of the materialized domain experts, written into the "
                       "checkpoint store and evaluated in Gray-code order (one expert added or removed per soup, "
                       "one running sum) on the eval sets the checkpoint sensor evaluates; the soups' own "
                       "eval_scores runs then reuse the stored predictions.")
-def soup_sweep(context: dg.AssetExecutionContext, domain_expert: dict, eval_sets: dict, storage: StorageResource,
-               checkpoints: CheckpointStoreResource, eval_backend: EvalBackendResource) -> dg.Output[dict]:
+def soup_sweep(context: dg.AssetExecutionContext, domain_expert: dict, eval_sets: dict, mixing_start: dict,
+               storage: StorageResource, checkpoints: CheckpointStoreResource,
+               eval_backend: EvalBackendResource) -> dg.Output[dict]:
     from mm_assets.evaluation.benchmarks import get as get_benchmark
     from mm_assets.evaluation.runner import eval_items
     from mm_assets.mixing.sweep import EvalTarget, sweep_soups, write_subset_soups
 
     st, store = storage.get(), checkpoints.get()
+    start = {"name": mixing_start["name"], "version": mixing_start["version"]}
+    budget = mixing_start["expert_budget_tokens"]
+    domain_expert, stale = of_start(domain_expert, start, budget)
+    if stale:
+        context.log.warning(f"experts {stale} were trained from another start or budget than {start['name']} at "
+                            f"{budget} tokens: left out (materialize domain_expert for them again to include them)")
     if len(domain_expert) < 2:
-        raise ValueError(f"a sweep needs at least two experts (materialized: {sorted(domain_expert) or 'none'})")
+        raise ValueError(f"a sweep needs at least two experts of the current start {start['name']} "
+                         f"(materialized: {sorted(domain_expert) or 'none'}; of another start: {stale or 'none'})")
     benchmarks = [b for b in checkpoints.benchmarks() if b in eval_sets]
     if not benchmarks:
         raise ValueError(f"none of the benchmarks the sensor evaluates on ({list(checkpoints.benchmarks())}) has an "
@@ -214,9 +223,10 @@ def soup_sweep(context: dg.AssetExecutionContext, domain_expert: dict, eval_sets
                          progress=lambda soup, bench: context.log.info(f"{soup} on {bench}"))
     value = {"soups": {"+".join(sorted(subset)): name for subset, name in soups.items()},
              "experts": {d: {"name": p["name"], "version": p["version"]} for d, p in sorted(domain_expert.items())},
-             "benchmarks": benchmarks}
+             "benchmarks": benchmarks, "start": start, "budget_tokens": budget}
     return dg.Output(value, data_version=dg.DataVersion(content_digest(value)),
                      metadata={**counts, "benchmarks": dg.MetadataValue.json(benchmarks),
+                               "experts_of_another_start": dg.MetadataValue.json(stale),
                                "experts": dg.MetadataValue.md(markdown_table(pl.DataFrame(
                                    {"domain": list(experts), "checkpoint": list(experts.values())}))),
                                "seconds": time.perf_counter() - started})

@@ -11,6 +11,9 @@ the soup of their experts is. Trained for real (`mixture_run`), each domain gets
 of the data — the uniform soup weighs its experts equally — by whole repeats of the smaller
 domains' samples (`equal_share_repeats`). A one-domain mixture is its expert, so the proxy and
 the real model would be the same model: the check uses mixtures of two or more domains.
+
+Experts, soups and real mixtures compare only when trained from the same start at the same
+budget: a home where the mixing settings changed holds runs of several starts (`of_start`).
 """
 
 from __future__ import annotations
@@ -89,3 +92,12 @@ def spread_over_ranking(scores: Mapping[str, float], k: int, min_size: int = 2) 
     if k >= len(ranked):
         return ranked
     return [ranked[round(i * (len(ranked) - 1) / (k - 1))] for i in range(k)] if k > 1 else ranked[:1]
+
+
+def of_start(runs: Mapping[str, dict], start: dict, budget_tokens: int) -> tuple[dict[str, dict], list[str]]:
+    """Split `runs` (key -> an expert's or a mixture's pointer, which names its `start` checkpoint
+    and `budget_tokens`) into those trained from `start` ({name, version}) at `budget_tokens`, and
+    the keys of the others (stale: trained before the start or the budget changed)."""
+    wanted = {"name": start["name"], "version": start["version"]}
+    current = {k: r for k, r in runs.items() if r.get("start") == wanted and r.get("budget_tokens") == budget_tokens}
+    return current, sorted(set(runs) - set(current))

@@ -46,6 +46,12 @@ def soup_rows(summaries: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SOUP_SCHEMA).sort("size", "label", "benchmark")
 
 
+def of_experts(rows: pl.DataFrame, experts: set[str]) -> pl.DataFrame:
+    """The soups whose experts are all among `experts` (checkpoint names): one sweep's soups and
+    the searched soups of the same experts, not those of experts from another start."""
+    return rows.filter(pl.col("experts").list.eval(pl.element().is_in(list(experts))).list.all())
+
+
 def subset_table(rows: pl.DataFrame) -> pl.DataFrame:
     """Uniform soups, one row per subset: its label, experts, size, a column per benchmark and
     the average over the benchmarks that every subset was evaluated on (null for a subset
