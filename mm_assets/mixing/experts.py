@@ -33,7 +33,7 @@ import polars as pl
 
 from mm_assets.evaluation.assets import EVAL_POOL
 from mm_assets.metadata import content_digest, markdown_table
-from mm_assets.mixing.proxy import equal_share_repeats, mixture_domains, of_start
+from mm_assets.mixing.proxy import equal_share_repeats, mixture_domains, of_start, start_ref
 from mm_assets.partitions import domain_partitions, mixture_partitions, recipe_domain_partitions
 from mm_assets.storage import Storage, local_dir
 from mm_assets.training.assets import TRAINING_CODE_VERSION, base_model_dir, log_training_mlflow, train_one_seed
@@ -119,7 +119,7 @@ def _from_start(context, run_name: str, curated: dict[str, dict], mixing_start: 
                                  mixing_start, from_start=True, repeats=repeats)
     pointer = _checkpoint_pointer(res.store, summary)
     value = {**pointer, "recipe": mixing_start["recipe"], "training_run": summary["training_run"],
-             "start": {"name": mixing_start["name"], "version": mixing_start["version"]},
+             "start": start_ref(mixing_start),
              "budget_tokens": budget, "tokens_seen": summary["tokens_seen"]}
     metadata = {"checkpoint": pointer["name"], "version": pointer["version"], "budget_tokens": budget,
                 "tokens_seen": summary["tokens_seen"], "domain_tokens": dg.MetadataValue.json(tokens),
@@ -200,7 +200,7 @@ def soup_sweep(context: dg.AssetExecutionContext, domain_expert: dict, eval_sets
     from mm_assets.mixing.sweep import EvalTarget, sweep_soups, write_subset_soups
 
     st, store = storage.get(), checkpoints.get()
-    start = {"name": mixing_start["name"], "version": mixing_start["version"]}
+    start = start_ref(mixing_start)
     budget = mixing_start["expert_budget_tokens"]
     domain_expert, stale = of_start(domain_expert, start, budget)
     if stale:

@@ -94,10 +94,15 @@ def spread_over_ranking(scores: Mapping[str, float], k: int, min_size: int = 2) 
     return [ranked[round(i * (len(ranked) - 1) / (k - 1))] for i in range(k)] if k > 1 else ranked[:1]
 
 
-def of_start(runs: Mapping[str, dict], start: dict, budget_tokens: int) -> tuple[dict[str, dict], list[str]]:
+def start_ref(start: Mapping) -> dict:
+    """How a run names the start it was trained from: the start checkpoint's name and version."""
+    return {"name": start["name"], "version": start["version"]}
+
+
+def of_start(runs: Mapping[str, dict], start: Mapping, budget_tokens: int) -> tuple[dict[str, dict], list[str]]:
     """Split `runs` (key -> an expert's or a mixture's pointer, which names its `start` checkpoint
-    and `budget_tokens`) into those trained from `start` ({name, version}) at `budget_tokens`, and
-    the keys of the others (stale: trained before the start or the budget changed)."""
-    wanted = {"name": start["name"], "version": start["version"]}
+    and `budget_tokens`) into those trained from `start` at `budget_tokens`, and the keys of the
+    others (stale: trained before the start or the budget changed)."""
+    wanted = start_ref(start)
     current = {k: r for k, r in runs.items() if r.get("start") == wanted and r.get("budget_tokens") == budget_tokens}
     return current, sorted(set(runs) - set(current))
