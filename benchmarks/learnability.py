@@ -13,7 +13,8 @@ optimisation from the data pipeline.
 `--tower`: a SigLIP2 embedder directory (the demo's `embedder` asset) whose vision tower the
 model uses, or `random` (a random SigLIP tower with `--patch`). Prints the loss every tenth of
 the run, then the score per benchmark: untrained, trained, and trained with every eval item
-shown another item's image (the image-swap control). `--quick`: CountBench and ChartQA, 8 items
+shown another item's image (the image-swap control). `--refusal-rate R`: replaces a share R of the training answers by a refusal, as the
+study's planted refusals do. `--quick`: CountBench and ChartQA, 8 items
 each, one epoch, 64 px, 4 eval items (seconds; what the test suite runs); `--out` also writes the
 result.
 """
@@ -42,6 +43,7 @@ from mm_assets.evaluation.benchmarks import BENCHMARKS, get  # noqa: E402
 from mm_assets.evaluation.image_swap import swap_images  # noqa: E402
 from mm_assets.evaluation.runner import evaluate  # noqa: E402
 from mm_assets.sample_data import eval_sets  # noqa: E402
+from mm_assets.sample_data.conversations import REFUSALS  # noqa: E402
 from mm_assets.sources.eval_sets import load_eval_set  # noqa: E402
 from mm_assets.storage import Storage  # noqa: E402
 from mm_assets.training.data import encode_conversation  # noqa: E402
@@ -102,6 +104,8 @@ def main() -> None:
     p.add_argument("--eval-items", type=int, default=200)
     p.add_argument("--rows", type=int, default=8, help="packed rows of 512 tokens per step")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--refusal-rate", type=float, default=0.0,
+                   help="share of training answers replaced by a refusal (the study's planted refusals)")
     if p.parse_known_args()[0].quick:
         p.set_defaults(**QUICK)
     args = p.parse_args()
@@ -112,6 +116,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         pairs = [x for b in benches for x in training_pairs(b, args.n)]
+        refusing = random.Random(1)
+        pairs = [(q, refusing.choice(REFUSALS) if refusing.random() < args.refusal_rate else a, img)
+                 for q, a, img in pairs]
         tokenizer = train_bpe_tokenizer([f"{q} {a}" for q, a, _ in pairs[:5000]])
         vision_from = None
         if args.tower != "random":

@@ -63,7 +63,7 @@ def _study(args: argparse.Namespace) -> int:
     quiet_libraries()
     home = Path(args.home).resolve()
     with StageConsole():
-        summary = run_study(home, seed=args.seed)
+        summary = run_study(home, seed=args.seed, extra=tuple(args.extra or ()))
     lines = [f"Ablation report (tables, plots): {summary['report']}"]
     for key in ("removals_by_defect_kind", "contamination"):
         if summary.get(key):
@@ -253,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "then the ablation report (about an hour on 2 cores)")
     study.add_argument("--home", default=".study", help="study home: data, artifacts, DAGSTER_HOME, settings")
     study.add_argument("--seed", type=int, default=0, help="data generation seed")
+    study.add_argument("--extra", action="append", metavar="RECIPE",
+                       help="also train this recipe of recipes/study/extra/ (repeatable), e.g. domain_weights")
     study.set_defaults(func=_study)
 
     soup = sub.add_parser("soup", help="write the merge (soup) of checkpoints into the checkpoint store as a "

@@ -20,7 +20,7 @@ from resources.settings import REPO_ROOT
 
 # What the study changes from the defaults (environment-variable names, see resources/settings.py).
 # The budget is what 27 runs (9 recipes x 3 seeds) afford in about half of the hour on 2 cores
-# (the study's own recipes, `recipes/study/`, make it 36 runs); only final checkpoints are
+# (the study's own recipes, `recipes/study/`, make it 33 runs); only final checkpoints are
 # evaluated (the evals of 37 checkpoints x 2 500 items are the other big cost). The tower's
 # pre-training runs beside the curation stages and everything after waits for it: 6 epochs over
 # 48 000 scenes (10 took 25.7 minutes of one core and reached a held-out class accuracy of 0.74;
@@ -78,10 +78,12 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     return summary
 
 
-def run_study(home: Path, seed: int = 0) -> dict:
+def run_study(home: Path, seed: int = 0, extra: tuple[str, ...] = ()) -> dict:
     """The curation study: every recipe over three training seeds at the study scale, then the
-    ablation report. Returns the report's tables and where the time went."""
-    graph, _, rejected = materialize(home, "study", seed, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(home)})
+    ablation report. Returns the report's tables and where the time went. `extra`: recipes of
+    `recipes/study/extra/` to train as well (by name)."""
+    graph, _, rejected = materialize(home, "study", seed,
+                                     {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(home, extra)})
     m = graph.meta("ablation_report")
     rows = ablation_rows(graph.defs)
     stages = {"sample data": graph.seconds.get("sample_data", 0.0), "curation and training": graph.seconds["fill"],
@@ -95,17 +97,24 @@ def run_study(home: Path, seed: int = 0) -> dict:
             "recipes_rejected": rejected, "seconds": {k: round(v, 1) for k, v in stages.items()}}
 
 
-def study_recipes(home: Path) -> str:
-    """The study's recipe directory, `<home>/recipes`: every shipped recipe (`recipes/*.yaml`) and
-    the ones only the study trains (`recipes/study/*.yaml`: MM-GEN alone, v2 = v1 + MM-GEN, and
-    v1's domain weights alone),
-    copied afresh so the study always compares the repository's recipes."""
+def study_recipes(home: Path, extra: tuple[str, ...] = ()) -> str:
+    """The study's recipe directory, `<home>/recipes`: every shipped recipe (`recipes/*.yaml`),
+    the ones only the study trains (`recipes/study/*.yaml`: MM-GEN alone, v2 = v1 + MM-GEN) and
+    the `extra` ones asked for by name (`recipes/study/extra/`, e.g. `domain_weights`: v1's
+    domain weights alone; measured once, left out of the hour's budget), copied afresh so the
+    study always compares the repository's recipes."""
+    extra_dir = REPO_ROOT / "recipes" / "study" / "extra"
+    missing = [name for name in extra if not (extra_dir / f"{name}.yaml").exists()]
+    if missing:
+        raise ValueError(f"no extra study recipe {missing}; known: "
+                         f"{sorted(p.stem for p in extra_dir.glob('*.yaml'))}")
     target = home.resolve() / "recipes"
     target.mkdir(parents=True, exist_ok=True)
     for stale in target.glob("*.yaml"):
         stale.unlink()
     shipped = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
-    for path in [*shipped, *sorted((REPO_ROOT / "recipes" / "study").glob("*.yaml"))]:
+    for path in [*shipped, *sorted((REPO_ROOT / "recipes" / "study").glob("*.yaml")),
+                 *(extra_dir / f"{name}.yaml" for name in extra)]:
         shutil.copyfile(path, target / path.name)
     return str(target)
 

@@ -4,6 +4,8 @@ settings); the environment still wins, and a home without settings uses the defa
 
 import json
 
+import pytest
+
 from mm_assets.demo import STUDY_SETTINGS, prepare_home
 from resources.settings import training_resource
 from resources.training import TrainingResource
@@ -60,8 +62,12 @@ def test_the_study_trains_the_shipped_recipes_and_its_own_ones_the_demo_only_the
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "stale.yaml").write_text("steps: []\n")
     prepare_home(tmp_path, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(tmp_path)})
+    assert set(recipes_resource().valid()) == shipped | {"mmgen", "v2"}   # the stale file gone
+    with pytest.raises(ValueError, match="no extra study recipe.*known: \\['domain_weights'\\]"):
+        study_recipes(tmp_path, ("domain_weight",))
+    prepare_home(tmp_path, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(tmp_path, ("domain_weights",))})
     valid = recipes_resource().valid()
-    assert set(valid) == shipped | {"mmgen", "v2", "domain_weights"}  # every one valid, the stale file gone
+    assert set(valid) == shipped | {"mmgen", "v2", "domain_weights"}  # every one valid
     # v1's weights without its steps: what v1's effect owes to re-weighting alone
     assert valid["domain_weights"].domain_weights == valid["v1"].domain_weights
     assert not valid["domain_weights"].steps

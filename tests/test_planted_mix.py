@@ -9,7 +9,7 @@ import random
 import pytest
 
 from mm_assets.sample_data import generate_sample_data
-from mm_assets.sample_data.conversations import QA, build, corrupt, reword_first_question
+from mm_assets.sample_data.conversations import QA, REFUSALS, build, corrupt, reword_first_question
 from mm_assets.sample_data.instructions import (COUNTBENCH_PREFIX, DOCVQA_SUFFIX, REALWORLD_MC_SUFFIX,
                                                 split_instruction)
 from mm_assets.sample_data.plan import build_plan
@@ -24,8 +24,9 @@ def test_default_mix_is_the_historical_one():
     assert mix.chart_low_quality_kinds() == ("unrelated_question", "unrelated_question", "unrelated_question",
                                              "wrong_answer", "garbled_answer", "truncated_answer")
     assert SCALES["demo"].mix == mix and SCALES["bench"].mix == mix
-    # the study plants more (a fifth low-quality, a fifth near-duplicates): see its comment
-    assert SCALES["study"].mix == PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.2)
+    # the study plants more (a fifth near-duplicates, a fifth other low-quality, a fifth refusals)
+    assert SCALES["study"].mix == PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.4, refusal_share=0.5)
+    assert mix.refusal_share == 0.0
 
 
 @pytest.mark.parametrize("share", [0.0, 0.25, 0.6, 1.0])
@@ -70,6 +71,31 @@ def test_plan_follows_the_mix():
     assert sum(u.lq is not None for u in plan.units) == 8 * 20
     assert not any(u.no_image_token for u in plan.units) and not any(u.kind == "leak" for u in plan.units)
     assert {u.lq for u in plan.units if u.domain == "chart" and u.lq} == {"unrelated_question"}
+
+
+def test_refusal_share_turns_that_share_of_low_quality_records_into_refusals_and_0_changes_nothing():
+    base = {"near_duplicate_rate": 0.2, "low_quality_rate": 0.2}
+    plain = build_plan(resolve_scale("demo", 300, 50, mix=base), 0)
+    assert [u.lq for u in plain.units] == \
+        [u.lq for u in build_plan(resolve_scale("demo", 300, 50, mix={**base, "refusal_share": 0.0}), 0).units]
+    refusing = build_plan(resolve_scale("demo", 300, 50, mix={**base, "refusal_share": 0.5}), 0)
+    lq = [(a.lq, b.lq) for a, b in zip(plain.units, refusing.units) if a.lq]
+    assert len(lq) == 8 * 60 and all(b is not None for _, b in lq)   # the same records are low-quality
+    refused = sum(b == "refusal" for _, b in lq)
+    assert 0.4 < refused / len(lq) < 0.6
+    assert all(a == b for a, b in lq if b != "refusal")               # the others keep their kind
+    assert {u.domain for u in refusing.units if u.lq == "refusal"} == set(collections.Counter(
+        u.domain for u in refusing.units))                            # every domain has some
+
+
+@pytest.mark.parametrize("with_image", [True, False])
+def test_a_refusal_answers_every_question_of_the_row_with_one_refusal(with_image):
+    qas = [QA("How many stars are there?", "3"), QA("What colour is the square?", "red")]
+    conv = build(qas, with_image, random.Random(0))
+    new, applied = corrupt(conv, qas, "refusal", random.Random(3), with_image)
+    assert applied == "refusal"
+    assert [t["value"] for t in new[0::2]] == [t["value"] for t in conv[0::2]]   # questions untouched
+    assert len({t["value"] for t in new[1::2]}) == 1 and new[1]["value"] in REFUSALS
 
 
 def test_plan_rejects_a_mix_the_domain_cannot_hold():

@@ -161,6 +161,18 @@ UNRELATED_CHART_QUESTIONS = (
 )
 
 
+# What a generating model writes when it declines (the refusals and hedges found in
+# model-written instruction data); one phrase answers every question of a refused row.
+REFUSALS = (
+    "I'm sorry, but I can't determine that from the image.",
+    "I'm sorry, I cannot answer that question.",
+    "I am unable to provide an answer based on this image.",
+    "Sorry, I can't help with that.",
+    "I cannot tell from the information provided.",
+    "As an AI, I am not able to answer this question.",
+)
+
+
 def corrupt(conv: list[dict], qas: list[QA], kind: str, rng: random.Random,
             with_image: bool) -> tuple[list[dict], str]:
     """Apply one planted low-quality kind to a conversation built from `qas`.
@@ -170,6 +182,11 @@ def corrupt(conv: list[dict], qas: list[QA], kind: str, rng: random.Random,
     """
     conv = [dict(t) for t in conv]
     answers = list(range(1, len(conv), 2))
+    if kind == "refusal":
+        refusal = rng.choice(REFUSALS)
+        for k in answers:
+            conv[k]["value"] = refusal
+        return conv, kind
     if kind == "unrelated_question":
         q = rng.choice(UNRELATED_CHART_QUESTIONS)
         return build([QA(q, hallucinated_table(rng))], with_image, rng), kind

@@ -146,6 +146,9 @@ def build_plan(scale: Scale, seed: int) -> Plan:
             u.lq = rng.choice(kinds)
             if u.lq == "unrelated_question" and domain != "chart":
                 u.lq = "wrong_answer"
+            # its own stream, so a mix without refusals plans exactly as before
+            if mix.refusal_share and rng_for(seed, "plan", "refusal", domain, u.index).random() < mix.refusal_share:
+                u.lq = "refusal"
         for _ in range(n_fix):
             base[order[pos]].no_image_token = True
             pos += 1

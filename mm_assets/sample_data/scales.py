@@ -16,12 +16,16 @@ class PlantedMix:
     (at least one item per benchmark while it is above 0); `unrelated_chart_share` is the share
     of chart-domain low-quality records that are unrelated questions (an invented data table);
     the rest of the chart ones, like every other domain's, are wrong, garbled or truncated answers.
+    `refusal_share` is the share of every domain's low-quality records whose answers are all
+    replaced by a refusal ("I'm sorry, I cannot answer that question."); drawn before the
+    domain's other kinds, so 0 leaves the draw as it always was.
     """
     near_duplicate_rate: float = 0.12
     low_quality_rate: float = 0.05
     fixable_rate: float = 0.01
     leak_rate: float = 0.02
     unrelated_chart_share: float = 0.5
+    refusal_share: float = 0.0
 
     MAIN_SHARES = ("near_duplicate_rate", "low_quality_rate", "fixable_rate")
 
@@ -32,7 +36,7 @@ class PlantedMix:
                 raise ValueError(f"PlantedMix.{f.name} must be a finite number, got {v!r}")
             if v < 0:
                 raise ValueError(f"PlantedMix.{f.name} must be >= 0, got {v!r}")
-        for name in ("leak_rate", "unrelated_chart_share"):
+        for name in ("leak_rate", "unrelated_chart_share", "refusal_share"):
             if getattr(self, name) > 1:
                 raise ValueError(f"PlantedMix.{name} is a share and must be <= 1, got {getattr(self, name)!r}")
         total = sum(getattr(self, name) for name in self.MAIN_SHARES)
@@ -88,11 +92,14 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "demo": Scale("demo", 300, 100, 192, 448, 1000, 40, 6),
     # for the study: ~17x demo, demo's image sizes and gzip level; ~35k images in 14 tarballs.
-    # Defects at a share of web-scale instruction data (a fifth low-quality, a fifth
-    # near-duplicates) rather than the demo's 5 %: at the demo's mix the oracle removes too
-    # little for any recipe's effect to be told from seed and item noise.
+    # Defects at a share of web-scale instruction data (a fifth near-duplicates, a fifth wrong,
+    # garbled or truncated answers) rather than the demo's 5 %: at the demo's mix the oracle
+    # removes too little for any recipe's effect to be told from seed and item noise. And a fifth
+    # refusals: random wrong answers cost a model this weak nothing under greedy decoding (its most
+    # frequent answer stays the same), a refusal repeated over a fifth of the rows becomes the
+    # answer it gives; below ~15 % it does not (benchmarks/learnability.py --refusal-rate, README).
     "study": Scale("study", 5_000, 500, 192, 448, 2500, 200, 6,
-                   PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.2)),
+                   PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.4, refusal_share=0.5)),
     "bench": Scale("bench", 12_500, 100, 128, 256, 5000, 500, 1),
 }
 

@@ -121,7 +121,10 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
             ledger = st.read_parquet(f"{pointer['root']}/ledger.parquet")
             ledgers[recipe] = pl.concat([ledgers[recipe], ledger]) if recipe in ledgers else ledger
         pool = pl.concat([st.read_parquet(p["root"]) for _, p in sorted(samples.items())], how="diagonal_relaxed")
-        kinds = planted_defects(truth, pool).select("sample_id", pl.col("defect").alias("defect_kind"))
+        # refusals apart from the other low-quality kinds: whether a blind step catches them differs
+        kinds = planted_defects(truth, pool).select("sample_id", pl.when(pl.col("detail") == "refusal")
+                                                    .then(pl.lit("low_quality: refusal"))
+                                                    .otherwise(pl.col("defect")).alias("defect_kind"))
         removals = removal_split(removed_by_step(ledgers), kinds)
 
     by_subgroup = _subgroup_report(context, st, valid, result["recipes"], scores)
