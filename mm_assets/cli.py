@@ -63,7 +63,7 @@ def _study(args: argparse.Namespace) -> int:
     quiet_libraries()
     home = Path(args.home).resolve()
     with StageConsole():
-        summary = run_study(home, seed=args.seed, extra=tuple(args.extra or ()))
+        summary = run_study(home, seed=args.seed, extra=tuple(args.extra or ()), mix=_mix_overrides(args.mix))
     lines = [f"Ablation report (tables, plots): {summary['report']}"]
     for key in ("removals_by_defect_kind", "contamination"):
         if summary.get(key):
@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seed", type=int, default=0, help="data generation seed")
     study.add_argument("--extra", action="append", metavar="RECIPE",
                        help="also train this recipe of recipes/study/extra/ (repeatable), e.g. domain_weights")
+    study.add_argument("--mix", action="append", metavar="FIELD=VALUE",
+                       help="change a field of the study's planted mix (repeatable), e.g. refusal_share=0.5")
     study.set_defaults(func=_study)
 
     soup = sub.add_parser("soup", help="write the merge (soup) of checkpoints into the checkpoint store as a "

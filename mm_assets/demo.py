@@ -45,9 +45,9 @@ def prepare_home(home: Path, settings: dict[str, str] | None = None) -> Path:
     return dagster_home
 
 
-def ensure_sample_data(root: Path, scale: str, seed: int) -> None:
-    """Generate the look-alike data unless `root` holds the same scale, seed, planted mix and
-    generator version."""
+def ensure_sample_data(root: Path, scale: str, seed: int, mix: dict | None = None) -> None:
+    """Generate the look-alike data unless `root` holds the same scale, seed, planted mix (the
+    scale's, with `mix`'s fields changed) and generator version."""
     from mm_assets.sample_data import generate_sample_data
     from mm_assets.sample_data.generate import GENERATOR_VERSION
     from mm_assets.sample_data.scales import resolve_scale
@@ -56,13 +56,13 @@ def ensure_sample_data(root: Path, scale: str, seed: int) -> None:
     if truth.exists() and (root / "trusted" / "mammoth_si.json").exists():
         t = json.loads(truth.read_text())
         wanted = {"scale": scale, "seed": seed, "generator_version": GENERATOR_VERSION,
-                  "mix": resolve_scale(scale).mix.as_dict()}
+                  "mix": resolve_scale(scale, mix=mix).mix.as_dict()}
         if all(t.get(k) == v for k, v in wanted.items()):
             progress.note(f"sample data: reusing {root} (scale={scale}, seed={seed})")
             return
         shutil.rmtree(root)
     started = time.perf_counter()
-    summary = generate_sample_data(root, scale=scale, seed=seed, workers=2)
+    summary = generate_sample_data(root, scale=scale, seed=seed, workers=2, mix=mix)
     progress.note(f"sample data: generated {root} in {time.perf_counter() - started:.1f}s "
                   f"({summary.get('records', '?')} records)")
 
@@ -78,12 +78,12 @@ def run_demo(home: Path, scale: str = "demo", seed: int = 0) -> dict:
     return summary
 
 
-def run_study(home: Path, seed: int = 0, extra: tuple[str, ...] = ()) -> dict:
+def run_study(home: Path, seed: int = 0, extra: tuple[str, ...] = (), mix: dict | None = None) -> dict:
     """The curation study: every recipe over three training seeds at the study scale, then the
     ablation report. Returns the report's tables and where the time went. `extra`: recipes of
-    `recipes/study/extra/` to train as well (by name)."""
+    `recipes/study/extra/` to train as well (by name); `mix`: planted-mix fields to change."""
     graph, _, rejected = materialize(home, "study", seed,
-                                     {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(home, extra)})
+                                     {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(home, extra)}, mix)
     m = graph.meta("ablation_report")
     rows = ablation_rows(graph.defs)
     stages = {"sample data": graph.seconds.get("sample_data", 0.0), "curation and training": graph.seconds["fill"],
@@ -119,7 +119,8 @@ def study_recipes(home: Path, extra: tuple[str, ...] = ()) -> str:
     return str(target)
 
 
-def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | None = None):
+def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | None = None,
+                mix: dict | None = None):
     """Generate (or reuse) the data and materialize everything, as the daemon would: every recipe
     trained, every checkpoint evaluated, the leaderboard and the ablation report."""
     home = home.resolve()
@@ -127,7 +128,7 @@ def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | No
     from resources.settings import sample_data_dir
     started = time.perf_counter()
     with progress.stage(f"sample data ({scale} scale)"):
-        ensure_sample_data(sample_data_dir(), scale, seed)
+        ensure_sample_data(sample_data_dir(), scale, seed, mix)
     generated = time.perf_counter() - started
 
     import dagster as dg

@@ -74,3 +74,29 @@ def test_the_study_trains_the_shipped_recipes_and_its_own_ones_the_demo_only_the
     assert [k for k, _ in valid["v2"].steps] == [k for k, _ in valid["v1"].steps] + ["mmgen"]
     prepare_home(tmp_path)
     assert set(recipes_resource().partition_names()) == shipped
+
+
+def test_study_data_is_regenerated_when_the_planted_mix_changes_and_reused_when_not(tmp_path, monkeypatch):
+    """`mm-curation study --mix refusal_share=0.5` must not reuse the data of the default mix."""
+    import mm_assets.sample_data as sample_data
+    from mm_assets.demo import ensure_sample_data
+    from mm_assets.sample_data.generate import GENERATOR_VERSION
+    from mm_assets.sample_data.scales import resolve_scale
+
+    calls = []
+
+    def fake_generate(root, scale, seed, workers, mix=None):
+        calls.append(mix)
+        (root / "truth").mkdir(parents=True, exist_ok=True)
+        (root / "trusted").mkdir(parents=True, exist_ok=True)
+        (root / "trusted" / "mammoth_si.json").write_text("[]")
+        (root / "truth" / "planted_truth.json").write_text(json.dumps(
+            {"scale": scale, "seed": seed, "generator_version": GENERATOR_VERSION,
+             "mix": resolve_scale(scale, mix=mix).mix.as_dict()}))
+        return {}
+
+    monkeypatch.setattr(sample_data, "generate_sample_data", fake_generate)
+    root = tmp_path / "sample_data"
+    for mix in (None, None, {"refusal_share": 0.5}, {"refusal_share": 0.5}, None):
+        ensure_sample_data(root, "study", 0, mix)
+    assert calls == [None, {"refusal_share": 0.5}, None]

@@ -24,8 +24,8 @@ def test_default_mix_is_the_historical_one():
     assert mix.chart_low_quality_kinds() == ("unrelated_question", "unrelated_question", "unrelated_question",
                                              "wrong_answer", "garbled_answer", "truncated_answer")
     assert SCALES["demo"].mix == mix and SCALES["bench"].mix == mix
-    # the study plants more (a fifth near-duplicates, a fifth other low-quality, a fifth refusals)
-    assert SCALES["study"].mix == PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.4, refusal_share=0.5)
+    # the study plants more (a fifth low-quality, a fifth near-duplicates): see its comment
+    assert SCALES["study"].mix == PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.2)
     assert mix.refusal_share == 0.0
 
 

@@ -92,14 +92,13 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "demo": Scale("demo", 300, 100, 192, 448, 1000, 40, 6),
     # for the study: ~17x demo, demo's image sizes and gzip level; ~35k images in 14 tarballs.
-    # Defects at a share of web-scale instruction data (a fifth near-duplicates, a fifth wrong,
-    # garbled or truncated answers) rather than the demo's 5 %: at the demo's mix the oracle
-    # removes too little for any recipe's effect to be told from seed and item noise. And a fifth
-    # refusals: random wrong answers cost a model this weak nothing under greedy decoding (its most
-    # frequent answer stays the same), a refusal repeated over a fifth of the rows becomes the
-    # answer it gives; below ~15 % it does not (benchmarks/learnability.py --refusal-rate, README).
+    # Defects at a share of web-scale instruction data (a fifth low-quality, a fifth
+    # near-duplicates) rather than the demo's 5 %: at the demo's mix the oracle removes too
+    # little for any recipe's effect to be told from seed and item noise. (A fifth refusals on
+    # top, `--mix low_quality_rate=0.4 --mix refusal_share=0.5`, did not widen the oracle's gap:
+    # README, "Refusals planted".)
     "study": Scale("study", 5_000, 500, 192, 448, 2500, 200, 6,
-                   PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.4, refusal_share=0.5)),
+                   PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.2)),
     "bench": Scale("bench", 12_500, 100, 128, 256, 5000, 500, 1),
 }
 
