@@ -17,6 +17,7 @@ from mm_assets.taxonomy import DOMAINS
 from resources.settings import REPO_ROOT
 
 SEMDEDUP10 = (REPO_ROOT / "recipes" / "semdedup10.yaml").read_text()
+pytestmark = pytest.mark.graph_lane     # tests/run_suite.sh: beside the small-graph tests
 
 
 def delta(before: dict, after: dict) -> dict:
