@@ -13,10 +13,10 @@ optimisation from the data pipeline.
 `--tower`: a SigLIP2 embedder directory (the demo's `embedder` asset) whose vision tower the
 model uses, or `random` (a random SigLIP tower with `--patch`). Prints the loss every tenth of
 the run, then the score per benchmark: untrained, trained, and trained with every eval item
-shown another item's image (the image-swap control). `--refusal-rate R`: replaces a share R of the training answers by a refusal, as the
-study's planted refusals do. `--quick`: CountBench and ChartQA, 8 items
-each, one epoch, 64 px, 4 eval items (seconds; what the test suite runs); `--out` also writes the
-result.
+shown another item's image (the image-swap control). `--refusal-rate R` replaces a share R of
+the training answers by a refusal, as the study's planted refusals do. `--quick`: CountBench and
+ChartQA, 8 items each, one epoch, 64 px, 4 eval items (seconds; what the test suite runs);
+`--out` also writes the result.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from resources.settings import REPO_ROOT
 # What the study changes from the defaults (environment-variable names, see resources/settings.py).
 # The budget is what 27 runs (9 recipes x 3 seeds) afford in about half of the hour on 2 cores
 # (the study's own recipes, `recipes/study/`, make it 33 runs); only final checkpoints are
-# evaluated (the evals of 37 checkpoints x 2 500 items are the other big cost). The tower's
+# evaluated (the evals of 34 checkpoints x 2 500 items are the other big cost). The tower's
 # pre-training runs beside the curation stages and everything after waits for it: 6 epochs over
 # 48 000 scenes (10 took 25.7 minutes of one core and reached a held-out class accuracy of 0.74;
 # 6 reach 0.56; the README compares the study's scores with either tower).

@@ -278,3 +278,12 @@ def test_what_mmgen_adds_is_measured_against_the_same_recipe_without_it():
     effect = {r["benchmark"]: r for r in step_effect(scores, "v2", "v1", n_boot=500)}
     assert effect["chartqa"]["compared_with"] == "v1" and effect["chartqa"]["delta_lo"] > 0
     assert step_effect(scores, "v2", "baseline") == []              # no baseline scores: nothing to compare
+
+
+def test_refusals_are_reported_apart_from_the_other_low_quality_records():
+    from mm_assets.study.collect import defect_kinds
+
+    defects = pl.DataFrame({"sample_id": ["a", "b", "c"], "defect": ["low_quality", "low_quality", "near_duplicate"],
+                            "detail": ["refusal", "wrong_answer", "group 3 (exact_copy)"]})
+    assert defect_kinds(defects).rows() == [("a", "low_quality: refusal"), ("b", "low_quality"),
+                                            ("c", "near_duplicate")]

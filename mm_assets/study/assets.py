@@ -27,6 +27,7 @@ from mm_assets.storage import parquet_bytes
 from mm_assets.study.collect import (
     collect_scores,
     complete_runs,
+    defect_kinds,
     final_checkpoints,
     mark_leaked,
     removed_by_step,
@@ -121,11 +122,7 @@ def ablation_report(context: dg.AssetExecutionContext, eval_scores: dict, traini
             ledger = st.read_parquet(f"{pointer['root']}/ledger.parquet")
             ledgers[recipe] = pl.concat([ledgers[recipe], ledger]) if recipe in ledgers else ledger
         pool = pl.concat([st.read_parquet(p["root"]) for _, p in sorted(samples.items())], how="diagonal_relaxed")
-        # refusals apart from the other low-quality kinds: whether a blind step catches them differs
-        kinds = planted_defects(truth, pool).select("sample_id", pl.when(pl.col("detail") == "refusal")
-                                                    .then(pl.lit("low_quality: refusal"))
-                                                    .otherwise(pl.col("defect")).alias("defect_kind"))
-        removals = removal_split(removed_by_step(ledgers), kinds)
+        removals = removal_split(removed_by_step(ledgers), defect_kinds(planted_defects(truth, pool)))
 
     by_subgroup = _subgroup_report(context, st, valid, result["recipes"], scores)
     mmgen_effect = [row for recipe, base in same_recipe_without(

@@ -71,6 +71,14 @@ def mark_leaked(scores: pl.DataFrame, truth: dict | None) -> pl.DataFrame:
     return scores.with_columns(leaked=pl.Series(flags, dtype=pl.Boolean))
 
 
+def defect_kinds(defects: pl.DataFrame) -> pl.DataFrame:
+    """`sample_id, defect_kind` of the planted defects (`oracle.step.planted_defects`) as the
+    removal split reports them: refusals apart from the other low-quality records, since whether
+    a blind step catches them differs."""
+    return defects.select("sample_id", pl.when(pl.col("detail") == "refusal").then(pl.lit("low_quality: refusal"))
+                          .otherwise(pl.col("defect")).alias("defect_kind"))
+
+
 def removed_by_step(ledgers: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """`step` (`<recipe>: <step>`), `sample_id` of every sample a recipe's step dropped, from the
     recipes' ledgers (a sample leaves at the first step that drops it)."""
