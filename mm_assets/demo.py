@@ -23,9 +23,9 @@ from resources.settings import REPO_ROOT
 # (the study's own recipes, `recipes/study/`, make it 33 runs); only final checkpoints are
 # evaluated (the evals of 34 checkpoints x 2 500 items are the other big cost). The tower's
 # pre-training runs beside the curation stages on one thread and everything after waits for it,
-# so it is sized to end with them: 5 epochs over 32 000 scenes (48 000 x 6 reached a held-out
-# class accuracy of 0.56 and kept the rest of the study waiting 8 minutes with one core idle;
-# 48 000 x 10, 0.74; the README compares the study's scores across towers).
+# so it is sized to end with them: 5 epochs over 32 000 scenes (held-out class accuracy 0.28;
+# 48 000 x 6 reached 0.56 and kept the rest of the study waiting 8 minutes with one core idle;
+# baseline's scores did not drop with the smaller tower: README, "The curation study").
 STUDY_SETTINGS = {"MM_TRAIN_SEEDS": "0,1,2", "MM_TRAIN_CHECKPOINTS": "1", "MM_TRAIN_BUDGET_TOKENS": "1000000",
                   "MM_TOWER_SCENES": "32000", "MM_TOWER_EPOCHS": "5"}
 
