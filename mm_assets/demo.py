@@ -141,17 +141,14 @@ def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | No
     # training runs and evals in two worker processes, as the daemon runs them (pool limit 2)
     graph.start_workers(2)
     try:
-        # every ablation, trained from the same base model to the same token budget. What the
-        # daemon does meanwhile: the checkpoint sensor registers every complete checkpoint in the
-        # store (the untrained base model and each budget fraction of each run) and requests its
-        # evals — here after each recipe's training run; the evals queue behind the training runs
-        # already given to the workers, so they fill the worker that the last training run leaves idle
-        rejected = graph.fill(train=True, after_training_run=lambda: graph.sensor_tick("checkpoint_sensor", wait=False))
+        # every ablation, trained from the same base model to the same token budget
+        rejected = graph.fill(train=True)
         runnable = [r for r in defs.resources["recipes"].partition_names() if r not in rejected]
         _register_base_model(defs)
+        # what the daemon does: the checkpoint sensor registers every complete checkpoint in the
+        # store (the untrained base model and each budget fraction of each run), requests its evals
         started = time.perf_counter()
         with progress.stage("checkpoint evals (sensor)", unit="runs") as stage:
-            graph.wait_started(done=stage.advance)
             while graph.sensor_tick("checkpoint_sensor", done=stage.advance):
                 pass
         graph.seconds["evals"] = time.perf_counter() - started

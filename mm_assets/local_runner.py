@@ -84,7 +84,6 @@ class LocalGraph:
     log_level: str = "WARNING"      # of the console log of in-process runs (the event log keeps everything)
     _pool: ProcessPoolExecutor | None = None
     _channel: object = None
-    _started: list = field(default_factory=list)     # runs started without waiting (`start_all`)
 
     @property
     def _run_config(self) -> dict:
@@ -114,11 +113,8 @@ class LocalGraph:
 
     def stop_workers(self) -> None:
         if self._pool is not None:
-            # runs started and not yet running are dropped (stopping after an error, they would
-            # otherwise all run first)
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
-            self._started = []
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -134,23 +130,6 @@ class LocalGraph:
             return
         futures = [self._pool.submit(_worker_run, job, None if p is None else str(p)) for job, p in requests]
         for future in as_completed(futures):
-            self._record(future)
-            done()
-
-    def start_all(self, requests: list[tuple[str, str | None]]) -> None:
-        """Start runs in the worker processes without waiting for them: they queue behind the runs
-        already given to the workers and are waited for by `wait_started`. Without workers they
-        run here, now."""
-        if self._pool is None:
-            for job, partition in requests:
-                self.run(job, partition)
-            return
-        self._started += [self._pool.submit(_worker_run, job, None if p is None else str(p)) for job, p in requests]
-
-    def wait_started(self, done: Callable[[], None] = lambda: None) -> None:
-        """Wait for every run started by `start_all` (an exception of one raises here)."""
-        started, self._started = self._started, []
-        for future in as_completed(started):
             self._record(future)
             done()
 
@@ -175,18 +154,16 @@ class LocalGraph:
             self._record(future)
             stage.advance()
 
-    def run_stage(self, name: str, requests: list[tuple[str, str | None]], workers: bool = False,
-                  after_each: Callable[[], None] = lambda: None) -> None:
+    def run_stage(self, name: str, requests: list[tuple[str, str | None]], workers: bool = False) -> None:
         """Run jobs as one stage of the console (one line when done, a bar while running);
-        `workers`: in the worker processes when there are some; `after_each` after each run."""
+        `workers`: in the worker processes when there are some."""
         with progress.stage(name, total=len(requests), unit="runs") as stage:
             if workers:
-                self.run_all(requests, done=lambda: (stage.advance(), after_each()))
+                self.run_all(requests, done=stage.advance)
             else:
                 for job, partition in requests:
                     self.run(job, partition)
                     stage.advance()
-                    after_each()
 
     def register_recipes(self) -> tuple[list[str], dict[str, str]]:
         """What the recipe sensor does: every recipe file becomes a `recipe` partition, then one
@@ -208,12 +185,10 @@ class LocalGraph:
         with dg.partition_loading_context(dynamic_partitions_store=self.instance):
             return list(pdef.get_partition_keys())
 
-    def fill(self, eval_sets: bool = True, train: bool = False,
-             after_training_run: Callable[[], None] = lambda: None) -> dict[str, str]:
+    def fill(self, eval_sets: bool = True, train: bool = False) -> dict[str, str]:
         """Materialize everything once; returns the recipes that were rejected, with the reason.
         The scores of a curation step (from the step registry) are computed only when some
-        runnable recipe uses it; `train` also builds the base model and trains every recipe,
-        calling `after_training_run` as each recipe's training run ends."""
+        runnable recipe uses it; `train` also builds the base model and trains every recipe."""
         from resources.run_launcher import release_dead_runs
 
         started = time.perf_counter()
@@ -247,8 +222,7 @@ class LocalGraph:
                 self.run_stage("base model", [("base_model_job", None)])
             else:
                 self.finish("base model", base_model)
-            self.run_stage("training runs", [("training_job", name) for name in runnable], workers=True,
-                           after_each=after_training_run)
+            self.run_stage("training runs", [("training_job", name) for name in runnable], workers=True)
         self.seconds["fill"] = time.perf_counter() - started
         return rejected
 
@@ -263,10 +237,9 @@ class LocalGraph:
             self.run("eval_job", dg.MultiPartitionKey({"checkpoint": name, "benchmark": b}))
         self.run("leaderboard_job")
 
-    def sensor_tick(self, name: str, done: Callable[[], None] = lambda: None, wait: bool = True) -> list[str]:
+    def sensor_tick(self, name: str, done: Callable[[], None] = lambda: None) -> list[str]:
         """Evaluate a sensor once as the daemon would and run what it requests, in order
-        (dynamic partitions first; `done` after each run; `wait=False`: started, see `start_all`).
-        Returns the runs' names."""
+        (dynamic partitions first; `done` after each run). Returns the runs' names."""
         sensor = self.defs.resolve_sensor_def(name)
         resources = {k: v for k, v in self.resources.items() if k in sensor.required_resource_keys}
         with dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursors.get(name),
@@ -278,10 +251,7 @@ class LocalGraph:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
         self.sensor_cursors[name] = result.cursor
         requests = [(req.job_name, req.partition_key) for req in result.run_requests or []]
-        if wait:
-            self.run_all(requests, done)
-        else:
-            self.start_all(requests)
+        self.run_all(requests, done)
         return [f"{job}[{partition}]" for job, partition in requests]
 
     def automation_tick(self) -> dict[str, list[str | None]]:
