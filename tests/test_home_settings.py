@@ -21,7 +21,7 @@ def test_the_study_home_settings_reach_the_training_resource(tmp_path, monkeypat
     training = training_resource()
     assert training.seeds == [0, 1, 2] and training.checkpoint_fractions == [1.0]
     assert training.budget_tokens == int(STUDY_SETTINGS["MM_TRAIN_BUDGET_TOKENS"])
-    assert (training.tower_scenes, training.tower_epochs) == (48_000, 6)      # the study's tower pre-training
+    assert (training.tower_scenes, training.tower_epochs) == (32_000, 5)      # the study's tower pre-training
 
     monkeypatch.setenv("MM_TRAIN_SEEDS", "7")                 # the environment wins
     assert training_resource().seeds == [7]
