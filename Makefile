@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test ui bench study mixing install
+.PHONY: demo test ui bench study study-refusals mixing install
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ ui: $(STAMP)
 # Optional, like `make bench`: the curation study (every recipe over three seeds, ablation report).
 study: $(STAMP)
 	$(BIN)/mm-curation study --home .study
+
+# Optional: the study with half of the records' answers refused (the mix where the oracle's gap is
+# established; README, "Half the answers refused"), in its own home. About an hour on 2 cores.
+study-refusals: $(STAMP)
+	$(BIN)/mm-curation study --home .study-refusals --mix refusals
 
 # Optional, after `make study`: data mixing on the study's home (domain experts, every subset
 # soup, the mixing table, the proxy check against 8 real mixtures). Measured: 76 min on 2 cores.

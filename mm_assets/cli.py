@@ -11,14 +11,21 @@ from mm_assets.taxonomy import BENCHMARKS
 
 
 def _mix_overrides(pairs: list[str] | None) -> dict | None:
-    """`--mix low_quality_rate=0.1 --mix leak_rate=0.05` -> {"low_quality_rate": 0.1, ...}."""
+    """`--mix low_quality_rate=0.1 --mix leak_rate=0.05` -> {"low_quality_rate": 0.1, ...}; a
+    preset's name (`--mix refusals`) stands for its fields, in order with the pairs."""
+    from mm_assets.sample_data.scales import MIX_PRESETS
+
     if not pairs:
         return None
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--mix expects FIELD=VALUE, got {pair!r}")
+            if pair.strip() not in MIX_PRESETS:
+                raise SystemExit(f"--mix expects FIELD=VALUE or a preset ({', '.join(sorted(MIX_PRESETS))}), "
+                                 f"got {pair!r}")
+            out.update(MIX_PRESETS[pair.strip()])
+            continue
         out[key.strip()] = float(value)
     return out
 
@@ -256,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--extra", action="append", metavar="RECIPE",
                        help="also train this recipe of recipes/study/extra/ (repeatable), e.g. domain_weights")
     study.add_argument("--mix", action="append", metavar="FIELD=VALUE",
-                       help="change a field of the study's planted mix (repeatable), e.g. refusal_share=0.5")
+                       help="change a field of the study's planted mix (repeatable), e.g. refusal_share=0.5, or "
+                            "name a preset: refusals (half of the records' answers refused)")
     study.set_defaults(func=_study)
 
     soup = sub.add_parser("soup", help="write the merge (soup) of checkpoints into the checkpoint store as a "

@@ -13,7 +13,7 @@ from mm_assets.sample_data.conversations import QA, REFUSALS, build, corrupt, re
 from mm_assets.sample_data.instructions import (COUNTBENCH_PREFIX, DOCVQA_SUFFIX, REALWORLD_MC_SUFFIX,
                                                 split_instruction)
 from mm_assets.sample_data.plan import build_plan
-from mm_assets.sample_data.scales import SCALES, PlantedMix, resolve_scale
+from mm_assets.sample_data.scales import MIX_PRESETS, SCALES, PlantedMix, resolve_scale
 
 
 def test_default_mix_is_the_historical_one():
@@ -86,6 +86,20 @@ def test_refusal_share_turns_that_share_of_low_quality_records_into_refusals_and
     assert all(a == b for a, b in lq if b != "refusal")               # the others keep their kind
     assert {u.domain for u in refusing.units if u.lq == "refusal"} == \
         {u.domain for u in refusing.units}                            # every domain has some
+
+
+def test_the_refusals_preset_refuses_half_of_the_study_records_and_the_cli_expands_it():
+    from mm_assets.cli import _mix_overrides
+
+    assert _mix_overrides(["refusals"]) == MIX_PRESETS["refusals"]
+    assert _mix_overrides(["refusals", "leak_rate=0.05"]) == {**MIX_PRESETS["refusals"], "leak_rate": 0.05}
+    assert _mix_overrides(["refusals", "refusal_share=0.5"])["refusal_share"] == 0.5   # later pairs win
+    with pytest.raises(SystemExit, match="refusals"):
+        _mix_overrides(["refusal"])
+    plan = build_plan(resolve_scale("study", mix=MIX_PRESETS["refusals"]), 0)   # fits every domain
+    kinds = collections.Counter(u.lq for u in plan.units)
+    assert 0.47 < kinds["refusal"] / len(plan.units) < 0.53
+    assert 0.06 < (sum(kinds.values()) - kinds[None] - kinds["refusal"]) / len(plan.units) < 0.10
 
 
 @pytest.mark.parametrize("with_image", [True, False])

@@ -103,6 +103,15 @@ SCALES: dict[str, Scale] = {
 }
 
 
+# Named mixes: `mm-curation study --mix NAME` (later FIELD=VALUE pairs override single fields).
+MIX_PRESETS: dict[str, dict[str, float]] = {
+    # Half of every domain's records answered by a refusal (0.58 x 0.862), a twelfth other
+    # low-quality records, the study's fifth near-duplicates: at this share the refusal becomes the
+    # model's answer on the benchmarks (screened at 30/40/50/60 %; README, "Half the answers refused").
+    "refusals": {"low_quality_rate": 0.58, "refusal_share": 0.862},
+}
+
+
 def resolve_scale(name: str, records_per_domain: int | None = None,
                   eval_items: int | None = None, mix: PlantedMix | dict | None = None) -> Scale:
     """A preset, optionally shrunk (records, eval items) and with another planted mix.
