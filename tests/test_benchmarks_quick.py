@@ -213,3 +213,49 @@ def test_learnability_training_pairs_every_benchmark():
     for bench in learnability.BENCHMARKS:
         [(prompt, answer, image)] = learnability.training_pairs(bench, 1)
         assert prompt and answer and image[:2] in (b"\xff\xd8", b"\x89P"), bench
+
+
+def test_refusal_screen_refuses_that_share_of_records_and_leaves_questions_and_images():
+    """The screening behind the `refusals` mix preset: every answer of a refused record is one
+    refusal; questions, images and the other records are copied unchanged."""
+    import importlib.util
+    import io
+    import tarfile
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("refusal_screen", REPO / "benchmarks" / "refusal_screen.py")
+    screen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(screen)
+
+    def add(tar, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = Path(tmp) / "shard-000000.tar"
+        records = {}
+        with tarfile.open(shard, "w") as tar:
+            for k in range(400):
+                records[f"{k:04d}"] = {"conversations": [
+                    {"from": "human", "value": f"<image>\nHow many stars? {k}"}, {"from": "gpt", "value": str(k)},
+                    {"from": "human", "value": "And squares?"}, {"from": "gpt", "value": "2"}]}
+                add(tar, f"{k:04d}.json", json.dumps(records[f"{k:04d}"]).encode())
+                add(tar, f"{k:04d}.png", b"\x89PNG" + bytes([k % 256]))
+        [copy], n, refused = screen.refuse_shards([shard], Path(tmp) / "out", 0.5)
+        assert n == 400 and 160 < refused < 240
+        seen_refused = 0
+        with tarfile.open(copy) as tar:
+            for member in tar.getmembers():
+                data = tar.extractfile(member).read()
+                key, ext = member.name.split(".")
+                if ext == "png":
+                    assert data == b"\x89PNG" + bytes([int(key) % 256])
+                    continue
+                new, old = json.loads(data)["conversations"], records[key]["conversations"]
+                assert [t["value"] for t in new[0::2]] == [t["value"] for t in old[0::2]]
+                answers = {t["value"] for t in new[1::2]}
+                if answers != {t["value"] for t in old[1::2]}:
+                    seen_refused += 1
+                    assert len(answers) == 1 and answers <= set(screen.REFUSALS)
+        assert seen_refused == refused
