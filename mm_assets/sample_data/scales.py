@@ -96,7 +96,7 @@ SCALES: dict[str, Scale] = {
     # near-duplicates) rather than the demo's 5 %: at the demo's mix the oracle removes too
     # little for any recipe's effect to be told from seed and item noise. (A fifth refusals on
     # top, `--mix low_quality_rate=0.4 --mix refusal_share=0.5`, did not widen the oracle's gap:
-    # README, "Refusals planted".)
+    # README, "Refusals planted"; half of the records refused does, `--mix refusals` below.)
     "study": Scale("study", 5_000, 500, 192, 448, 2500, 200, 6,
                    PlantedMix(near_duplicate_rate=0.2, low_quality_rate=0.2)),
     "bench": Scale("bench", 12_500, 100, 128, 256, 5000, 500, 1),
