@@ -72,7 +72,7 @@ def test_the_report_compares_each_recipe_to_baseline_and_the_oracle(report):
     row = next(r for r in ab["rows"] if r["recipe"] == "semdedup10")
     assert row["n_seeds"] == 1 and row["n_items"] == 4
     assert row["delta_lo"] <= row["delta"] <= row["delta_hi"]
-    assert row["gap_status"] in ("established", "oracle gap not established")
+    assert row["gap_status"] in ("established", "oracle gap not established", "oracle below baseline")
     assert "oracle (reads planted truth)" in m["recipes"]["oracle"]
     assert "semdedup10" in m["delta_points"] and m["plot"].startswith("![ablation](data:image/png;base64,")
     assert {r["checkpoint"] for r in rep["runs"]} >= set(finals.values())

@@ -11,6 +11,7 @@ import pytest
 from mm_assets.study.plot import _recipe_order, ablation_png
 from mm_assets.study.statistics import (
     AVERAGE,
+    GAP_BELOW_BASELINE,
     GAP_ESTABLISHED,
     GAP_NOT_ESTABLISHED,
     ablation_frame,
@@ -104,6 +105,20 @@ def test_gap_not_established_when_oracle_equals_baseline(base):
     for row in result["rows"] + result["average"]:
         assert row["gap_status"] == GAP_NOT_ESTABLISHED
         assert row["gap_recovered"] is None and row["gap_lo"] is None and row["gap_hi"] is None
+
+
+def test_no_gap_recovered_where_the_oracle_scores_below_baseline(base):
+    """The refusal study: on PixMo-Points a refusing baseline keeps the metric's credit for not
+    pointing and the oracle is 11 points below it; a step that also loses must not read as
+    'recovering' a share of that loss."""
+    oracle = flipped(base, 100, 0.0)
+    also_loses = flipped(base, 50, 0.0)
+    result = ablation_table(scores_frame({"pixmo_points": {"baseline": base, "step": also_loses,
+                                                           "oracle": oracle}}))
+    for row in result["rows"] + result["average"]:
+        assert row["gap_status"] == GAP_BELOW_BASELINE
+        assert row["gap_recovered"] is None and row["gap_lo"] is None and row["gap_hi"] is None
+    assert row_of(result, "step", "pixmo_points")["delta_hi"] < 0     # the loss itself is still reported
 
 
 def test_pairing_on_items_removes_item_difficulty():  # §2: hopeless unpaired, clear paired

@@ -17,6 +17,9 @@ import polars as pl
 AVERAGE = "average over benchmarks"
 GAP_ESTABLISHED = "established"
 GAP_NOT_ESTABLISHED = "oracle gap not established"
+# the oracle's interval lies below baseline (a metric that credits a broken model, e.g. PixMo's
+# credit for not pointing): there is no gap to recover, and a ratio of two losses would read as one
+GAP_BELOW_BASELINE = "oracle below baseline"
 NO_ORACLE = "no oracle run"
 CLEAN = "none"
 
@@ -77,13 +80,13 @@ def _comparisons(point: dict[str, float], boot: dict[str, np.ndarray], baseline:
     """Per recipe: delta to baseline and gap recovered, both with intervals from the same resamples.
 
     Gap recovered is a ratio of two noisy numbers; it is only reported where the oracle gap's own
-    interval excludes 0 (§4).
+    interval lies above 0 (§4).
     """
     status, oracle_gap = NO_ORACLE, None
     if oracle in point:
         oracle_gap = boot[oracle] - boot[baseline]
         lo, hi = interval(oracle_gap, level)
-        status = GAP_NOT_ESTABLISHED if lo <= 0 <= hi else GAP_ESTABLISHED
+        status = GAP_NOT_ESTABLISHED if lo <= 0 <= hi else GAP_BELOW_BASELINE if hi < 0 else GAP_ESTABLISHED
     out = {}
     for recipe in point:
         deltas = boot[recipe] - boot[baseline]
