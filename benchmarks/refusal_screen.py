@@ -4,7 +4,8 @@ the `refusals` mix preset; README, "Half the answers refused").
 Takes a finished study home's baseline curated shards (every domain), replaces the answers of a
 share R of the records by one refusal each (the phrasings the generator plants), trains one seed
 from the home's base model with the study's training settings (1.0 M tokens) and scores the final
-checkpoint with the project's eval runner on the home's benchmarks' eval sets (seed 0, 500 items).
+checkpoint with the project's eval runner on 500 items per benchmark, drawn as the study draws its
+eval sets (seed 0).
 No Dagster: a screening that costs minutes per rate instead of a study run per rate.
 
     python benchmarks/refusal_screen.py --home .study --rate 0.5 --out /tmp/screen
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mm_assets.sample_data.conversations import REFUSALS  # noqa: E402
+from mm_assets.sample_data.conversations import refused  # noqa: E402
 
 SCREENED = ("countbench", "chartqa", "realworldqa", "docvqa")
 
@@ -41,7 +42,7 @@ def refuse_shards(shards: list[Path], out_dir: Path, rate: float, seed: int = 7)
     by one refusal (images and questions untouched); returns (paths, records, refused)."""
     rng = random.Random(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths, records, refused = [], 0, 0
+    paths, records, n_refused = [], 0, 0
     for k, shard in enumerate(shards):
         dst = out_dir / f"{k:04d}-{shard.name}"
         with tarfile.open(shard) as src, tarfile.open(dst, "w") as out:
@@ -51,17 +52,14 @@ def refuse_shards(shards: list[Path], out_dir: Path, rate: float, seed: int = 7)
                     record = json.loads(data)
                     records += 1
                     if rng.random() < rate:
-                        refused += 1
-                        refusal = rng.choice(REFUSALS)
-                        for turn in record["conversations"]:
-                            if turn["from"] == "gpt":
-                                turn["value"] = refusal
+                        n_refused += 1
+                        record["conversations"] = refused(record["conversations"], rng)
                         data = json.dumps(record).encode()
                 info = tarfile.TarInfo(member.name)
                 info.size = len(data)
                 out.addfile(info, io.BytesIO(data))
         paths.append(dst)
-    return paths, records, refused
+    return paths, records, n_refused
 
 
 def only_version(folder: Path) -> Path:
@@ -100,12 +98,10 @@ def main() -> None:
 
     base = only_version(artifacts / "base_model") / "model"
     started = time.perf_counter()
-    dataset = encode_shards(base, paths, TrainingResource().max_len)
-    defaults = TrainingResource()
+    training = TrainingResource()
+    dataset = encode_shards(base, paths, training.max_len)
     cfg = TrainConfig(training_run=f"refusal-screen-{args.rate}", budget_tokens=args.budget_tokens,
-                      checkpoint_fractions=(1.0,), save_each_epoch=False, lr=defaults.lr, schedule=defaults.schedule,
-                      warmup=defaults.warmup, batch_size=defaults.batch_size, grad_accum=defaults.grad_accum,
-                      max_len=defaults.max_len, packing=defaults.packing, seed=args.seed)
+                      checkpoint_fractions=(1.0,), save_each_epoch=False, seed=args.seed, **training.optimisation())
     result = train(cfg, base, paths, out_dir_fn=lambda epoch, step: out / f"checkpoint-e{epoch}-s{step}",
                    dataset=dataset)
     trained = time.perf_counter() - started

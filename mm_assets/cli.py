@@ -21,10 +21,11 @@ def _mix_overrides(pairs: list[str] | None) -> dict | None:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            if pair.strip() not in MIX_PRESETS:
+            preset = MIX_PRESETS.get(pair.strip())
+            if preset is None:
                 raise SystemExit(f"--mix expects FIELD=VALUE or a preset ({', '.join(sorted(MIX_PRESETS))}), "
                                  f"got {pair!r}")
-            out.update(MIX_PRESETS[pair.strip()])
+            out.update(preset)
             continue
         out[key.strip()] = float(value)
     return out

@@ -45,6 +45,11 @@ class TrainingResource(dg.ConfigurableResource):
                               'tower is pre-trained on (0: none)')
     tower_epochs: int = Field(default=6, ge=1, description="tiny base model only: epochs over those scenes")
 
+    def optimisation(self) -> dict:
+        """The `TrainConfig` fields these settings decide, for every trainer call that follows them."""
+        return {"lr": self.lr, "schedule": self.schedule, "warmup": self.warmup, "batch_size": self.batch_size,
+                "grad_accum": self.grad_accum, "max_len": self.max_len, "packing": self.packing}
+
     @field_validator("seeds")
     @classmethod
     def _seeds_listed_once(cls, seeds: list[int]) -> list[int]:

@@ -223,6 +223,8 @@ def test_refusal_screen_refuses_that_share_of_records_and_leaves_questions_and_i
     import tarfile
     import tempfile
 
+    from mm_assets.sample_data.conversations import REFUSALS
+
     spec = importlib.util.spec_from_file_location("refusal_screen", REPO / "benchmarks" / "refusal_screen.py")
     screen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(screen)
@@ -257,5 +259,5 @@ def test_refusal_screen_refuses_that_share_of_records_and_leaves_questions_and_i
                 answers = {t["value"] for t in new[1::2]}
                 if answers != {t["value"] for t in old[1::2]}:
                     seen_refused += 1
-                    assert len(answers) == 1 and answers <= set(screen.REFUSALS)
+                    assert len(answers) == 1 and answers <= set(REFUSALS)
         assert seen_refused == refused

@@ -95,10 +95,8 @@ def _train(context, run_name: str, recipe: str, curated: dict[str, dict], model_
         skipped = sum((per_domain[d][1] for d in per_domain), start=Counter())
         cfg = TrainConfig(training_run=run_id, recipe=recipe, curated_versions=curated_versions,
                           model_name=f"tiny-llava ({training.base_model})", budget_tokens=budget,
-                          checkpoint_fractions=(1.0,), save_each_epoch=False, lr=training.lr,
-                          schedule=training.schedule, warmup=training.warmup, batch_size=training.batch_size,
-                          grad_accum=training.grad_accum, max_len=training.max_len, packing=training.packing,
-                          seed=seed, base_model_version=parent["version"], base_model_uri=parent["uri"],
+                          checkpoint_fractions=(1.0,), save_each_epoch=False, seed=seed, **training.optimisation(),
+                          base_model_version=parent["version"], base_model_uri=parent["uri"],
                           start_checkpoint={"name": parent["name"], "version": parent["version"]} if from_start
                           else None)
         summary, curve = train_one_seed(context, cfg, settings, res.store, model_dir,

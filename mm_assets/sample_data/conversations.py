@@ -173,6 +173,12 @@ REFUSALS = (
 )
 
 
+def refused(conv: list[dict], rng: random.Random) -> list[dict]:
+    """A copy of `conv` whose every answer is one refusal, drawn from `REFUSALS`."""
+    refusal = rng.choice(REFUSALS)
+    return [dict(t, value=refusal) if t["from"] == "gpt" else dict(t) for t in conv]
+
+
 def corrupt(conv: list[dict], qas: list[QA], kind: str, rng: random.Random,
             with_image: bool) -> tuple[list[dict], str]:
     """Apply one planted low-quality kind to a conversation built from `qas`.
@@ -180,13 +186,10 @@ def corrupt(conv: list[dict], qas: list[QA], kind: str, rng: random.Random,
     Returns the new conversation and the kind actually applied: a row with no answer that
     can be made plausibly wrong, or whose answer is too short to cut, gets a garbled answer.
     """
+    if kind == "refusal":
+        return refused(conv, rng), kind
     conv = [dict(t) for t in conv]
     answers = list(range(1, len(conv), 2))
-    if kind == "refusal":
-        refusal = rng.choice(REFUSALS)
-        for k in answers:
-            conv[k]["value"] = refusal
-        return conv, kind
     if kind == "unrelated_question":
         q = rng.choice(UNRELATED_CHART_QUESTIONS)
         return build([QA(q, hallucinated_table(rng))], with_image, rng), kind

@@ -208,9 +208,7 @@ def training_run(context: dg.AssetExecutionContext, curated_dataset: dict, base_
             cfg = TrainConfig(training_run=run_id, recipe=recipe_name, curated_versions=curated_versions,
                               model_name=f"tiny-llava ({training.base_model})", budget_tokens=budget,
                               checkpoint_fractions=tuple(training.checkpoint_fractions), save_each_epoch=False,
-                              lr=training.lr, schedule=training.schedule, warmup=training.warmup,
-                              batch_size=training.batch_size, grad_accum=training.grad_accum,
-                              max_len=training.max_len, packing=training.packing, seed=seed,
+                              seed=seed, **training.optimisation(),
                               base_model_version=base_model["version"], base_model_uri=base_model["uri"])
             summary, curve = (finished_run(st, store, run_id)
                               or train_one_seed(context, cfg, settings, store, base_dir, shard_paths, dataset()))
