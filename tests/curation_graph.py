@@ -75,6 +75,15 @@ def open_graph(home: Path, sample_data: Path, **overrides) -> Graph:
     return Graph(defs, instance, home=home, storage=defs.resources["storage"].get(), recipes_dir=home / "recipes")
 
 
+def copy_graph(g: Graph, home: Path, sample_data: Path, **overrides) -> Graph:
+    """A copy of `g`'s home at `home`, opened with `overrides` (resources rooted in the copy),
+    carrying on from `g`'s automation cursor: its ticks request only what changes after the copy."""
+    shutil.copytree(g.home, home)
+    copy = open_graph(home, sample_data, **overrides)
+    copy.cursor = g.cursor
+    return copy
+
+
 def small_graph_resources(home: Path, budget_tokens: int) -> dict:
     """The training, checkpoint-store and evaluation settings of the tests' small graph."""
     from resources.evaluation import EvalBackendResource
