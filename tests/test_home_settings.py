@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from mm_assets.demo import STUDY_SETTINGS, prepare_home
+from mm_assets.demo import DEMO_SETTINGS, STUDY_SETTINGS, prepare_home
 from resources.settings import training_resource
 from resources.training import TrainingResource
 
 
-def test_the_study_home_settings_reach_the_training_resource(tmp_path, monkeypatch):
+def test_the_demo_and_study_home_settings_reach_the_training_resource(tmp_path, monkeypatch):
     monkeypatch.delenv("MM_HOME", raising=False)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    for name in STUDY_SETTINGS:
+    for name in {**STUDY_SETTINGS, **DEMO_SETTINGS}:
         monkeypatch.delenv(name, raising=False)
     prepare_home(tmp_path, STUDY_SETTINGS)
     assert json.loads((tmp_path / "settings.json").read_text()) == STUDY_SETTINGS
@@ -27,11 +27,16 @@ def test_the_study_home_settings_reach_the_training_resource(tmp_path, monkeypat
     assert training_resource().seeds == [7]
     monkeypatch.delenv("MM_TRAIN_SEEDS")
 
-    prepare_home(tmp_path)                                     # the demo: no settings, defaults
-    assert not (tmp_path / "settings.json").exists()
-    assert training_resource().seeds == TrainingResource().seeds
+    prepare_home(tmp_path, DEMO_SETTINGS)                      # the demo: final checkpoints, no tower pre-training
     demo = training_resource()
-    assert (demo.tower_scenes, demo.tower_epochs) == (TrainingResource().tower_scenes, TrainingResource().tower_epochs)
+    assert demo.seeds == TrainingResource().seeds and demo.checkpoint_fractions == [1.0]
+    assert demo.tower_scenes == 0 and demo.budget_tokens == TrainingResource().budget_tokens
+
+    prepare_home(tmp_path)                                     # no settings: the defaults
+    assert not (tmp_path / "settings.json").exists()
+    plain = training_resource()
+    assert (plain.tower_scenes, plain.checkpoint_fractions) == (TrainingResource().tower_scenes,
+                                                                TrainingResource().checkpoint_fractions)
 
 
 def test_mlflow_artifacts_go_where_the_store_is(tmp_path, monkeypatch):
