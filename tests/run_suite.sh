@@ -41,8 +41,9 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # behind the longest one from the start). Two, not three: a third `dagster dev` beside the others
 # (each daemon ticks whether or not it gets the CPU) and three batch processes left every process
 # so little of the two cores that a module's fixture and runs waiting to start hit their timeouts.
-# Balanced on CPU time measured in a suite run: the recipe flow (≈750 core-s) with the Ray tests
-# (≈450); the S3 graph and the checkpoint sensor (≈850) with the browser and the backfill (≈300).
+# Balanced on their time in a suite run: the recipe flow (≈540 s) with the Ray tests (≈190) and
+# the backfill (≈120); the checkpoint sensor (≈410) and the S3 graph (≈250) with the browser
+# (≈160). (With the backfill in the second lane that lane ended last, 170 s after the first.)
 e2e_lane() {
     local name=$1; shift
     MM_SUITE_PART=e2e_$name $py -m pytest -q -m e2e -p no:cacheprovider --basetemp="$base/e2e_$name" --durations=5 "$@" \
@@ -52,9 +53,10 @@ e2e_lane() {
 }
 e2e_pids=()
 lanes=()
-e2e_lane recipe_flow_and_ray tests/test_recipe_flow_e2e.py tests/test_ray_shards.py tests/test_benchmarks_quick.py
-e2e_lane daemons_and_s3 --ignore=tests/test_recipe_flow_e2e.py --ignore=tests/test_ray_shards.py \
-    --ignore=tests/test_benchmarks_quick.py
+e2e_lane recipe_flow_ray_and_backfill tests/test_recipe_flow_e2e.py tests/test_ray_shards.py \
+    tests/test_benchmarks_quick.py tests/test_backfill_e2e.py
+e2e_lane sensors_s3_and_ui --ignore=tests/test_recipe_flow_e2e.py --ignore=tests/test_ray_shards.py \
+    --ignore=tests/test_benchmarks_quick.py --ignore=tests/test_backfill_e2e.py
 MM_SUITE_PART=steps $batch $py -m pytest -q -m "small_graph and not e2e" -p no:cacheprovider --basetemp="$base/steps" --durations=10 \
     tests/test_curation_steps.py > "$logs/small_graph_steps.log" 2>&1 &
 steps=$!
