@@ -6,8 +6,10 @@ so these tests check mechanisms, not embedding quality.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,13 +77,19 @@ def open_graph(home: Path, sample_data: Path, **overrides) -> Graph:
     return Graph(defs, instance, home=home, storage=defs.resources["storage"].get(), recipes_dir=home / "recipes")
 
 
-def copy_graph(g: Graph, home: Path, sample_data: Path, **overrides) -> Graph:
+@contextlib.contextmanager
+def copy_graph(g: Graph, home: Path, sample_data: Path, **overrides) -> Iterator[Graph]:
     """A copy of `g`'s home at `home`, opened with `overrides` (resources rooted in the copy),
-    carrying on from `g`'s automation cursor: its ticks request only what changes after the copy."""
+    carrying on from `g`'s automation cursor: its ticks request only what changes after the copy.
+    For a test whose edits would otherwise need restoring (a restore re-runs what the edit did);
+    removed afterwards."""
     shutil.copytree(g.home, home)
     copy = open_graph(home, sample_data, **overrides)
     copy.cursor = g.cursor
-    return copy
+    try:
+        yield copy
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def small_graph_resources(home: Path, budget_tokens: int) -> dict:

@@ -2,7 +2,6 @@
 edit recomputes exactly what depends on it, curated versions load and are fully explained."""
 
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -41,11 +40,8 @@ def graph(sample_data, tmp_path_factory):
 
 @pytest.fixture
 def graph_copy(graph, sample_data, tmp_path):
-    """A copy of the module's graph for an edit that would otherwise need restoring (restoring
-    re-ran the recipe's mask and its 8 curated datasets)."""
-    home = tmp_path / "home"
-    yield copy_graph(graph, home, sample_data)
-    shutil.rmtree(home, ignore_errors=True)
+    with copy_graph(graph, tmp_path / "home", sample_data) as g:
+        yield g
 
 
 def mask_for(g, name, text):

@@ -4,7 +4,6 @@ canary recall and lift, and a recipe edit recomputes only what reads the edited 
 
 import io
 import json
-import shutil
 
 import polars as pl
 import pytest
@@ -158,12 +157,11 @@ def edit_recipes(small_graph):
 
 
 def _copy(g, small_data, tmp_path):
-    """A copy of the graph for one test's edits: nothing needs restoring afterwards (restoring
-    re-ran the edited step, its 8 curated datasets and its training run — half of each edit
-    test's time)."""
+    """A copy for one test's edits (restoring re-ran the edited step, its 8 curated datasets and
+    its training run: half of each edit test's time)."""
     home = tmp_path / "home"
-    yield copy_graph(g, home, small_data, **small_graph_resources(home, SMALL_BUDGET_TOKENS))
-    shutil.rmtree(home, ignore_errors=True)
+    with copy_graph(g, home, small_data, **small_graph_resources(home, SMALL_BUDGET_TOKENS)) as copy:
+        yield copy
 
 
 @pytest.fixture
