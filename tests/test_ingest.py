@@ -1,6 +1,8 @@
 """Ingest of the look-alike data with the plain functions (no Dagster)."""
 
+import hashlib
 import json
+import shutil
 import tarfile
 
 import polars as pl
@@ -9,8 +11,8 @@ import webdataset as wds
 
 from mm_assets.sources.ingest import IngestInterrupted, ingest_domain
 from mm_assets.sources.samples_table import build_samples_table
-from mm_assets.sources.source_scan import SourceSpec, scan_sources
-from mm_assets.storage import Storage
+from mm_assets.sources.source_scan import SourceSpec, scan_sources, source_identity
+from mm_assets.storage import Storage, canonical_json
 from mm_assets.taxonomy import DOMAINS
 
 
@@ -132,6 +134,37 @@ def test_shards_round_trip_through_the_webdataset_library(sample_data, tmp_path)
                 if meta["image"]:
                     import hashlib
                     assert hashlib.sha256(sample[meta["image"]["ext"]]).hexdigest() == meta["image"]["sha256"]
+
+
+def test_the_same_files_at_another_path_give_the_same_artifacts(sample_data, tmp_path):
+    """Where the data set is mounted is lineage, not identity: a moved (or copied) data set must
+    not re-ingest, and so re-embed and retrain, everything downstream. The dirty source, whose
+    records and images are quarantined at both stages, copied to a second path: the source
+    identity, every domain's record pointers, the quarantine tables, the shards and the samples
+    tables are byte for byte the same, and only the manifest's `uri`s say where each came from."""
+    moved = tmp_path / "elsewhere" / "data"
+    shutil.copytree(sample_data / "dirty", moved / "dirty")
+    shutil.copyfile(sample_data / "source_to_domain.json", moved / "source_to_domain.json")
+    runs = {}
+    for name, root in (("original", sample_data), ("moved", moved)):
+        out = Storage(str(tmp_path / name))
+        manifest = scan_sources(specs(root, ["dirty"]), str(root / "source_to_domain.json"), out.child("source"))
+        raw = {d: ingest_domain(out.child("source"), manifest, d, out.child(f"raw/{d}"), samples_per_shard=7)
+               for d in ("chart", "general")}
+        runs[name] = dict(
+            manifest=manifest,
+            identity=hashlib.sha256(canonical_json(source_identity(manifest))).hexdigest(),
+            elements={d: v["sha256"] for d, v in manifest["domains"].items()},
+            quarantine=manifest["quarantine"]["sha256"],
+            shards={d: [(s["sha256"], s["quarantine_sha256"]) for s in m["shards"]] for d, m in raw.items()},
+            image_quarantine=sum(m["quarantined"] for m in raw.values()),
+            samples={d: build_samples_table(out.child(f"raw/{d}"), m).hash_rows().sum() for d, m in raw.items()})
+    original, moved_run = runs["original"], runs["moved"]
+    assert original["manifest"]["quarantine"]["rows"] > 0 and original["image_quarantine"] > 0
+    for what in ("identity", "elements", "quarantine", "shards", "samples"):
+        assert original[what] == moved_run[what], what
+    assert moved_run["manifest"]["annotations"][0]["uri"] == str(moved / "dirty" / "mammoth_si.json")
+    assert original["manifest"]["annotations"][0]["uri"] != moved_run["manifest"]["annotations"][0]["uri"]
 
 
 def test_main_source_counts_and_fixes_match_the_planted_truth(sample_data, truth, tmp_path):

@@ -17,7 +17,7 @@ from mm_assets.sources.eval_sets import load_eval_set
 from mm_assets.sources.ingest import INGEST_CODE_VERSION, ingest_domain, raw_shards_version
 from mm_assets.sources.quarantine import QUARANTINE_SCHEMA, counts_by_reason
 from mm_assets.sources.samples_table import build_samples_table
-from mm_assets.sources.source_scan import SCAN_CODE_VERSION, input_fingerprint, scan_sources
+from mm_assets.sources.source_scan import SCAN_CODE_VERSION, input_fingerprint, scan_sources, source_identity
 from mm_assets.metadata import bytes_digest, content_digest, markdown_table
 from mm_assets.storage import parquet_bytes
 from resources.data_source import MammothSourceResource
@@ -47,7 +47,7 @@ def source(context: dg.AssetExecutionContext, storage: StorageResource,
         context.log.info(f"inputs unchanged (fingerprint {fingerprint}): reusing {out.uri('')}")
     else:
         manifest = scan_sources(specs, mammoth.domain_map, out, mammoth.storage_options)
-    version = content_digest(manifest)
+    version = content_digest(source_identity(manifest))
     records = sum(d["records"] for d in manifest["domains"].values())
     return dg.Output(
         {"root": root, "version": version},

@@ -27,7 +27,7 @@ from mm_assets.sources.tar_index import MemberReader, is_gzip_name
 from mm_assets.storage import Storage, canonical_json, file_storage
 from mm_assets.webdataset_io import shard_digest, validate_shard, write_shard
 
-INGEST_CODE_VERSION = "1"
+INGEST_CODE_VERSION = "2"   # 2: a sample's origin names its annotation file, not where it is
 DEFAULT_SAMPLES_PER_SHARD = 1000
 
 _EXT_OF_FORMAT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
@@ -129,14 +129,15 @@ class _Readers:
         self.source_out = source_out
         self.storage_options = storage_options
         self.tarball_info = {(t["source_name"], t["tarball"]): t for t in source_manifest["tarballs"]}
+        self.annotation_uri = {a["source_name"]: a["uri"] for a in source_manifest["annotations"]}
         self._annotations: dict[str, object] = {}
         self._members: dict[tuple[str, str], MemberReader] = {}
 
-    def element_bytes(self, annotation: str, offset: int, length: int) -> bytes:
-        f = self._annotations.get(annotation)
+    def element_bytes(self, source_name: str, offset: int, length: int) -> bytes:
+        f = self._annotations.get(source_name)
         if f is None:
-            st, name = file_storage(annotation, self.storage_options)
-            f = self._annotations[annotation] = st.open_read(name, block_size=8 << 20)
+            st, name = file_storage(self.annotation_uri[source_name], self.storage_options)
+            f = self._annotations[source_name] = st.open_read(name, block_size=8 << 20)
         f.seek(offset)
         return f.read(length)
 
@@ -197,7 +198,7 @@ def _build_shard(rows: list[dict], domain: str, readers: _Readers, seen: dict[st
         where = dict(stage="raw_shards", source_name=row["source_name"], annotation=row["annotation"],
                      ordinal=row["ordinal"], offset=row["offset"], domain=domain, source=row["source"],
                      original_id=row["original_id"], image=row["image"])
-        value = decode_element(readers.element_bytes(row["annotation"], row["offset"], row["length"]))
+        value = decode_element(readers.element_bytes(row["source_name"], row["offset"], row["length"]))
         rec = value if isinstance(value, Rejection) else validate_record(value, {row["source"]: domain})
         if isinstance(rec, Rejection):  # the annotation file changed since the source scan
             quarantine.add(**where, reason=rec.reason, detail=f"on re-read: {rec.detail}")

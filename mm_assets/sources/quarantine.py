@@ -11,7 +11,7 @@ from mm_assets.sources.reasons import Reason
 QUARANTINE_SCHEMA = {
     "stage": pl.String,        # which step rejected it: "source" (record checks) or "raw_shards" (images)
     "source_name": pl.String,  # the configured source (annotation file + image tarballs)
-    "annotation": pl.String,   # URI of the JSON array
+    "annotation": pl.String,   # the JSON array's file name (its location: the source manifest's `uri`)
     "ordinal": pl.Int64,       # position of the element in the array
     "offset": pl.Int64,        # byte offset of the element in the file
     "domain": pl.String,       # null when the record is too broken to tell

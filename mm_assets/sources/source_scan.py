@@ -2,7 +2,7 @@
 
 It produces, under an output Storage:
 - `elements/<domain>.parquet`: every record that passed the record checks, as a pointer
-  (annotation file, ordinal, byte offset and length) plus where its image lives (tarball,
+  (source name, the annotation file's name, ordinal, byte offset and length) plus where its image lives (tarball,
   member offset and size, or why it is not there). Domains are split here, in one pass over
   the JSON array, so each `raw_shards[domain]` reads only its own records.
 - `members.parquet` and `seek_points/…`: the tarball member index and gzip seek points.
@@ -10,6 +10,12 @@ It produces, under an output Storage:
 - `manifest.json`: input hashes, counts, tarball health.
 Memory stays flat in the size of the JSON array: elements are streamed, rows are flushed to
 Parquet parts every `flush_rows`, and the image join runs in Polars' streaming engine.
+
+Where the inputs are is lineage, not identity: only the manifest's `uri` entries name their
+location (readers find a source's files through them), and `source_identity` leaves them out.
+Every other artifact names an annotation file by its source and file name, so the same files
+at another path, or in a bucket, give the same versions here and downstream — a moved data set
+is re-scanned (cheap) but not re-ingested, re-embedded or retrained.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from mm_assets.sources.tar_index import build_seek_points, index_tarball, is_gzi
 from mm_assets.storage import Storage, canonical_json, file_storage
 from mm_assets.taxonomy import DOMAINS
 
-SCAN_CODE_VERSION = "2"
+SCAN_CODE_VERSION = "3"   # 3: artifacts name annotation files by name, not location
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 ELEMENT_SCHEMA = {
@@ -48,6 +54,21 @@ class SourceSpec:
     name: str
     annotations: str   # URI or path of the JSON array
     images: str        # URI or path of the directory of tarballs ("" for a text-only source)
+
+
+def annotation_name(uri: str) -> str:
+    """How artifacts name an annotation file: its file name, without where it is."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def source_identity(manifest: dict) -> dict:
+    """The manifest without the inputs' locations: what the `source` data version digests."""
+    def without_uri(entry: dict) -> dict:
+        return {k: v for k, v in entry.items() if k != "uri"}
+
+    return {**manifest, "domain_map": without_uri(manifest["domain_map"]),
+            "annotations": [without_uri(a) for a in manifest["annotations"]],
+            "tarballs": [without_uri(t) for t in manifest["tarballs"]]}
 
 
 def load_domain_map(storage: Storage, rel: str) -> dict[str, str]:
@@ -144,11 +165,12 @@ class _PartWriter:
 def _scan_annotations(spec: SourceSpec, domain_of: dict[str, str], storage_options: dict,
                       elements: _PartWriter, quarantine: QuarantineRows) -> dict:
     in_dir, name = file_storage(spec.annotations, storage_options)
+    annotation = annotation_name(spec.annotations)
     n_ok = 0
     with in_dir.open_read(name, block_size=8 << 20) as f:
         scanner = JsonArrayScanner(f)
         for el in scanner:
-            where = dict(stage="source", source_name=spec.name, annotation=spec.annotations,
+            where = dict(stage="source", source_name=spec.name, annotation=annotation,
                          ordinal=el.ordinal, offset=el.offset)
             if el.unbalanced:
                 quarantine.add(**where, reason=Reason.INVALID_JSON,
@@ -174,7 +196,7 @@ def _scan_annotations(spec: SourceSpec, domain_of: dict[str, str], storage_optio
                                domain=domain_of.get(src) if src else None,
                                original_id=None if rid is None else str(rid))
                 continue
-            elements.add(rec.domain, {"source_name": spec.name, "annotation": spec.annotations,
+            elements.add(rec.domain, {"source_name": spec.name, "annotation": annotation,
                                       "ordinal": el.ordinal, "offset": el.offset, "length": len(el.data),
                                       "source": rec.source, "original_id": rec.original_id,
                                       "image": rec.image})
