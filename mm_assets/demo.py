@@ -111,7 +111,8 @@ def study_recipes(home: Path, extra: tuple[str, ...] = ()) -> str:
     the ones only the study trains (`recipes/study/*.yaml`: MM-GEN alone, v2 = v1 + MM-GEN) and
     the `extra` ones asked for by name (`recipes/study/extra/`, e.g. `domain_weights`: v1's
     domain weights alone; measured once, left out of the hour's budget), copied afresh so the
-    study always compares the repository's recipes."""
+    study always compares the repository's recipes. Returns the directory as the home's
+    settings name it: relative to the home, so a moved or copied home keeps its own recipes."""
     extra_dir = REPO_ROOT / "recipes" / "study" / "extra"
     missing = [name for name in extra if not (extra_dir / f"{name}.yaml").exists()]
     if missing:
@@ -125,7 +126,7 @@ def study_recipes(home: Path, extra: tuple[str, ...] = ()) -> str:
     for path in [*shipped, *sorted((REPO_ROOT / "recipes" / "study").glob("*.yaml")),
                  *(extra_dir / f"{name}.yaml" for name in extra)]:
         shutil.copyfile(path, target / path.name)
-    return str(target)
+    return target.name
 
 
 def materialize(home: Path, scale: str, seed: int, settings: dict[str, str] | None = None,

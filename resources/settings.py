@@ -4,7 +4,8 @@
   look-alike data under `MM_HOME/sample_data`, the Dagster instance in `MM_HOME/dagster_home`.
 - `MM_STORAGE_ROOT` / `MM_STORAGE_OPTIONS` (JSON): artifact storage, e.g. `s3://bucket/prefix`.
 - `MM_SOURCE_CONFIG`: a YAML file with the `MammothSourceResource` fields (real data; see README).
-- `MM_RECIPES` (default `<repo>/recipes`): the directory of curation recipe files.
+- `MM_RECIPES` (default `<repo>/recipes`): the directory of curation recipe files; a relative
+  path is relative to `MM_HOME` (the study's home names its own `recipes/` so).
 
 A home may carry its own defaults for any of these variables in `MM_HOME/settings.json`
 (`{"MM_TRAIN_SEEDS": "0,1,2", ...}`; `mm-curation study` writes one), so the UI and the
@@ -84,7 +85,7 @@ def embedder_resource() -> EmbedderResource:
 
 
 def recipes_resource() -> RecipesResource:
-    return RecipesResource(directory=setting("MM_RECIPES", str(REPO_ROOT / "recipes")))
+    return RecipesResource(directory=str(mm_home() / setting("MM_RECIPES", str(REPO_ROOT / "recipes"))))
 
 
 def checkpoint_store_resource():

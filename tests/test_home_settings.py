@@ -79,6 +79,13 @@ def test_the_study_trains_the_shipped_recipes_and_its_own_ones_the_demo_only_the
     assert [k for k, _ in valid["v2"].steps] == [k for k, _ in valid["v1"].steps] + ["mmgen"]
     prepare_home(tmp_path)
     assert set(recipes_resource().partition_names()) == shipped
+    # the home's settings name its recipes relative to it: a moved home keeps its own
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    prepare_home(tmp_path, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(tmp_path)})
+    tmp_path.rename(moved)
+    monkeypatch.setenv("MM_HOME", str(moved))
+    assert recipes_resource().directory == str(moved / "recipes")
+    assert set(recipes_resource().valid()) == shipped | {"mmgen", "v2"}
 
 
 def test_study_data_is_regenerated_when_the_planted_mix_changes_and_reused_when_not(tmp_path, monkeypatch):
