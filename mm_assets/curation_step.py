@@ -72,6 +72,7 @@ class StepInputs:
     log: Callable[[str], None] = print
     ray: RayPlacement | None = None           # a Ray cluster for steps that map work over it (rephrase generation)
     checkpoints: Storage | None = None        # the checkpoint store, for steps that run a model from it (mmgen)
+    image_content: str | None = None          # generated data's image content (mmgen's `drawn` generator)
 
     @cached_property
     def pool(self) -> pl.DataFrame:

@@ -58,11 +58,13 @@ def ensure_sample_data(root: Path, scale: str, seed: int, mix: dict | None = Non
     """Generate the look-alike data unless `root` holds the same scale, seed, planted mix (the
     scale's, with `mix`'s fields changed) and generator version."""
     from mm_assets.sample_data import generate_sample_data
-    from mm_assets.sample_data.generate import GENERATOR_VERSION
+    from mm_assets.sample_data.generate import GENERATOR_VERSION, IMAGE_CONTENT
     from mm_assets.sample_data.scales import resolve_scale
 
     truth = root / "truth" / "planted_truth.json"
-    if truth.exists() and (root / "trusted" / "mammoth_si.json").exists():
+    # (data written before the image content existed is written again: the same bytes, so
+    # nothing made from it is redone)
+    if truth.exists() and (root / "trusted" / "mammoth_si.json").exists() and (root / IMAGE_CONTENT).exists():
         t = json.loads(truth.read_text())
         wanted = {"scale": scale, "seed": seed, "generator_version": GENERATOR_VERSION,
                   "mix": resolve_scale(scale, mix=mix).mix.as_dict()}

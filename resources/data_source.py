@@ -29,6 +29,9 @@ class MammothSourceResource(dg.ConfigurableResource):
     samples_per_shard: int = Field(default=DEFAULT_SAMPLES_PER_SHARD, gt=0)
     planted_truth: str = Field(default="", description="Generated data only: the planted-truth file. "
                                "Quality reports read it; no decision does but the oracle's (the upper bound).")
+    image_content: str = Field(default="", description="Generated data only: what each main-source image shows, "
+                               "as question/answer pairs by image sha256 — what MM-GEN's `drawn` generator writes "
+                               "from (a stand-in for a strong VLM). Names no planted defect.")
     trusted: SourceFiles | None = Field(default=None, description="A small clean pool in the same layout: "
                                         "what the default perplexity reference model is trained on")
 

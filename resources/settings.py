@@ -64,6 +64,7 @@ def sample_data_source(root: Path) -> MammothSourceResource:
         eval_dir=str(root / "eval"),
         samples_per_shard=int(setting("MM_SAMPLES_PER_SHARD", "250")),
         planted_truth=str(root / "truth" / "planted_truth.json"),
+        image_content=str(root / "content" / "image_content.jsonl"),
         trusted=SourceFiles(name="trusted", annotations=str(root / "trusted" / "mammoth_si.json"),
                             images=str(root / "trusted" / "images")),
     )

@@ -68,7 +68,7 @@ def test_the_study_trains_the_shipped_recipes_and_its_own_ones_the_demo_only_the
     (tmp_path / "recipes" / "stale.yaml").write_text("steps: []\n")
     prepare_home(tmp_path, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(tmp_path)})
     assert set(recipes_resource().valid()) == shipped | {"mmgen", "v2"}   # the stale file gone
-    with pytest.raises(ValueError, match="no extra study recipe.*known: \\['domain_weights'\\]"):
+    with pytest.raises(ValueError, match="no extra study recipe \\['domain_weight'\\]; known: \\['domain_weights', 'mmgen_"):
         study_recipes(tmp_path, ("domain_weight",))
     prepare_home(tmp_path, {**STUDY_SETTINGS, "MM_RECIPES": study_recipes(tmp_path, ("domain_weights",))})
     valid = recipes_resource().valid()
@@ -92,7 +92,7 @@ def test_study_data_is_regenerated_when_the_planted_mix_changes_and_reused_when_
     """`mm-curation study --mix refusal_share=0.5` must not reuse the data of the default mix."""
     import mm_assets.sample_data as sample_data
     from mm_assets.demo import ensure_sample_data
-    from mm_assets.sample_data.generate import GENERATOR_VERSION
+    from mm_assets.sample_data.generate import GENERATOR_VERSION, IMAGE_CONTENT
     from mm_assets.sample_data.scales import resolve_scale
 
     calls = []
@@ -102,6 +102,8 @@ def test_study_data_is_regenerated_when_the_planted_mix_changes_and_reused_when_
         (root / "truth").mkdir(parents=True, exist_ok=True)
         (root / "trusted").mkdir(parents=True, exist_ok=True)
         (root / "trusted" / "mammoth_si.json").write_text("[]")
+        (root / "content").mkdir(parents=True, exist_ok=True)
+        (root / IMAGE_CONTENT).write_text("")
         (root / "truth" / "planted_truth.json").write_text(json.dumps(
             {"scale": scale, "seed": seed, "generator_version": GENERATOR_VERSION,
              "mix": resolve_scale(scale, mix=mix).mix.as_dict()}))
@@ -112,3 +114,8 @@ def test_study_data_is_regenerated_when_the_planted_mix_changes_and_reused_when_
     for mix in (None, None, {"refusal_share": 0.5}, {"refusal_share": 0.5}, None):
         ensure_sample_data(root, "study", 0, mix)
     assert calls == [None, {"refusal_share": 0.5}, None]
+    # data written before the image content existed is written again (the same bytes but that file)
+    (root / IMAGE_CONTENT).unlink()
+    ensure_sample_data(root, "study", 0, None)
+    ensure_sample_data(root, "study", 0, None)
+    assert calls == [None, {"refusal_share": 0.5}, None, None]

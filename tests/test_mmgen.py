@@ -106,6 +106,37 @@ def test_the_template_generator_retargets_a_fitting_turn_into_the_benchmark_form
     assert gen.generate([_request("countbench", arith)]) == [""]
 
 
+def test_the_drawn_generator_writes_what_the_image_shows_that_its_record_does_not_ask(tmp_path):
+    """The `drawn` generator (generated data only): from every question the image's drawing
+    supports it writes one the record does not ask, with the drawn answer — right even where the
+    record's own answer is a planted wrong one; an image without content gets the template's."""
+    from mm_assets.mmgen.generate import load_generator
+
+    content = tmp_path / "image_content.jsonl"
+    drawn = [{"question": "What is the value for Paris?", "answer": "42"},
+             {"question": "What is the value for Rome?", "answer": "17"},
+             {"question": "Which city has the highest value?", "answer": "Paris"},
+             {"question": "Describe the chart.", "answer": "A bar chart of revenue by city with five bars."}]
+    content.write_text(json.dumps({"image_sha256": "ab" * 32, "image": "x.png",
+                                   "qas": [{**qa, "form": "short", "tag": ""} for qa in drawn]}) + "\n")
+    gen = load_generator("drawn", image_content=str(content))
+    assert (gen.model_id, gen.uses_record) == ("drawn", True)
+    asks_paris_wrongly = _record(("What is the value for Paris?\nAnswer the question with a single word.", "40"))
+    value = _request("chartqa", asks_paris_wrongly, description="value for a city")
+    highest = _request("chartqa", asks_paris_wrongly, description="which city is highest")
+    knows_all = _record(*[(qa["question"], "0") for qa in drawn])
+    elsewhere = GenRequest("chartqa", "chartqa/g", "value", (), b"img", "cd" * 32, asks_paris_wrongly)
+    out = gen.generate([value, highest, _request("chartqa", knows_all), elsewhere])
+    assert parse_generation(out[0]) == ("What is the value for Rome?", "17")       # not asked by the record
+    assert parse_generation(out[1]) == ("Which city has the highest value?", "Paris")   # nearest the subgroup
+    assert parse_generation(out[2]) == ("What is the value for Paris?", "42")    # the drawn answer, not "0"
+    assert parse_generation(out[3]) == ("What is the value for Paris?", "40")    # no content: the template's
+    with pytest.raises(ValueError, match="real data has not: use hf or vllm"):
+        load_generator("drawn")
+    with pytest.raises(FileNotFoundError, match="regenerate the sample data"):
+        load_generator("drawn", image_content=str(tmp_path / "none.jsonl"))
+
+
 @pytest.mark.parametrize("bench,answer,problem", [
     ("countbench", "7", None), ("countbench", "seven", None), ("countbench", "about 7", "answer_not_a_count"),
     ("chartqa", "42", None), ("chartqa", "the value is forty two", "answer_too_long"),

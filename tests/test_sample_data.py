@@ -539,6 +539,29 @@ def _digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def test_image_content_holds_what_each_drawn_image_shows_and_names_no_defect(demo, truth, records, tar_members):
+    """MM-GEN's `drawn` generator writes from it: one line per main-source image but the leaked
+    eval images (not drawn here), found by the stored image's sha256, with every question its
+    drawing supports; a clean record asks one of its image's questions."""
+    from mm_assets.mmgen.generate import body_of
+
+    lines = [json.loads(line) for line in (demo[0] / "content" / "image_content.jsonl").read_text().splitlines()]
+    images = _image_bytes(tar_members)
+    leaked = {x["ref"]["ordinal"] for x in truth["leaked_eval_items"]}
+    assert sorted(line["image"] for line in lines) == sorted(
+        r["image"] for o, r in enumerate(records) if "image" in r and o not in leaked)
+    for line in lines:
+        assert set(line) == {"image", "image_sha256", "qas"} and line["qas"]
+        assert all(set(qa) == {"question", "answer", "form", "tag"} for qa in line["qas"])
+        assert hashlib.sha256(images[line["image"]]).hexdigest() == line["image_sha256"]
+    altered = ({x["ref"]["ordinal"] for x in truth["low_quality"]}
+               | {d["ordinal"] for g in truth["near_duplicate_groups"] for d in g["duplicates"]})
+    questions = {line["image"]: {qa["question"] for qa in line["qas"]} for line in lines}
+    clean = [r for o, r in enumerate(records) if "image" in r and o not in altered | leaked]
+    asked = [body_of(r["conversations"][0]["value"]) in questions[r["image"]] for r in clean]
+    assert len(clean) > 1000 and sum(asked) / len(asked) > 0.9, sum(asked) / len(asked)
+
+
 def test_same_seed_same_bytes_for_any_worker_count(tmp_path):
     kwargs = dict(scale="demo", seed=7, _records_per_domain=40, _eval_items=12)
     one = generate_sample_data(tmp_path / "one", workers=1, **kwargs)

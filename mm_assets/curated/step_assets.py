@@ -121,7 +121,8 @@ def build_decisions_asset(step: CurationStep) -> dg.AssetsDefinition:
                             planted_truth=mammoth.planted_truth,
                             canary_ids=lambda pool: canaries.ids(pool, mammoth.planted_truth), log=context.log.info,
                             ray=context.resources.ray_cluster.placement(),
-                            checkpoints=context.resources.checkpoints.get())
+                            checkpoints=context.resources.checkpoints.get(),
+                            image_content=mammoth.image_content or None)
         started = time.perf_counter()
         decided = step.decide(inputs)
         params_hash = decided.params_hash or step.params_hash(params)

@@ -9,6 +9,13 @@ Back ends:
   format: the eval's instruction wording, its answer form. It never sees the pixels and never
   reads the look-alike generator's hidden content, so it can only be as right as the record
   (a planted wrong answer stays wrong: the filters must catch it, as with a real generator).
+* `DrawnGenerator` — **not a VLM either**: the look-alike data's stand-in for a strong one. It
+  writes a question/answer pair from what the look-alike generator drew in the candidate image
+  (`sample_data/content/image_content.jsonl`: every question the image's drawing family can
+  answer, with the right answer — the record holds only the first few), preferring one the
+  record does not ask, in the benchmark's format. It needs that file, so it exists only for
+  generated data; it never reads the planted truth (which records are defects), but its answers
+  are right where a record's planted answer is wrong — as a strong VLM's would be.
 * `VLMGenerator` — any local VLM checkpoint through the eval back ends (`hf`: transformers on
   CPU or GPU; `vllm`: the `gpu` extra), prompted with the subgroup's description and its
   in-context reference examples and shown the candidate image; greedy decoding.
@@ -36,6 +43,7 @@ from mm_assets.storage import Storage
 IMAGE_TOKEN = "<image>"
 PROMPT_VERSION = "mmgen-targeted-qa.v1"
 TEMPLATE_VERSION = "mmgen-template-retarget.v2"   # bump with any change to what it writes (cache key)
+DRAWN_VERSION = "mmgen-drawn-content.v1"          # likewise
 MAX_QUESTION_CHARS = 300
 MAX_SHORT_ANSWER_WORDS = {"chartqa": 3, "docvqa": 6, "realworldqa": 3}
 _QA = re.compile(r"^\s*(?:Question:\s*)?(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+?)\s*$", re.S)
@@ -169,6 +177,32 @@ def _overlap(text: str, description: str) -> int:
     return sum(1 for w in re.findall(r"[A-Za-z]{3,}", text) if w.lower() in words)
 
 
+def _record_pairs(record: dict) -> list[tuple[str, str]]:
+    turns = record.get("conversations") or []
+    return [(turns[i]["value"], turns[i + 1]["value"]) for i in range(0, len(turns) - 1, 2)
+            if turns[i].get("from") == "human" and turns[i + 1].get("from") == "gpt"]
+
+
+def _best_pair(request: GenRequest, pairs, prefer=lambda body: 0) -> str:
+    """The pair whose answer the benchmark's metric accepts and whose question is nearest the
+    subgroup's description (first `prefer`, then word overlap, then order), in the `Question:` /
+    `Answer:` form; "" when none fits."""
+    best = None
+    for k, (q, a) in enumerate(pairs):
+        body = body_of(q)
+        if request.benchmark == "pixmo_points":
+            if not re.match(r"(?i)^point (?:to|at) ", body):
+                continue
+            body = _pointing_label(body)
+            a = a.strip() if "<point" in a else (NONE_ANSWER if "isn't" in a or "not in" in a else a)
+        if answer_problem(request.benchmark, a) or question_problem(request.benchmark, body):
+            continue
+        score = (prefer(body), _overlap(body, request.description), -k)
+        if best is None or score > best[0]:
+            best = (score, body, a.strip())
+    return "" if best is None else f"Question: {best[1]}\nAnswer: {best[2]}"
+
+
 class TemplateGenerator:
     """Re-targets a question/answer pair of the candidate's record (see the module docstring)."""
     name = "template"
@@ -177,27 +211,49 @@ class TemplateGenerator:
     uses_record = True
 
     def generate(self, requests: list[GenRequest]) -> list[str]:
-        return [self._one(r) for r in requests]
+        return [_best_pair(r, _record_pairs(r.record)) for r in requests]
 
-    @staticmethod
-    def _one(request: GenRequest) -> str:
-        turns = request.record.get("conversations") or []
-        pairs = [(turns[i]["value"], turns[i + 1]["value"]) for i in range(0, len(turns) - 1, 2)
-                 if turns[i].get("from") == "human" and turns[i + 1].get("from") == "gpt"]
-        best = None
-        for k, (q, a) in enumerate(pairs):
-            body = body_of(q)
-            if request.benchmark == "pixmo_points":
-                if not re.match(r"(?i)^point (?:to|at) ", body):
-                    continue
-                body = _pointing_label(body)
-                a = a.strip() if "<point" in a else (NONE_ANSWER if "isn't" in a or "not in" in a else a)
-            if answer_problem(request.benchmark, a) or question_problem(request.benchmark, body):
-                continue
-            score = (_overlap(body, request.description), -k)
-            if best is None or score > best[0]:
-                best = (score, body, a.strip())
-        return "" if best is None else f"Question: {best[1]}\nAnswer: {best[2]}"
+    def close(self) -> None:
+        pass
+
+
+def load_image_content(path: str) -> dict[str, list[tuple[str, str]]]:
+    """The look-alike data's image content: image sha256 -> its (question, answer) pairs."""
+    from mm_assets.storage import file_storage
+
+    st, name = file_storage(path, {})
+    if not st.exists(name):
+        raise FileNotFoundError(f"{path}: no image content (the look-alike data writes it; regenerate the sample data)")
+    out = {}
+    for line in st.read_bytes(name).decode("utf-8").splitlines():
+        row = json.loads(line)
+        out[row["image_sha256"]] = [(qa["question"], qa["answer"]) for qa in row["qas"]]
+    return out
+
+
+class DrawnGenerator:
+    """Writes from what was drawn in the candidate image, preferring a question its record does
+    not ask; an image without content (another source's) gets what the template writes."""
+    name = "drawn"
+    model_id = "drawn"
+    prompt_version = DRAWN_VERSION
+    uses_record = True
+
+    def __init__(self, image_content: str | None):
+        if not image_content:
+            raise ValueError("the drawn generator writes from the look-alike data's image content "
+                             "(MammothSourceResource.image_content), which real data has not: use hf or vllm")
+        self._content = load_image_content(image_content)
+
+    def generate(self, requests: list[GenRequest]) -> list[str]:
+        out = []
+        for r in requests:
+            pairs = _record_pairs(r.record)
+            asked = {body_of(q).lower() for q, _ in pairs}
+            drawn = self._content.get(r.image_sha256)
+            out.append(_best_pair(r, drawn, prefer=lambda body: body.lower() not in asked) if drawn
+                       else _best_pair(r, pairs))
+        return out
 
     def close(self) -> None:
         pass
@@ -237,14 +293,16 @@ class VLMGenerator:
         self._backend.close()
 
 
-def load_generator(kind: str, model: str | None = None, **options) -> Generator:
+def load_generator(kind: str, model: str | None = None, image_content: str | None = None, **options) -> Generator:
     if kind == "template":
         return TemplateGenerator()
+    if kind == "drawn":
+        return DrawnGenerator(image_content)
     if kind in ("hf", "vllm"):
         if not model:
             raise ValueError(f"the {kind!r} generator needs `model`: a local VLM checkpoint directory")
         return VLMGenerator(kind, model, **options)
-    raise ValueError(f"unknown generator {kind!r}; expected template, hf or vllm")
+    raise ValueError(f"unknown generator {kind!r}; expected template, drawn, hf or vllm")
 
 
 # ----------------------------------------------------------------------------- running

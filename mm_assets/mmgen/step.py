@@ -43,9 +43,11 @@ class FilterParams(StepParams):
 
 class MmgenParams(StepParams):
     """`generator`: `template` (re-targets the candidate record's own question/answer pairs into
-    the benchmark's format — not a VLM), `hf` or `vllm` (a local VLM checkpoint at `model`)."""
+    the benchmark's format — not a VLM), `drawn` (writes from what the look-alike generator drew
+    in the image — generated data only, not a VLM), `hf` or `vllm` (a local VLM checkpoint at
+    `model`)."""
     targets: dict[str, TargetParams]
-    generator: Literal["template", "hf", "vllm"] = "template"
+    generator: Literal["template", "drawn", "hf", "vllm"] = "template"
     model: str | None = None
     filter: FilterParams = FilterParams()
     exclude_similarity: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.99   # as v1's decontamination
@@ -151,7 +153,7 @@ def decide(inputs: StepInputs) -> Decided:
         requests.append((r["sample_id"], r["reference_item_id"],
                          GenRequest(r["benchmark"], r["subgroup"], d["description"], shots, image,
                                     record["image"]["sha256"], record)))
-    generator = load_generator(step.generator, step.model)
+    generator = load_generator(step.generator, step.model, image_content=inputs.image_content)
     try:
         params_hash = content_digest([STEP.params_hash(step), generator.model_id, generator.prompt_version])[:12]
         results, stats = generate_all(requests, generator, st.child(CACHE_ROOT),

@@ -20,11 +20,15 @@ class StepParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+MODEL_FREE_BACKENDS = ("template", "drawn")
+
+
 def check_model_for_backend(backend: str, model: str | None, what: str = "backend") -> None:
-    """A model-free `template` back end takes no `model`; a model back end (`hf`, `vllm`) needs one."""
-    if backend == "template" and model is not None:
-        raise ValueError(f"the template {what} takes no model")
-    if backend != "template" and not model:
+    """A model-free back end (`template`, MM-GEN's `drawn`) takes no `model`; a model back end
+    (`hf`, `vllm`) needs one."""
+    if backend in MODEL_FREE_BACKENDS and model is not None:
+        raise ValueError(f"the {backend} {what} takes no model")
+    if backend not in MODEL_FREE_BACKENDS and not model:
         raise ValueError(f"{what} {backend!r} needs `model`: a local model path")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -18,11 +20,15 @@ from .render import render_chunk
 from .scales import PlantedMix, resolve_scale
 from .sources import source_to_domain
 from .trusted import write_trusted_pool
-from .writer import JsonArrayWriter, write_json, write_tar_gz
+from .writer import JsonArrayWriter, atomic_path, write_json, write_tar_gz
 
 # 2: answer-format instructions (instructions.py), planted mix in the truth; 3: reference splits
 GENERATOR_VERSION = "3"
 MAIN_JSON = "main/mammoth_si.json"
+# What each main-source image shows, as question/answer pairs (one JSON line per image, by its
+# sha256): the look-alike generator's own knowledge of the pictures, which only generated data
+# has. Not planted truth: it names no defect. MM-GEN's `drawn` generator reads it.
+IMAGE_CONTENT = "content/image_content.jsonl"
 
 
 def _ref(plan: Plan, ordinal: int) -> dict:
@@ -73,7 +79,7 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
     cfg = resolve_scale(scale, _records_per_domain, _eval_items, mix)
     workers = max(1, workers or os.cpu_count() or 1)
     out = Path(out_dir)
-    for sub in ("main/images", "dirty/images", "eval/pixmo_points_images", "truth"):
+    for sub in ("main/images", "dirty/images", "eval/pixmo_points_images", "truth", "content"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     write_json(out / "source_to_domain.json", source_to_domain())
 
@@ -90,7 +96,8 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
         dirty_job = pool.apply_async(write_dirty, (out / "dirty", seed))
         trusted_job = pool.apply_async(write_trusted_pool, (out, cfg, seed))
         shard, members = 0, []
-        with JsonArrayWriter(out / MAIN_JSON) as json_out, \
+        with JsonArrayWriter(out / MAIN_JSON) as json_out, atomic_path(out / IMAGE_CONTENT) as content_path, \
+                open(content_path, "w", encoding="utf-8") as content_out, \
                 progress.task("rendering samples", total=len(plan.units), unit="samples") as rendering:
             for rendered in pool.imap(render_chunk, chunks):
                 rendering.advance(len(rendered))
@@ -100,6 +107,10 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
                         lq_applied[r.ordinal] = r.lq_applied
                     if r.image is None:
                         continue
+                    if r.content is not None:
+                        content_out.write(json.dumps({"image_sha256": hashlib.sha256(r.image).hexdigest(),
+                                                      "image": r.record["image"], "qas": r.content},
+                                                     ensure_ascii=False, sort_keys=True) + "\n")
                     # shards are contiguous runs of image rows, so each is written once complete
                     members.append((r.record["image"], r.image))
                     if len(members) == plan.shard_sizes[shard]:
@@ -126,7 +137,7 @@ def generate_sample_data(out_dir: str | Path, scale: str = "demo", seed: int = 0
         "paths": {"main": str(out / MAIN_JSON), "images": str(out / "main" / "images"),
                   "dirty": str(out / "dirty"), "eval": str(out / "eval"),
                   "source_to_domain": str(out / "source_to_domain.json"),
-                  "truth": str(out / "truth" / "planted_truth.json"),
+                  "truth": str(out / "truth" / "planted_truth.json"), "image_content": str(out / IMAGE_CONTENT),
                   "trusted": trusted["json"], "trusted_images": trusted["images_dir"]},
         "seconds": round(time.perf_counter() - t0, 2),
     }

@@ -9,7 +9,7 @@ from PIL import Image
 from . import conversations as conv_mod
 from . import eval_sets
 from .canvas import Sizing, decode, encode
-from .families import FAMILIES
+from .families import FAMILIES, Drawn
 from .instructions import instruct
 from .plan import Unit
 from .rng import rng_for
@@ -21,10 +21,18 @@ class Rendered:
     record: dict
     image: bytes | None
     lq_applied: str | None
+    content: list[dict] | None = None     # every question/answer the drawing supports (`image_content`)
 
 
-def draw_base(domain: str, index: int, family: str, seed: int, sizing: Sizing, stream: str = "train"):
-    """Image bytes, conversation and the QAs it was built from, for one base draw."""
+def image_content(drawn: Drawn) -> list[dict]:
+    """Every question the family can answer from what it drew, with the answer in its short form —
+    the record uses the first few. What a reader who sees the image perfectly could write about
+    it (MM-GEN's `drawn` generator reads it); it says nothing about planted defects."""
+    return [{"question": qa.question, "answer": qa.short or qa.answer, "form": qa.form, "tag": qa.tag}
+            for qa in drawn.qas]
+
+
+def _draw(domain: str, index: int, family: str, seed: int, sizing: Sizing, stream: str):
     fam = FAMILIES[family]
     drawn = fam.draw(rng_for(seed, stream, domain, index), sizing)
     crng = rng_for(seed, stream, domain, index, "conv")
@@ -32,7 +40,12 @@ def draw_base(domain: str, index: int, family: str, seed: int, sizing: Sizing, s
     qas = instruct(family, domain, qas, drawn.spec, rng_for(seed, stream, domain, index, "instr"))
     conv = conv_mod.build(qas, fam.fmt is not None, crng)
     image = None if drawn.image is None else encode(drawn.image, fam.fmt, quality=crng.randint(78, 95))
-    return image, conv, qas
+    return image, conv, qas, drawn
+
+
+def draw_base(domain: str, index: int, family: str, seed: int, sizing: Sizing, stream: str = "train"):
+    """Image bytes, conversation and the QAs it was built from, for one base draw."""
+    return _draw(domain, index, family, seed, sizing, stream)[:3]
 
 
 def _strip_image_token(conv: list[dict]) -> list[dict]:
@@ -63,7 +76,7 @@ def _near_duplicate_image(image: bytes, fmt: str, kind: str, family: str, rng) -
 
 def render_unit(u: Unit, seed: int, sizing: Sizing) -> Rendered:
     fam = FAMILIES[u.family]
-    lq = None
+    lq, content = None, None
     if u.kind == "leak":
         item = eval_sets.eval_item(u.bench, u.index, seed)
         image = item.image
@@ -71,7 +84,9 @@ def render_unit(u: Unit, seed: int, sizing: Sizing) -> Rendered:
             image = encode(decode(image), "JPEG", quality=rng_for(seed, "leak", u.bench, u.index).randint(70, 90))
         conv = conv_mod.build([conv_mod.QA(item.question, item.answer)], True)
     else:
-        image, conv, qas = draw_base(u.domain, u.index, u.family, seed, sizing)
+        image, conv, qas, drawn = _draw(u.domain, u.index, u.family, seed, sizing, "train")
+        if image is not None:
+            content = image_content(drawn)
         if u.kind == "dup":
             rng = rng_for(seed, "dup", u.domain, u.index, u.dup_no)
             if u.dup_kind in ("reworded_question", "text_reworded"):
@@ -89,7 +104,7 @@ def render_unit(u: Unit, seed: int, sizing: Sizing) -> Rendered:
         record["image"] = u.image
     record["conversations"] = conv
     record["source"] = fam.source
-    return Rendered(u.ordinal, record, image, lq)
+    return Rendered(u.ordinal, record, image, lq, content)
 
 
 def render_chunk(args: tuple[list[Unit], int, Sizing]) -> list[Rendered]:
