@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from mm_assets.curated.compose import add_generated
-from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers
+from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers, sample_vectors
 from mm_assets.mmgen.generate import (NONE_ANSWER, GenRequest, TemplateGenerator, answer_problem, body_of,
                                       generate_all, parse_generation)
 from mm_assets.mmgen.subgroups import assign_subgroups, describe_subgroups, pick_candidates, place_in_subgroups
@@ -206,6 +206,17 @@ def test_near_duplicates_follow_semdedups_rule_within_a_subgroup_only():
     v = np.array([[1, 0, 0], [0.999, 0.01, 0], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
     assert duplicates_within_groups(v, ["a", "a", "a", "b"], eps=0.02) == [None, 0, None, None]
     assert duplicates_within_groups(v, ["a", "a", "a", "b"], eps=0.0) == [None, None, None, None]
+
+
+def test_a_duplicate_generation_repeats_both_the_image_and_the_text():
+    """The same question and answer about two different pictures are two samples (counting
+    questions repeat by design); the same text about a near-identical image is one."""
+    text = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], dtype=np.float32)        # rows 0-2: one question
+    image = np.array([[1, 0, 0], [0, 1, 0], [0.999, 0, 0.02], [1, 0, 0]], dtype=np.float32)
+    assert duplicates_within_groups(sample_vectors(image, text), ["a"] * 4, eps=0.02) == [None, None, 0, None]
+    assert duplicates_within_groups(text, ["a"] * 4, eps=0.02) == [None, 0, 0, None]    # text alone: 2 lost
+    with pytest.raises(ValueError, match="3 image vectors for 4 texts"):
+        sample_vectors(image[:3], text)
 
 
 def test_perplexity_outliers_are_the_highest_nll_per_subgroup_and_the_unscored():

@@ -1,5 +1,6 @@
-"""Filtering generations: near-duplicates by SemDeDup's rule on their text embeddings (the
-subgroup plays SemDeDup's cluster), outliers by perplexity under the reference model."""
+"""Filtering generations: near-duplicates by SemDeDup's rule on their embeddings as samples —
+image and text together (the subgroup plays SemDeDup's cluster) —, outliers by perplexity under
+the reference model."""
 
 from __future__ import annotations
 
@@ -30,6 +31,21 @@ def duplicates_within_groups(vectors: np.ndarray, groups: Sequence[str], eps: fl
             if sims[a, j] > 1.0 - eps:
                 out[int(idx[a])] = int(idx[j])
     return out
+
+
+def sample_vectors(image: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """A generated sample's embedding: its source image's and its text's unit vectors side by
+    side, so that the cosine of two samples is the mean of their image and their text cosines.
+    Text alone would call "How many circles are there? 5" about two different pictures one
+    sample twice (the template's and the drawn generator's questions repeat by design); a
+    duplicate must repeat both what is shown and what is said."""
+    def unit(x):
+        x = np.asarray(x, dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    if len(image) != len(text):
+        raise ValueError(f"{len(image)} image vectors for {len(text)} texts")
+    return np.concatenate([unit(image), unit(text)], axis=1)
 
 
 def perplexity_outliers(nll: Sequence[float | None], groups: Sequence[str], keep_fraction: float) -> list[bool]:

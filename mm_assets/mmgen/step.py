@@ -23,7 +23,7 @@ from mm_assets.recipes.params import StepParams, check_model_for_backend
 from mm_assets.taxonomy import BENCHMARKS
 
 CACHE_ROOT = "mmgen_cache"
-DEDUP_EPS = 0.02          # generations of one subgroup with text cosine above 0.98 are near duplicates
+DEDUP_EPS = 0.02          # generations of one subgroup whose image and text cosines average above 0.98 are near duplicates
 
 
 class TargetParams(StepParams):
@@ -106,7 +106,7 @@ def decide(inputs: StepInputs) -> Decided:
     import polars as pl
 
     from mm_assets.metadata import content_digest
-    from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers
+    from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers, sample_vectors
     from mm_assets.mmgen.generate import GenRequest, generate_all, load_generator
     from mm_assets.mmgen.subgroups import pick_candidates
     from mm_assets.storage import parquet_bytes
@@ -161,7 +161,7 @@ def decide(inputs: StepInputs) -> Decided:
     finally:
         generator.close()
     images = {sid: img for sid, (_, img) in sources.items()}
-    results = _filter(inputs, step, results, images, duplicates_within_groups, perplexity_outliers)
+    results = _filter(inputs, step, results, images, duplicates_within_groups, perplexity_outliers, sample_vectors)
 
     kept = results.filter(pl.col("kept"))
     per_source = kept.group_by("source_sample_id").agg(pl.len().alias("n"), pl.col("subgroup").unique().sort())
@@ -230,7 +230,7 @@ def _reference_scores(inputs: StepInputs, checkpoint: str, bench: str, reference
 
 
 def _filter(inputs: StepInputs, step: MmgenParams, results, images: dict, duplicates_within_groups,
-            perplexity_outliers):
+            perplexity_outliers, sample_vectors):
     """Add `duplicate_of`, `nll`, `perplexity_outlier` and `kept` to the generation results."""
     import polars as pl
 
@@ -241,11 +241,19 @@ def _filter(inputs: StepInputs, step: MmgenParams, results, images: dict, duplic
     if valid.height and step.filter.dedup:
         from mm_assets.embeddings import embed_texts
         from mm_assets.embeddings.assets import load_embedder_from_pointer
+        from mm_assets.mining.assets import training_image_vectors
 
         model, tokenizer, _ = load_embedder_from_pointer(inputs.storage, inputs.pointers("embedder"))
         texts = [f"{q} {a}" for q, a in valid.select("question", "answer").iter_rows()]
         ids = valid["gen_id"].to_list()
-        found = duplicates_within_groups(embed_texts(model, tokenizer, texts), valid["subgroup"].to_list(), DEDUP_EPS)
+        pool_ids, _, pool_vecs = training_image_vectors(inputs.storage, inputs.pointers("embeddings"))
+        row_of = {sid: i for i, sid in enumerate(pool_ids)}
+        sources = valid["source_sample_id"].to_list()
+        missing = sorted({s for s in sources if s not in row_of})
+        if missing:
+            raise ValueError(f"mmgen: no image embedding for source sample(s) {missing[:5]}: materialize embeddings")
+        vectors = sample_vectors(pool_vecs[[row_of[s] for s in sources]], embed_texts(model, tokenizer, texts))
+        found = duplicates_within_groups(vectors, valid["subgroup"].to_list(), DEDUP_EPS)
         dup_of = {ids[i]: ids[j] for i, j in enumerate(found) if j is not None}
     rest = valid.filter(~pl.col("gen_id").is_in(list(dup_of)))
     if rest.height and step.filter.perplexity < 1.0:
@@ -271,12 +279,12 @@ def _filter(inputs: StepInputs, step: MmgenParams, results, images: dict, duplic
 
 
 STEP = CurationStep(
-    kind="mmgen", params=MmgenParams,
+    kind="mmgen", params=MmgenParams, code_version="2",   # 2: near-duplicates by image and text, not text alone
     sections=(Section("mmgen", "targeted synthesis parameters (targets, generator, filters): read by mmgen_decisions",
                       lambda p: p.model_dump(mode="json")),),
     decided_by=("mmgen",),
     reads=("mmgen_reference", "reference_sets", "eval_neighbours", "eval_sets", "raw_shards", "samples", "embedder",
-           "reference_model"),
+           "embeddings", "reference_model"),
     decide=decide,
     score_assets=("question_embeddings", "eval_embeddings", "eval_neighbours", "trusted_pool", "reference_model",
                   "reference_sets", "mmgen_reference"),
