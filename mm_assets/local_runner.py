@@ -300,10 +300,16 @@ class LocalGraph:
                 cursor = page.cursor
         return out
 
+    def _latest(self, key: str, partition: str | None) -> dg.AssetMaterialization:
+        return self.instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None),
+            limit=1).records[0].asset_materialization
+
     def meta(self, key: str, partition: str | None = None) -> dict:
-        rec = self.instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None), limit=1).records[0]
-        return {k: v.value for k, v in rec.asset_materialization.metadata.items()}
+        return {k: v.value for k, v in self._latest(key, partition).metadata.items()}
+
+    def data_version(self, key: str, partition: str | None = None) -> str:
+        return self._latest(key, partition).tags["dagster/data_version"]
 
 
 def new_materializations(before: dict, after: dict) -> dict:

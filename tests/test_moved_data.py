@@ -2,18 +2,8 @@
 
 import shutil
 
-import dagster as dg
-
 from conftest import SMALL_BUDGET_TOKENS
 from curation_graph import copy_graph, small_graph_resources
-
-
-def latest(g, key: str, partition: str | None = None) -> tuple[str, dict]:
-    """The data version and metadata of an asset's latest materialization."""
-    rec = g.instance.fetch_materializations(dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None), limit=1).records[0]
-    mat = rec.asset_materialization
-    return mat.tags["dagster/data_version"], {k: v.value for k, v in mat.metadata.items()}
 
 
 def test_the_same_data_at_another_path_is_scanned_again_and_recomputes_nothing(small_graph, small_data, tmp_path):
@@ -27,16 +17,15 @@ def test_the_same_data_at_another_path_is_scanned_again_and_recomputes_nothing(s
     shutil.copytree(small_data, moved)
     home = tmp_path / "home"
     with copy_graph(small_graph, home, moved, **small_graph_resources(home, SMALL_BUDGET_TOKENS)) as g:
-        before = {(key, p): latest(g, key, p) for key, p in
+        before = {(key, p): g.data_version(key, p) for key, p in
                   (("source", None), ("raw_shards", "chart"), ("samples", "chart"))}
         g.run("source_job")
-        version, meta = latest(g, "source")
+        meta = g.meta("source")
         assert meta["reused"] is False                      # scanned again, at the new path
         assert [a["uri"] for a in meta["annotations"]] == [
             str(moved / name / "mammoth_si.json") for name in ("main", "dirty")]   # lineage: where
-        assert version == before[("source", None)][0]      # identity: what
+        assert g.data_version("source") == before[("source", None)]      # identity: what
         assert g.automation_tick() == {}
         g.run("ingest_domain_job", "chart")
         for key, p in (("raw_shards", "chart"), ("samples", "chart")):
-            version, meta = latest(g, key, p)
-            assert version == before[(key, p)][0] and meta["reused"] is True, key
+            assert g.data_version(key, p) == before[(key, p)] and g.meta(key, p)["reused"] is True, key

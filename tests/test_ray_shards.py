@@ -26,7 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-import dagster as dg
 import psutil
 import pytest
 
@@ -89,12 +88,6 @@ def _graph(home: Path, small_data: Path, address: str = "", cpus_per_shard: floa
                                                                            num_cpus_per_shard=cpus_per_shard))
 
 
-def _data_version(g, step: str, domain: str) -> str:
-    record = g.instance.fetch_materializations(dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey(step), asset_partitions=[domain]), limit=1).records[0]
-    return record.asset_materialization.tags["dagster/data_version"]
-
-
 def _files(root: Path) -> dict[str, str]:
     """sha256 of every file under `root`, by relative path."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -117,7 +110,7 @@ def _shards(home: Path, domain: str) -> int:
 
 def test_ray_results_equal_in_process_byte_for_byte_with_the_same_data_versions(cluster, home, small_data):
     g = _graph(home, small_data)
-    reference = {(s, d): (_files(_outputs(home, s, d)), _data_version(g, s, d)) for s in STEPS for d in DOMAINS[:1]}
+    reference = {(s, d): (_files(_outputs(home, s, d)), g.data_version(s, d)) for s in STEPS for d in DOMAINS[:1]}
     d = DOMAINS[0]          # one domain: each run on Ray starts its own worker processes (torch imports)
     assert _shards(home, d) >= 3, "the test needs several shards per domain"
     for s in STEPS:
@@ -134,13 +127,13 @@ def test_ray_results_equal_in_process_byte_for_byte_with_the_same_data_versions(
             assert rows["shards_computed"] == (1 if s == "question_embeddings" else _shards(home, d)), rows
             files, version = reference[(s, d)]
             assert _files(_outputs(home, s, d)) == files, f"{s}[{d}] differs from the in-process result"
-            assert _data_version(g, s, d) == version
+            assert g.data_version(s, d) == version
 
 
 def test_rephrase_generation_on_ray_equals_in_process(cluster, home, small_data):
     g = _graph(home, small_data)
     decisions = home / "artifacts" / "rephrase_decisions" / "rephrase"
-    reference = (_files(decisions), _data_version(g, "rephrase_decisions", "rephrase"))
+    reference = (_files(decisions), g.data_version("rephrase_decisions", "rephrase"))
     assert g.meta("rephrase_decisions", "rephrase")["generated_on"] == "in process"
     import shutil
     shutil.rmtree(decisions)
@@ -150,13 +143,13 @@ def test_rephrase_generation_on_ray_equals_in_process(cluster, home, small_data)
     g.run("step_decisions_job", "rephrase")
     meta = g.meta("rephrase_decisions", "rephrase")
     assert meta["generated_on"] == "Ray" and meta["generated"] > 0 and meta["from_cache"] == 0, meta
-    assert (_files(decisions), _data_version(g, "rephrase_decisions", "rephrase")) == reference
+    assert (_files(decisions), g.data_version("rephrase_decisions", "rephrase")) == reference
 
 
 def test_a_killed_ray_worker_is_retried_and_the_result_is_identical(cluster, home, small_data):
     g = _graph(home, small_data, cluster.address)
     domain = DOMAINS[0]
-    before = (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain))
+    before = (_files(_outputs(home, "embeddings", domain)), g.data_version("embeddings", domain))
     _forget(home, "embeddings", domain)
 
     killed: list[int] = []
@@ -180,7 +173,7 @@ def test_a_killed_ray_worker_is_retried_and_the_result_is_identical(cluster, hom
     killer.join()
     assert killed, "no worker was seen running embed_shard"
     assert g.meta("embeddings", domain)["shards_computed"] == _shards(home, domain)
-    assert (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain)) == before
+    assert (_files(_outputs(home, "embeddings", domain)), g.data_version("embeddings", domain)) == before
 
 
 DRIVER = textwrap.dedent("""
@@ -196,7 +189,7 @@ DRIVER = textwrap.dedent("""
 def test_after_a_killed_driver_only_the_missing_shards_are_computed(cluster, home, small_data):
     domain = DOMAINS[1]
     g = _graph(home, small_data, cluster.address)
-    before = (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain))
+    before = (_files(_outputs(home, "embeddings", domain)), g.data_version("embeddings", domain))
     _forget(home, "embeddings", domain)
     total = _shards(home, domain)
 
@@ -230,4 +223,4 @@ def test_after_a_killed_driver_only_the_missing_shards_are_computed(cluster, hom
     meta = g.meta("embeddings", domain)
     assert (meta["shards_computed"], meta["shards_reused"]) == (total - present, present), meta
     print(f"driver killed with {present} of {total} shards done: the re-run computed {meta['shards_computed']}")
-    assert (_files(_outputs(home, "embeddings", domain)), _data_version(g, "embeddings", domain)) == before
+    assert (_files(_outputs(home, "embeddings", domain)), g.data_version("embeddings", domain)) == before
