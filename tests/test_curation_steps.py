@@ -303,24 +303,31 @@ def test_no_generation_source_is_a_scored_eval_image_or_near_one(edit_recipes):
     assert not set(pool.filter(pl.col("sample_id").is_in(list(sources)))["image_sha256"]) & eval_images
 
 
-def test_the_weakest_subgroups_are_chosen_on_the_reference_split_by_a_named_checkpoint(edit_recipes):
-    """`weakest: 1` targets the subgroup where baseline's final checkpoint scores lowest on the
-    reference split (scored once per checkpoint version and split version, then read back)."""
+@pytest.mark.parametrize("scorer", ["checkpoint", "tiny"])
+def test_the_weakest_subgroups_are_chosen_on_the_reference_split_by_the_scoring_model(edit_recipes, scorer):
+    """`weakest: 1` targets the subgroup where the `score_with` model — baseline's final checkpoint,
+    or `tiny`, the reference model already in the graph (what a study names: no run id to know
+    in advance) — scores lowest on the reference split (scored once per model version and split
+    version, then read back)."""
     g = edit_recipes
-    final = g.storage.read_json("dagster_io/training_run/baseline.json")["runs"][0]["final"]
+    if scorer == "tiny":
+        score_with, version = "tiny", g.storage.read_json("dagster_io/reference_model.json")["version"]
+    else:
+        score_with = g.storage.read_json("dagster_io/training_run/baseline.json")["runs"][0]["final"]
+        version = ""
     text = MMGEN_SMALL.replace("countbench: {subgroups: auto, per_subgroup: 3}",
                                "countbench: {subgroups: auto, per_subgroup: 3, weakest: 1}") \
-        + f"      score_with: {final}\n"
-    g.write_recipe("mmgen_weakest", text)
+        + f"      score_with: {score_with}\n"
+    g.write_recipe(f"mmgen_weakest_{scorer}", text)
     g.register_recipes()
-    g.run("mmgen_decisions_job", "mmgen_weakest")
-    m = g.meta("mmgen_decisions", "mmgen_weakest")
+    g.run("mmgen_decisions_job", f"mmgen_weakest_{scorer}")
+    m = g.meta("mmgen_decisions", f"mmgen_weakest_{scorer}")
     scores = {r["subgroup"]: r["score"] for r in _markdown_rows(m["reference_scores_by_subgroup"])}
     count = [s for s in m["targeted_subgroups"] if s.startswith("countbench/")]
     assert len(count) == 1 and len(scores) > 1
     assert float(scores[count[0]]) == min(float(v) for v in scores.values())
-    assert m["score_with"] == final
-    assert g.storage.walk_files("mmgen_reference_scores")            # stored for the next recipe that asks
+    assert m["score_with"] == score_with
+    assert g.storage.walk_files(f"mmgen_reference_scores/{version}")     # stored for the next recipe that asks
 
 
 def _markdown_rows(value) -> list[dict]:

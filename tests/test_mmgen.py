@@ -12,7 +12,7 @@ import pytest
 from mm_assets.curated.compose import add_generated
 from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers, sample_vectors
 from mm_assets.mmgen.generate import (NONE_ANSWER, GenRequest, TemplateGenerator, answer_problem, body_of,
-                                      generate_all, parse_generation)
+                                      eval_style_question, generate_all, parse_generation, training_record)
 from mm_assets.mmgen.subgroups import assign_subgroups, describe_subgroups, pick_candidates, place_in_subgroups
 from mm_assets.storage import Storage
 from blocked_child import kill_when_blocked
@@ -149,6 +149,28 @@ def test_answers_are_validated_in_the_form_the_benchmark_metric_scores(bench, an
 def test_instruction_lines_are_stripped_from_a_retargeted_question():
     assert body_of("<image>\nWhich team has the lowest share?\nPlease try to answer the question with short words "
                    "or phrases if possible.") == "Which team has the lowest share?"
+
+
+def test_a_realworldqa_question_gets_back_its_options_and_instruction_as_the_benchmark_items_hold_them():
+    """RealWorldQA's prompt adds nothing: its items carry the options and the answer instruction in
+    the question. A retargeted question, stripped of its instruction, is written back exactly in
+    the form of the eval look-alike's items (multiple choice, yes/no and counts)."""
+    import random
+
+    from mm_assets.sample_data.eval_sets import EVAL_SIZING
+    from mm_assets.sample_data.families.general import realworld_item
+
+    rng, kinds = random.Random(3), set()
+    for _ in range(40):
+        _, question, answer = realworld_item(rng, EVAL_SIZING)
+        kinds.add("letter" if answer in "ABCD" else "short")
+        assert eval_style_question("realworldqa", body_of(question)) == question
+    assert kinds == {"letter", "short"}
+    record = training_record(_request("realworldqa", _record()), "g0", "Is the red circle above the blue square?",
+                             "Yes", {})
+    assert record["conversations"][0]["value"] == ("<image>\nIs the red circle above the blue square?\n"
+                                                   "Please answer directly with a single word or number.")
+    assert eval_style_question("chartqa", "What is the value?") == "What is the value?"   # its prompt adds it
 
 
 CHILD = textwrap.dedent("""

@@ -223,6 +223,14 @@ STEP_OF = {"ppl_top50": "perplexity", "rephrase": "rephrase", "mining": "mining"
            "oracle": "oracle"}
 
 
+@pytest.mark.parametrize("directory", ["study", "study/extra"])
+def test_the_studys_recipes_load(directory):
+    """What `make study` and `--extra` train: a recipe that does not load would only show as an
+    error an hour into a study."""
+    recipes = load_recipes(SHIPPED / directory)
+    assert recipes and all(isinstance(r, Recipe) for r in recipes.values()), recipes
+
+
 @pytest.mark.parametrize("name", SHIPPED_NAMES)
 def test_shipped_recipes_load(name):
     r = load_recipe(SHIPPED / f"{name}.yaml")

@@ -50,6 +50,11 @@ _QA = re.compile(r"^\s*(?:Question:\s*)?(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+?)\
 _INSTRUCTION = re.compile(r"(?i)\b(answer|please|reply|respond|say ')")
 NONE_ANSWER = "This isn't in the image."
 _COUNTING = re.compile(r"(?i)\b(how many|count|number of)\b")
+# RealWorldQA's items carry their options and answer instruction in the question (its prompt adds
+# nothing), in these words
+_OPTION = re.compile(r"\s+(?=[A-D]\.\s)")
+REALWORLDQA_LETTER = "Please answer directly with only the letter of the correct option and nothing else."
+REALWORLDQA_SHORT = "Please answer directly with a single word or number."
 
 RESULT_SCHEMA = {
     "gen_id": pl.String, "subgroup": pl.String, "benchmark": pl.String, "source_sample_id": pl.String,
@@ -142,6 +147,16 @@ def question_problem(benchmark: str, question: str) -> str | None:
     return None
 
 
+def eval_style_question(benchmark: str, question: str) -> str:
+    """The question as the benchmark's own items hold it, before its prompt: for RealWorldQA the
+    options one per line and the instruction for its answer form (a letter where there are
+    options); the others' prompts add their instructions themselves."""
+    if benchmark != "realworldqa":
+        return question
+    lines = _OPTION.split(body_of(question))
+    return "\n".join([*lines, REALWORLDQA_LETTER if len(lines) > 2 else REALWORLDQA_SHORT])
+
+
 def parse_generation(raw: str) -> tuple[str, str] | None:
     m = _QA.match(raw or "")
     if m is None:
@@ -154,7 +169,7 @@ def training_record(request: GenRequest, gen_id: str, question: str, answer: str
     benchmark's own prompt format (`<image>` first), lineage under `origin`."""
     from mm_assets.evaluation.benchmarks import BENCHMARKS
 
-    prompt = BENCHMARKS[request.benchmark].doc_to_text({"question": question})
+    prompt = BENCHMARKS[request.benchmark].doc_to_text({"question": eval_style_question(request.benchmark, question)})
     human = f"{IMAGE_TOKEN}\n{prompt}"
     if human.count(IMAGE_TOKEN) != 1:
         raise ValueError(f"{gen_id}: the prompt holds {human.count(IMAGE_TOKEN)} image placeholders")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,6 +24,7 @@ from mm_assets.recipes.params import StepParams, check_model_for_backend
 from mm_assets.taxonomy import BENCHMARKS
 
 CACHE_ROOT = "mmgen_cache"
+REFERENCE_MODEL = "tiny"  # `score_with: tiny`: the reference model (perplexity's default scorer) ranks the subgroups
 DEDUP_EPS = 0.02          # generations of one subgroup whose image and text cosines average above 0.98 are near duplicates
 
 
@@ -51,7 +53,8 @@ class MmgenParams(StepParams):
     model: str | None = None
     filter: FilterParams = FilterParams()
     exclude_similarity: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.99   # as v1's decontamination
-    score_with: str | None = None        # a checkpoint in the store: scores the reference split for `weakest`
+    score_with: str | None = None        # `tiny` (the reference model) or a checkpoint in the store: scores the
+    #                                      reference split for `weakest`
 
     @field_validator("targets")
     @classmethod
@@ -66,8 +69,8 @@ class MmgenParams(StepParams):
         check_model_for_backend(self.generator, self.model, "generator")
         weakest = sorted(b for b, t in self.targets.items() if t.weakest is not None)
         if weakest and not self.score_with:
-            raise ValueError(f"`weakest` ({', '.join(weakest)}) needs `score_with`: the checkpoint whose "
-                             "reference-split scores rank the subgroups")
+            raise ValueError(f"`weakest` ({', '.join(weakest)}) needs `score_with`: `tiny` (the reference "
+                             "model) or the checkpoint whose reference-split scores rank the subgroups")
         return self
 
 
@@ -197,33 +200,41 @@ def decide(inputs: StepInputs) -> Decided:
                   "per_subgroup": per_subgroup, "generation_seconds": time.perf_counter() - started})
 
 
-def _reference_scores(inputs: StepInputs, checkpoint: str, bench: str, reference_items) -> dict[str, float]:
-    """The checkpoint's mean score per subgroup of the benchmark's reference split, with the
-    benchmark's own prompt and metric; stored by (checkpoint version, reference split version)."""
+def _reference_scores(inputs: StepInputs, scorer: str, bench: str, reference_items) -> dict[str, float]:
+    """The scorer's mean score per subgroup of the benchmark's reference split, with the
+    benchmark's own prompt and metric; stored by (model version, reference split version).
+    `scorer`: `tiny` (the reference model, as perplexity's scorer) or a checkpoint in the store."""
     import polars as pl
 
-    from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
-
-    if inputs.checkpoints is None:
-        raise ValueError("mmgen `weakest` needs the checkpoint store")
     split = inputs.pointers("reference_sets")[bench]
-    version = checkpoint_version(verify_checkpoint(inputs.checkpoints, checkpoint))
-    rel = f"mmgen_reference_scores/{version}/{split['version']}/{bench}.parquet"
     st = inputs.storage
+    if scorer == REFERENCE_MODEL:
+        from mm_assets.storage import local_dir
+
+        pointer = inputs.pointers("reference_model")
+        version, model = pointer["version"], partial(local_dir, st, pointer["root"])
+    else:
+        from mm_assets.checkpoints import checkpoint_version, verify_checkpoint
+        from mm_assets.mixing.soups import model_dir
+
+        if inputs.checkpoints is None:
+            raise ValueError("mmgen `weakest` needs the checkpoint store")
+        version = checkpoint_version(verify_checkpoint(inputs.checkpoints, scorer))
+        model = partial(model_dir, inputs.checkpoints, scorer)
+    rel = f"mmgen_reference_scores/{version}/{split['version']}/{bench}.parquet"
     if not st.exists(rel):
         from mm_assets.evaluation.backends import load_backend
         from mm_assets.evaluation.benchmarks import get as get_benchmark
         from mm_assets.evaluation.runner import evaluate
-        from mm_assets.mixing.soups import model_dir
 
-        with model_dir(inputs.checkpoints, checkpoint) as path:
+        with model() as path:
             backend = load_backend("hf", path)
             try:
                 predictions = evaluate(backend, get_benchmark(bench), st.read_parquet(split["root"]))
             finally:
                 backend.close()
         st.write_parquet(rel, predictions.select("item_id", "score"))
-        inputs.log(f"{checkpoint} scored on the {bench} reference split: {predictions['score'].mean():.3f}")
+        inputs.log(f"{scorer} scored on the {bench} reference split: {predictions['score'].mean():.3f}")
     of_bench = reference_items.filter(pl.col("benchmark") == bench).select("item_id", "subgroup")
     scored = st.read_parquet(rel).join(of_bench, on="item_id")
     return dict(scored.group_by("subgroup").agg(pl.col("score").mean()).iter_rows())
@@ -279,7 +290,8 @@ def _filter(inputs: StepInputs, step: MmgenParams, results, images: dict, duplic
 
 
 STEP = CurationStep(
-    kind="mmgen", params=MmgenParams, code_version="2",   # 2: near-duplicates by image and text, not text alone
+    kind="mmgen", params=MmgenParams, code_version="3",   # 2: near-duplicates by image and text, not text alone;
+    # 3: a RealWorldQA generation carries its options and answer instruction as the benchmark's items do
     sections=(Section("mmgen", "targeted synthesis parameters (targets, generator, filters): read by mmgen_decisions",
                       lambda p: p.model_dump(mode="json")),),
     decided_by=("mmgen",),
