@@ -11,8 +11,9 @@ import pytest
 
 from mm_assets.curated.compose import add_generated
 from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers, sample_vectors
-from mm_assets.mmgen.generate import (NONE_ANSWER, GenRequest, TemplateGenerator, answer_problem, body_of,
-                                      eval_style_question, generate_all, parse_generation, training_record)
+from mm_assets.mmgen.generate import (NONE_ANSWER, GenRequest, TemplateGenerator, answer_form, answer_forms,
+                                      answer_problem, body_of, eval_style_question, generate_all, parse_generation,
+                                      training_record)
 from mm_assets.mmgen.subgroups import assign_subgroups, describe_subgroups, pick_candidates, place_in_subgroups
 from mm_assets.storage import Storage
 from blocked_child import kill_when_blocked
@@ -135,6 +136,42 @@ def test_the_drawn_generator_writes_what_the_image_shows_that_its_record_does_no
         load_generator("drawn")
     with pytest.raises(FileNotFoundError, match="regenerate the sample data"):
         load_generator("drawn", image_content=str(tmp_path / "none.jsonl"))
+
+
+@pytest.mark.parametrize("bench,answer,form", [
+    ("realworldqa", "Yes", "yes/no"), ("realworldqa", "no.", "yes/no"), ("realworldqa", "C", "letter"),
+    ("realworldqa", "4", "number"), ("realworldqa", "Above", "text"), ("chartqa", "33.6", "number"),
+    ("chartqa", "80%", "number"), ("docvqa", "$2,122.31", "number"), ("docvqa", "Julia Baker", "text"),
+    ("pixmo_points", NONE_ANSWER, "none"), ("pixmo_points", '<points x1="1" y1="2">a</points>', "points")])
+def test_an_answers_form_is_what_kind_of_answer_it_is(bench, answer, form):
+    assert answer_form(bench, answer) == form
+
+
+def test_a_generation_answers_in_its_subgroups_form_or_is_rejected(tmp_path):
+    """A RealWorldQA subgroup of yes/no questions ("Is the square above the circle?") gets a yes/no
+    question from the candidate's record where it has one, and no "Above"/"Below" answer where it
+    has none: taught to its subgroup, that answer form scored 0 on every one of its items."""
+    assert answer_forms("realworldqa", ["No", "Yes", "No"]) == ("yes/no",)
+    assert answer_forms("chartqa", ["12"] * 9 + ["Paris"]) == ("number", "text")     # 10 % is a form of the subgroup
+    assert answer_forms("chartqa", ["12"] * 19 + ["Paris"]) == ("number",)
+    assert answer_forms("countbench", ["3"]) == answer_forms("pixmo_points", ["circle"]) == ()   # fixed by the metric
+    has_yes_no = _record(("Is the red square above or below the blue circle?", "Above"),
+                         ("Is the red square above the blue circle?\nPlease answer directly with a single word or "
+                          "number.", "Yes"), domain="general")
+    above_only = _record(("Is the red square above or below the blue circle?", "Above"), domain="general")
+
+    def request(record, forms):
+        return GenRequest("realworldqa", "realworldqa/cluster0", "realworldqa questions about above", (), b"img",
+                          "ab" * 32, record, forms)
+
+    out = TemplateGenerator().generate([request(has_yes_no, ("yes/no",)), request(has_yes_no, ())])
+    assert parse_generation(out[0]) == ("Is the red square above the blue circle?", "Yes")
+    assert parse_generation(out[1]) == ("Is the red square above or below the blue circle?", "Above")   # no forms
+    results, stats = generate_all([("s0", "r0", request(above_only, ("yes/no",))),
+                                   ("s1", "r0", request(has_yes_no, ("yes/no",)))],
+                                  TemplateGenerator(), Storage(str(tmp_path / "cache")))
+    assert results["reason"].to_list() == ["answer_form_not_the_subgroups", "valid"]
+    assert stats["rejected"] == {"answer_form_not_the_subgroups": 1}
 
 
 @pytest.mark.parametrize("bench,answer,problem", [

@@ -42,14 +42,15 @@ from mm_assets.storage import Storage
 
 IMAGE_TOKEN = "<image>"
 PROMPT_VERSION = "mmgen-targeted-qa.v1"
-TEMPLATE_VERSION = "mmgen-template-retarget.v2"   # bump with any change to what it writes (cache key)
-DRAWN_VERSION = "mmgen-drawn-content.v1"          # likewise
+TEMPLATE_VERSION = "mmgen-template-retarget.v3"   # bump with any change to what it writes (cache key)
+DRAWN_VERSION = "mmgen-drawn-content.v2"          # likewise
 MAX_QUESTION_CHARS = 300
 MAX_SHORT_ANSWER_WORDS = {"chartqa": 3, "docvqa": 6, "realworldqa": 3}
 _QA = re.compile(r"^\s*(?:Question:\s*)?(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+?)\s*$", re.S)
 _INSTRUCTION = re.compile(r"(?i)\b(answer|please|reply|respond|say ')")
 NONE_ANSWER = "This isn't in the image."
 _COUNTING = re.compile(r"(?i)\b(how many|count|number of)\b")
+_NUMBER = re.compile(r"[-+$]?\d*\.?\d+%?")
 # RealWorldQA's items carry their options and answer instruction in the question (its prompt adds
 # nothing), in these words
 _OPTION = re.compile(r"\s+(?=[A-D]\.\s)")
@@ -73,13 +74,17 @@ class GenRequest:
     image: bytes
     image_sha256: str
     record: dict                               # the candidate's training record (conversations)
+    answer_forms: tuple[str, ...] = ()         # the forms of the subgroup's reference answers (`answer_form`)
 
     def key_text(self, uses_record: bool) -> str:
-        """What the cache keys the output by (with the model and prompt version as namespace)."""
+        """What the cache keys the output by (with the model and prompt version as namespace). A
+        generator that picks from the record also picks by the subgroup's answer forms; a VLM's
+        prompt does not show them (they only validate its output)."""
         what = {"image": self.image_sha256, "subgroup": self.subgroup, "description": self.description,
                 "examples": self.examples}
         if uses_record:
             what["conversations"] = self.record.get("conversations")
+            what["answer_forms"] = self.answer_forms
         return json.dumps(what, sort_keys=True, ensure_ascii=False)
 
 
@@ -129,6 +134,45 @@ def answer_problem(benchmark: str, answer: str) -> str | None:
         return "answer_too_long"
     if benchmark == "chartqa" and relaxed_accuracy(a, [a]) != 1.0:
         return "answer_not_scored"
+    return None
+
+
+def answer_form(benchmark: str, answer: str) -> str:
+    """What kind of answer this is: `yes/no`, `letter` (a multiple-choice option), `number`,
+    `points`, `none` (PixMo's "This isn't in the image.") or `text`. A subgroup's reference answers
+    have a few of these forms; a generation in another one teaches the subgroup's questions the
+    wrong kind of answer ("Above" to "Is the square above the circle?")."""
+    if benchmark == "pixmo_points":
+        return "none" if answer.strip() == NONE_ANSWER else "points"
+    if benchmark == "countbench":
+        return "number"
+    a = answer.strip().rstrip(".").lower()
+    if a in ("yes", "no"):
+        return "yes/no"
+    if re.fullmatch(r"[a-d]", a):
+        return "letter"
+    if _NUMBER.fullmatch(a.replace(",", "")):
+        return "number"
+    return "text"
+
+
+def answer_forms(benchmark: str, answers, min_share: float = 0.1) -> tuple[str, ...]:
+    """The forms of at least `min_share` of a subgroup's reference answers, sorted; none (no
+    constraint) for CountBench and PixMo-Points, whose answer form `answer_problem` fixes (and
+    whose reference split holds PixMo's labels, not its points)."""
+    from collections import Counter
+
+    if benchmark in ("countbench", "pixmo_points"):
+        return ()
+
+    counts = Counter(answer_form(benchmark, a) for a in answers)
+    total = sum(counts.values())
+    return tuple(sorted(f for f, n in counts.items() if n >= min_share * total))
+
+
+def form_problem(request: GenRequest, answer: str) -> str | None:
+    if request.answer_forms and answer_form(request.benchmark, answer) not in request.answer_forms:
+        return "answer_form_not_the_subgroups"
     return None
 
 
@@ -200,8 +244,8 @@ def _record_pairs(record: dict) -> list[tuple[str, str]]:
 
 def _best_pair(request: GenRequest, pairs, prefer=lambda body: 0) -> str:
     """The pair whose answer the benchmark's metric accepts and whose question is nearest the
-    subgroup's description (first `prefer`, then word overlap, then order), in the `Question:` /
-    `Answer:` form; "" when none fits."""
+    subgroup (first an answer in one of the subgroup's forms, then `prefer`, then word overlap with
+    its description, then order), in the `Question:` / `Answer:` form; "" when none fits."""
     best = None
     for k, (q, a) in enumerate(pairs):
         body = body_of(q)
@@ -212,7 +256,7 @@ def _best_pair(request: GenRequest, pairs, prefer=lambda body: 0) -> str:
             a = a.strip() if "<point" in a else (NONE_ANSWER if "isn't" in a or "not in" in a else a)
         if answer_problem(request.benchmark, a) or question_problem(request.benchmark, body):
             continue
-        score = (prefer(body), _overlap(body, request.description), -k)
+        score = (form_problem(request, a) is None, prefer(body), _overlap(body, request.description), -k)
         if best is None or score > best[0]:
             best = (score, body, a.strip())
     return "" if best is None else f"Question: {best[1]}\nAnswer: {best[2]}"
@@ -367,7 +411,8 @@ def generate_all(requests: Sequence[tuple[str, str, GenRequest]], generator: Gen
             question = answer = record = None
         else:
             question, answer = parsed
-            reason = question_problem(req.benchmark, question) or answer_problem(req.benchmark, answer)
+            reason = (question_problem(req.benchmark, question) or answer_problem(req.benchmark, answer)
+                      or form_problem(req, answer))
             record = None
             if reason is None:
                 record = json.dumps(training_record(req, gid, question, answer, {

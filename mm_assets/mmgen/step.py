@@ -110,7 +110,7 @@ def decide(inputs: StepInputs) -> Decided:
 
     from mm_assets.metadata import content_digest
     from mm_assets.mmgen.filters import duplicates_within_groups, perplexity_outliers, sample_vectors
-    from mm_assets.mmgen.generate import GenRequest, generate_all, load_generator
+    from mm_assets.mmgen.generate import GenRequest, answer_forms, generate_all, load_generator
     from mm_assets.mmgen.subgroups import pick_candidates
     from mm_assets.storage import parquet_bytes
 
@@ -146,6 +146,8 @@ def decide(inputs: StepInputs) -> Decided:
     cands = pick_candidates(neighbours, items, dict(targets), excluded)
     sources = _sources(st, inputs.pointers("raw_shards"), set(cands["sample_id"].to_list()))
     described = {r["subgroup"]: r for r in subgroups.iter_rows(named=True)}
+    forms = {sub: answer_forms(bench, [(a or [""])[0] for a in part["answers"].to_list()])
+             for (bench, sub), part in items.group_by("benchmark", "subgroup")}
     requests = []
     for r in cands.iter_rows(named=True):
         record, image = sources[r["sample_id"]]
@@ -155,7 +157,7 @@ def decide(inputs: StepInputs) -> Decided:
         shots = tuple((e["question"], e["answer"]) for e in json.loads(d["examples"]))
         requests.append((r["sample_id"], r["reference_item_id"],
                          GenRequest(r["benchmark"], r["subgroup"], d["description"], shots, image,
-                                    record["image"]["sha256"], record)))
+                                    record["image"]["sha256"], record, forms.get(r["subgroup"], ()))))
     generator = load_generator(step.generator, step.model, image_content=inputs.image_content)
     try:
         params_hash = content_digest([STEP.params_hash(step), generator.model_id, generator.prompt_version])[:12]
@@ -291,7 +293,8 @@ def _filter(inputs: StepInputs, step: MmgenParams, results, images: dict, duplic
 
 STEP = CurationStep(
     kind="mmgen", params=MmgenParams, code_version="3",   # 2: near-duplicates by image and text, not text alone;
-    # 3: a RealWorldQA generation carries its options and answer instruction as the benchmark's items do
+    # 3: a RealWorldQA generation carries its options and answer instruction as the benchmark's items
+    # do; generations answer in the forms of their subgroup's reference answers
     sections=(Section("mmgen", "targeted synthesis parameters (targets, generator, filters): read by mmgen_decisions",
                       lambda p: p.model_dump(mode="json")),),
     decided_by=("mmgen",),
