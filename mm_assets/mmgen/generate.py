@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -160,8 +161,6 @@ def answer_forms(benchmark: str, answers, min_share: float = 0.1) -> tuple[str, 
     """The forms of at least `min_share` of a subgroup's reference answers, sorted; none (no
     constraint) for CountBench and PixMo-Points, whose answer form `answer_problem` fixes (and
     whose reference split holds PixMo's labels, not its points)."""
-    from collections import Counter
-
     if benchmark in ("countbench", "pixmo_points"):
         return ()
 
@@ -377,8 +376,6 @@ def generate_all(requests: Sequence[tuple[str, str, GenRequest]], generator: Gen
     """Generate for `requests` (``(source_sample_id, reference_item_id, request)``), reading and
     appending the cache one batch at a time (a killed run resumes with the rest), then parse and
     validate every output. Returns one `RESULT_SCHEMA` row per request and counts."""
-    from collections import Counter
-
     from mm_assets.rephrase.cache import RephraseCache, text_key
 
     if batch_size < 1:

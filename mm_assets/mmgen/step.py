@@ -20,11 +20,11 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mm_assets.curation_step import CurationStep, Decided, Section, StepInputs
+from mm_assets.perplexity.step import REFERENCE_MODEL   # `score_with: tiny`: the reference model ranks the subgroups
 from mm_assets.recipes.params import StepParams, check_model_for_backend
 from mm_assets.taxonomy import BENCHMARKS
 
 CACHE_ROOT = "mmgen_cache"
-REFERENCE_MODEL = "tiny"  # `score_with: tiny`: the reference model (perplexity's default scorer) ranks the subgroups
 DEDUP_EPS = 0.02          # generations of one subgroup whose image and text cosines average above 0.98 are near duplicates
 
 

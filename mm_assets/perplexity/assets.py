@@ -16,6 +16,7 @@ from mm_assets.embeddings.by_shard import load_embedder_from_pointer, shard_uris
 from mm_assets.metadata import content_digest
 from mm_assets.partitions import domain_partitions
 from mm_assets.perplexity.by_shard import ScorerLocation, ScoreShardTask, concat_shard_scores, score_shard
+from mm_assets.perplexity.step import REFERENCE_MODEL
 from mm_assets.recipes.assets import section_key
 from mm_assets.scratch import scratch_dir
 from mm_assets.shard_map import map_shards
@@ -28,7 +29,7 @@ from resources.recipes import RecipesResource
 from resources.storage import StorageResource
 
 PERPLEXITY_CODE_VERSION = "2"     # 2: scored shard by shard (packing no longer spans shards)
-DEFAULT_SCORER = "tiny"
+DEFAULT_SCORER = REFERENCE_MODEL
 
 
 @dg.asset(group_name="curation_steps", code_version=PERPLEXITY_CODE_VERSION, kinds={"webdataset"},

@@ -10,12 +10,13 @@ from mm_assets.recipes.params import FractionOrAll, StepParams
 from pydantic import model_validator
 
 CANARY_CURVE = (0.1, 0.2, 0.3, 0.5)
+REFERENCE_MODEL = "tiny"   # the scorer name of the reference model trained on the trusted pool
 
 
 class PerplexityParams(StepParams):
     keep_fraction: FractionOrAll | None = None
     slice: Literal["low", "mid", "high"] | None = None
-    scorer: str = "tiny"        # "tiny": the reference model trained on the trusted pool; or a checkpoint
+    scorer: str = REFERENCE_MODEL   # the reference model trained on the trusted pool; or a checkpoint
     by_domain: bool = False     # apply the threshold within each domain (keeps the domain mix)
 
     @model_validator(mode="after")
